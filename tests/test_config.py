@@ -1,0 +1,116 @@
+"""Unit tests for threadhost.config (TOML + pydantic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from threadhost.config import ConfigError, ServeConfig, load_config
+
+pytestmark = pytest.mark.timeout(10)
+
+FULL = """\
+adapter = "examples.mylib_adapter:MyLibAdapter"
+endpoint = "tcp://127.0.0.1:5555"
+policy = "idle=10s | stale=5m | cron=0 3 * * *"
+call_timeout = "30s"
+log_level = "info"
+
+[policies]
+readConfig = "idle=10s | stale=5m | file=/etc/mylib.conf"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "serve.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_full_config(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, FULL))
+    assert cfg == ServeConfig(
+        adapter="examples.mylib_adapter:MyLibAdapter",
+        endpoint="tcp://127.0.0.1:5555",
+        policy="idle=10s | stale=5m | cron=0 3 * * *",
+        policies={"readConfig": "idle=10s | stale=5m | file=/etc/mylib.conf"},
+        call_timeout="30s",
+        log_level="INFO",
+    )
+    assert cfg.call_timeout_seconds == 30.0
+
+
+def test_empty_config_is_all_defaults(tmp_path: Path) -> None:
+    cfg = load_config(str(write(tmp_path, "")))
+    assert cfg.adapter is None and cfg.policy is None and cfg.policies == {}
+    assert cfg.call_timeout_seconds is None
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, 'policy = "manual"\n'))
+    with pytest.raises(pydantic.ValidationError):
+        cfg.policy = "idle=1s"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('polcy = "idle=10s"\n', "unknown key 'polcy'"),
+        ("[server]\nport = 1\n", "unknown key 'server'"),
+        ('policy = "idel=10s"\n', "policy: bad policy term 'idel=10s': unknown key 'idel'"),
+        ('policy = "idle=ten"\n', "policy: bad duration 'ten' in 'idle=ten'"),
+        ('policy = ""\n', "policy: empty policy spec"),
+        ("policy = 10\n", "policy: Input should be a valid string"),
+        (
+            '[policies]\nreadConfig = "cron=0 3 * *"\n',
+            "policies: readConfig: bad cron expression '0 3 * *'",
+        ),
+        ('policies = "idle=1s"\n', "policies: Input should be a valid dictionary"),
+        ('adapter = "my lib"\n', "adapter: expected MODULE[:CLASS], got 'my lib'"),
+        ('adapter = "mod:Cls:x"\n', "adapter: expected MODULE[:CLASS]"),
+        ('endpoint = " "\n', "endpoint: must not be empty"),
+        ('call_timeout = "soon"\n', "call_timeout: bad duration 'soon'"),
+        ('call_timeout = "0s"\n', "call_timeout: bad duration '0s': must be greater than 0"),
+        ('log_level = "loud"\n', "log_level: expected one of debug, info"),
+        ('polcy = 1\npolicy = "x=1"\n', "(and 1 more error)"),
+    ],
+)
+def test_bad_config_one_line_naming_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    line = str(info.value)
+    assert line.startswith(f"config {path}: ")
+    assert message in line
+    assert "\n" not in line
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match=r"^config .*nope\.toml: file not found$"):
+        load_config(path)
+
+
+def test_directory_is_not_a_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path)
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, 'policy = "idle=10s"\nendpoint =\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"config {path}: invalid TOML: ")
+    assert "line 2" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_config_error_is_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "error", "critical"])
+def test_log_levels_normalised(level: str) -> None:
+    assert ServeConfig(log_level=level).log_level == level.upper()

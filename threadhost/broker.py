@@ -1,0 +1,339 @@
+"""The broker: the I/O shell around :class:`threadhost.gate.Gate`.
+
+Theory of operation
+-------------------
+One thread, one ``zmq.Poller``, no callbacks. Each turn of the loop is
+**poll → decode → gate → act**:
+
+* the *front end* is a ROUTER bound to the public endpoint (default
+  ``tcp://127.0.0.1:6000``); any number of DEALER (or REQ) clients connect to it;
+* the *back end* is a ROUTER bound to a private ``ipc://`` endpoint in a fresh 0700
+  directory; hosts connect to it with two DEALERs each (``ID`` for calls, ``ID/hb`` for
+  heartbeats), so more than one host can attach;
+* a self-pipe (``signal.set_wakeup_fd``) wakes the poll at once on SIGINT, SIGTERM and
+  SIGCHLD, so shutdown and host deaths are seen without polling delays.
+
+Every ready message is drained per wake-up. All decisions are the gate's; this module
+only decodes frames, feeds the gate with ``time.monotonic()``, and carries out the
+actions it returns: send (never blocking: ROUTER_MANDATORY + NOBLOCK, a vanished peer is
+dropped), start a host process (``python -m threadhost.host``), kill one, log, stop.
+A malformed client message is answered with a typed ``protocol`` error; a malformed host
+message is logged and dropped. Nothing a peer sends can raise out of the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from threadhost.errors import ProtocolError, ThreadhostError
+from threadhost.gate import (
+    Action,
+    Gate,
+    GateConfig,
+    KillHost,
+    Log,
+    StartHost,
+    Stopped,
+    ToClient,
+    ToHost,
+)
+from threadhost.policy import Policy, parse_policy
+from threadhost.protocol import DEFAULT_MAX_SIZE, decode, encode, error_reply
+
+__all__ = ["DEFAULT_ENDPOINT", "Broker", "BrokerError"]
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:6000"
+
+log = logging.getLogger("threadhost.broker")
+
+
+class BrokerError(ThreadhostError):
+    """Raised when the broker cannot start (endpoint in use, bad endpoint...)."""
+
+    code = "broker"
+
+
+@dataclass
+class _Proc:
+    host_id: str
+    popen: subprocess.Popen[bytes]
+
+
+class Broker:
+    """Serve adapter ``target`` on ``endpoint`` until stopped. See the module docstring."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        config: GateConfig | None = None,
+        make_policy: Callable[[str], Policy] = parse_policy,
+        max_size: int = DEFAULT_MAX_SIZE,
+        heartbeat_interval: float = 0.5,
+        log_level: str = "INFO",
+        host_env: dict[str, str] | None = None,
+    ) -> None:
+        self.target = target
+        self.endpoint = endpoint
+        self.config = config or GateConfig()
+        self.make_policy = make_policy
+        self.max_size = max_size
+        self.heartbeat_interval = heartbeat_interval
+        self.log_level = log_level
+        self.host_env = host_env
+        self.procs: dict[str, _Proc] = {}
+        self._signals: list[int] = []
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._tmpdir: str | None = None
+        self.bound_endpoint: str | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _bind(self) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes], str]:
+        ctx = self._ctx = zmq.Context()
+        front = ctx.socket(zmq.ROUTER)
+        back = ctx.socket(zmq.ROUTER)
+        for s in (front, back):
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        front.setsockopt(zmq.SNDHWM, 10_000)
+        front.setsockopt(zmq.RCVHWM, 10_000)
+        try:
+            front.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            front.close()
+            back.close()
+            raise BrokerError(f"cannot listen on {self.endpoint}: {exc.strerror}") from None
+        self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._tmpdir = tempfile.mkdtemp(prefix="threadhost-")
+        os.chmod(self._tmpdir, 0o700)
+        backend = f"ipc://{self._tmpdir}/hosts.sock"
+        back.bind(backend)
+        return front, back, backend
+
+    def _start_host(self, host_id: str, backend: str) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "threadhost.host",
+            self.target,
+            "--connect",
+            backend,
+            "--host-id",
+            host_id,
+            "--heartbeat",
+            str(self.heartbeat_interval),
+            "--max-size",
+            str(self.max_size),
+            "--log-level",
+            self.log_level,
+        ]
+        env = dict(os.environ if self.host_env is None else self.host_env)
+        # the adapter module must import in the host as it does here (cwd and sys.path)
+        paths = [os.getcwd(), *(p for p in sys.path if p)]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
+        self.procs[host_id] = _Proc(host_id, popen)
+        log.info("started host %s (pid %d)", host_id, popen.pid)
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self, on_ready: Callable[[str], None] | None = None) -> int:
+        """Serve until stopped; returns the process exit code. ``on_ready`` is called with
+        the bound endpoint once sockets are listening."""
+        front, back, backend = self._bind()
+        rsock, wsock = socket.socketpair()
+        rsock.setblocking(False)
+        wsock.setblocking(False)
+        old_fd = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+        old_handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
+        }
+        poller = zmq.Poller()
+        poller.register(front, zmq.POLLIN)
+        poller.register(back, zmq.POLLIN)
+        poller.register(rsock, zmq.POLLIN)
+        now = time.monotonic()
+        gate = Gate(self.config, self.make_policy, now)
+        exit_code: int | None = None
+        stop_signals = 0
+        log.info("listening on %s, serving %s", self.bound_endpoint, self.target)
+        if on_ready is not None:
+            on_ready(self.bound_endpoint or self.endpoint)
+        try:
+            exit_code = self._act(gate.start(now), front, back, backend)
+            while exit_code is None:
+                now = time.monotonic()
+                timeout_ms = max(0, int((gate.next_wakeup(now) - now) * 1000) + 1)
+                events = dict(poller.poll(timeout_ms))
+                if rsock.fileno() in events or rsock in events:
+                    with contextlib.suppress(BlockingIOError):
+                        rsock.recv(4096)
+                    signals, self._signals = self._signals, []
+                    for sig in signals:
+                        if sig == signal.SIGCHLD:
+                            continue
+                        stop_signals += 1
+                        name = signal.Signals(sig).name
+                        now = time.monotonic()
+                        if stop_signals == 1:
+                            acts = gate.shutdown(now, f"{name} received")
+                        else:
+                            acts = gate.force_stop(now, f"second signal ({name}): forced stop")
+                        exit_code = self._act(acts, front, back, backend)
+                    exit_code = self._reap(gate, front, back, backend) or exit_code
+                if front in events:
+                    exit_code = self._drain_front(gate, front, back, backend) or exit_code
+                if back in events:
+                    exit_code = self._drain_back(gate, front, back, backend) or exit_code
+                if exit_code is None:
+                    exit_code = self._act(gate.tick(time.monotonic()), front, back, backend)
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            self._cleanup(front, back)
+            rsock.close()
+            wsock.close()
+        return exit_code
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)
+
+    def _drain_front(
+        self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
+    ) -> int | None:
+        max_size = self.max_size
+        while True:
+            try:
+                frames = front.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return None
+            if len(frames) > 1 and frames[1] == b"":  # REQ-style envelope
+                route: tuple[bytes, ...] = (frames[0], b"")
+                payload = frames[2:]
+            else:
+                route = (frames[0],)
+                payload = frames[1:]
+            now = time.monotonic()
+            try:
+                msg = decode(payload, max_size=max_size)
+            except ProtocolError as exc:
+                gate.counters["protocol_errors"] += 1
+                self._send(front, route, error_reply(exc.request_id, exc))
+                continue
+            code = self._act(gate.client_message(now, route, msg), front, back, backend)
+            if code is not None:
+                return code
+
+    def _drain_back(
+        self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
+    ) -> int | None:
+        max_size = self.max_size
+        while True:
+            try:
+                frames = back.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return None
+            ident = frames[0].decode("utf-8", "replace")
+            host_id = ident[:-3] if ident.endswith("/hb") else ident
+            try:
+                msg = decode(frames[1:], max_size=max_size)
+            except ProtocolError as exc:
+                gate.counters["protocol_errors"] += 1
+                log.warning("dropped a bad message from host %s: %s", host_id, exc)
+                continue
+            code = self._act(gate.host_message(time.monotonic(), host_id, msg), front, back,
+                             backend)
+            if code is not None:
+                return code
+
+    def _reap(
+        self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
+    ) -> int | None:
+        for host_id, proc in list(self.procs.items()):
+            rc = proc.popen.poll()
+            if rc is None:
+                continue
+            del self.procs[host_id]
+            how = f"killed by signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+            log.info("host %s (pid %d) ended: %s", host_id, proc.popen.pid, how)
+            code = self._act(gate.host_exited(time.monotonic(), host_id, how), front, back,
+                             backend)
+            if code is not None:
+                return code
+        return None
+
+    def _send(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
+        try:
+            sock.send_multipart([*route, *encode(msg)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full (EAGAIN)
+            log.debug("dropped a message to a vanished peer: %s", exc)
+        except Exception as exc:  # an unencodable value must not kill the broker
+            log.error("could not encode %s: %s", type(msg).__name__, exc)
+
+    def _act(
+        self,
+        actions: list[Action],
+        front: zmq.Socket[bytes],
+        back: zmq.Socket[bytes],
+        backend: str,
+    ) -> int | None:
+        exit_code: int | None = None
+        for action in actions:
+            if type(action) is ToHost:
+                self._send(back, (action.host_id.encode(),), action.message)
+            elif type(action) is ToClient:
+                self._send(front, action.route, action.message)
+            elif type(action) is StartHost:
+                log.info("starting host %s: %s", action.host_id, action.reason)
+                try:
+                    self._start_host(action.host_id, backend)
+                except OSError as exc:
+                    log.error("cannot start host: %s", exc)
+                    exit_code = 1
+            elif type(action) is KillHost:
+                proc = self.procs.get(action.host_id)
+                log.warning("killing host %s: %s", action.host_id, action.reason)
+                if proc is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.popen.kill()
+            elif type(action) is Log:
+                getattr(log, action.level, log.info)("%s", action.text)
+            elif type(action) is Stopped:
+                log.info("stopped: %s", action.reason)
+                exit_code = action.exit_code
+        return exit_code
+
+    def _cleanup(self, front: zmq.Socket[bytes], back: zmq.Socket[bytes]) -> None:
+        for proc in self.procs.values():
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.popen.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(5)
+        self.procs.clear()
+        front.close(linger=0)
+        back.close(linger=0)
+        if self._ctx is not None:
+            self._ctx.term()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)

@@ -1,0 +1,198 @@
+"""The ``threadhost`` command line (also ``python -m threadhost``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from threadhost.broker import DEFAULT_ENDPOINT, Broker, BrokerError
+from threadhost.errors import ThreadhostError
+from threadhost.gate import GateConfig
+from threadhost.policy import PolicyError, check_policy, parse_duration
+
+__all__ = ["main"]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"threadhost: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def preflight(target: str) -> dict[str, Any]:
+    """Load the adapter in a throw-away process (never in the broker's own process) and
+    return its description, or exit with the loader's one-line error."""
+    env = dict(os.environ)
+    paths = [os.getcwd(), *(p for p in sys.path if p)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    proc = subprocess.run(
+        [sys.executable, "-m", "threadhost.host", "--describe", target],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        _fail(lines[-1] if lines else f"cannot load adapter {target!r}")
+    description: dict[str, Any] = json.loads(proc.stdout)
+    return description
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="threadhost")
+def main() -> None:
+    """threadhost: host a thread-hostile, slow, crash-prone library behind a busy-aware broker."""
+
+
+@main.command()
+@click.argument("target", required=False)
+@click.option("--endpoint", default=None, help=f"client endpoint [default: {DEFAULT_ENDPOINT}]")
+@click.option("--policy", default=None, help='maintenance policy, e.g. "idle=10s | stale=5m"')
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML file with serve settings (command-line options win)")
+@click.option("--heartbeat-timeout", callback=_duration, default=None,
+              help="declare a silent host dead after this long [default: 3s]")
+@click.option("--fast-call-limit", callback=_duration, default=None,
+              help="kill and restart a host whose fast call runs longer [default: 60s]")
+@click.option("--restart-limit", type=int, default=None,
+              help="host restarts allowed within --restart-window [default: 5]")
+@click.option("--restart-window", callback=_duration, default=None,
+              help="window for --restart-limit [default: 60s]")
+@click.option("--log-level", default=None,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def serve(
+    target: str | None,
+    endpoint: str | None,
+    policy: str | None,
+    config_file: str | None,
+    heartbeat_timeout: float | None,
+    fast_call_limit: float | None,
+    restart_limit: int | None,
+    restart_window: float | None,
+    log_level: str | None,
+) -> None:
+    """Serve adapter TARGET (MODULE or MODULE:CLASS) until Ctrl-C or SIGTERM."""
+    policies: dict[str, str] = {}
+    if config_file is not None:
+        from threadhost.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(config_file)
+        except ConfigError as exc:
+            _fail(str(exc))
+        target = target or cfg.adapter
+        endpoint = endpoint or cfg.endpoint
+        policy = policy or cfg.policy
+        policies = dict(cfg.policies)
+        log_level = log_level or cfg.log_level
+    if not target:
+        _fail("no adapter given: threadhost serve MODULE[:CLASS]")
+    if policy is not None:
+        try:
+            check_policy(policy)
+        except PolicyError as exc:
+            _fail(str(exc))
+    description = preflight(target)
+    if policy is None:
+        default = description.get("default_policy")
+        if default:
+            try:
+                check_policy(default)
+            except PolicyError as exc:
+                _fail(f"{description.get('adapter')}.default_policy: {exc}")
+    level = (log_level or "INFO").upper()
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s threadhost[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    base = GateConfig()
+    config = GateConfig(
+        policy=policy,
+        policies=policies,
+        heartbeat_timeout=heartbeat_timeout or base.heartbeat_timeout,
+        fast_call_limit=fast_call_limit or base.fast_call_limit,
+        restart_limit=restart_limit if restart_limit is not None else base.restart_limit,
+        restart_window=restart_window or base.restart_window,
+    )
+    broker = Broker(target, endpoint=endpoint or DEFAULT_ENDPOINT, config=config,
+                    log_level=level)
+    try:
+        code = broker.run()
+    except BrokerError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("endpoint", default=DEFAULT_ENDPOINT)
+@click.option("--call", "method", default=None, help="slow call to run [default: the first]")
+@click.option("--timeout", callback=_duration, default="5s", help="answer timeout [default: 5s]")
+def maintain(endpoint: str, method: str | None, timeout: float) -> None:
+    """Ask the service at ENDPOINT to run its slow call now (exit 0 if it started)."""
+    from threadhost.client import Client
+
+    with Client(endpoint, timeout) as client:
+        try:
+            reply = client.maintain(method)
+        except ThreadhostError as exc:
+            _fail(str(exc), 1)
+    click.echo(("started: " if reply.started else "not started: ") + reply.reason)
+    sys.exit(0 if reply.started else 1)
+
+
+def _format_status(st: dict[str, Any]) -> str:
+    lines = [f"state:        {st.get('state')}"]
+    m = st.get("maintenance")
+    if m:
+        exp = m.get("expected")
+        lines.append(
+            f"maintaining:  {m['call']} ({m['reason']}) for {m['elapsed']:.1f}s"
+            + (f", expected {exp:.1f}s" if exp is not None else "")
+        )
+    lines += [
+        f"adapter:      {st.get('adapter')}",
+        f"host pid:     {st.get('host_pid')}",
+        f"generation:   {st.get('generation')}",
+        f"restarts:     {st.get('restart_count')}"
+        + (f" (last: {st['last_restart_reason']})" if st.get("last_restart_reason") else ""),
+    ]
+    if st.get("failed_reason"):
+        lines.append(f"failed:       {st['failed_reason']}")
+    counters = st.get("counters", {})
+    lines.append("counters:     " + ", ".join(f"{k}={v}" for k, v in counters.items()))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("endpoint", default=DEFAULT_ENDPOINT)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--timeout", callback=_duration, default="5s", help="answer timeout [default: 5s]")
+def status(endpoint: str, as_json: bool, timeout: float) -> None:
+    """Show the state of the service at ENDPOINT."""
+    from threadhost.client import Client
+
+    with Client(endpoint, timeout) as client:
+        try:
+            st = client.status()
+        except ThreadhostError as exc:
+            _fail(str(exc), 1)
+    click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else _format_status(st))

@@ -1,0 +1,420 @@
+"""Clients: ``threadhost.connect(endpoint)`` and its asyncio twin.
+
+Both speak through one sans-IO core (:class:`RequestCore`): it numbers requests, builds the
+frames, and turns a reply into a value or a typed exception, discarding any reply whose id
+is not the one awaited (a late answer to an earlier, timed-out call is never taken for this
+call's answer). The sync :class:`Client` adds a DEALER socket guarded by a lock (one socket,
+one request at a time, safe to share between threads); :class:`AsyncClient` adds a
+``zmq.asyncio`` socket and can pipeline many calls.
+
+Every call returns or raises within its timeout. Sockets use ``IMMEDIATE`` (requests are
+never queued for a broker that is not connected, so a restarted broker never receives a
+stale request) and ``LINGER=0``; ZeroMQ reconnects by itself, so a client survives a broker
+restart on the same endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from threadhost.errors import (
+    CallTimeoutError,
+    ProtocolError,
+    ThreadhostError,
+)
+from threadhost.protocol import (
+    DEFAULT_MAX_SIZE,
+    Call,
+    Describe,
+    Description,
+    ErrorReply,
+    Maintain,
+    MaintainReply,
+    Ping,
+    Pong,
+    Result,
+    Status,
+    StatusReply,
+    decode,
+    encode,
+    exception_from_error,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "connect"]
+
+DEFAULT_TIMEOUT = 10.0
+_RECONNECT_IVL_MS = 100
+_RECONNECT_IVL_MAX_MS = 1000
+
+
+class RequestCore:
+    """Sans-IO request/reply bookkeeping shared by the sync and async clients."""
+
+    def __init__(self, fingerprint: str | None = None, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self.fingerprint = fingerprint
+        self.max_size = max_size
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def call_frames(
+        self, rid: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> list[bytes]:
+        return encode(
+            Call(id=rid, method=method, args=list(args), kwargs=kwargs, timeout=timeout,
+                 fingerprint=self.fingerprint)
+        )
+
+    def parse(self, frames: list[bytes]) -> Any:
+        """Decode a reply; raise ProtocolError for garbage."""
+        return decode(frames, max_size=self.max_size)
+
+    @staticmethod
+    def reply_id(msg: Any) -> int | None:
+        return getattr(msg, "id", None)
+
+    @staticmethod
+    def outcome(msg: Any) -> Any:
+        """The value carried by a reply, or raise the typed error it carries."""
+        if type(msg) is Result:
+            return msg.value
+        if type(msg) is ErrorReply:
+            raise exception_from_error(msg)
+        return msg
+
+
+def _configure(sock: zmq.Socket[Any]) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
+
+
+class _Method:
+    __slots__ = ("_client", "_name")
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client.call(self._name, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<threadhost remote call {self._name!r}>"
+
+
+class Client:
+    """A synchronous threadhost client. Thread-safe; use as a context manager.
+
+    ``lib.calc(5)`` and ``lib.call("calc", 5)`` are the same call. ``timeout`` (seconds) bounds
+    every call; ``fingerprint`` (set by generated proxies) makes the service refuse the call
+    with :class:`~threadhost.FingerprintMismatchError` if it serves another adapter schema.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        fingerprint: str | None = None,
+        context: zmq.Context[Any] | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._core = RequestCore(fingerprint, max_size)
+        self._ctx = context or zmq.Context.instance()
+        self._lock = threading.Lock()
+        self._sock: zmq.Socket[Any] | None = self._ctx.socket(zmq.DEALER)
+        _configure(self._sock)
+        self._sock.connect(endpoint)
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` with the client's default timeout."""
+        return self.request(method, args, kwargs)
+
+    def request(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``method`` with explicit ``args``/``kwargs`` and an optional per-call timeout."""
+        t = self.timeout if timeout is None else timeout
+        core = self._core
+        with self._lock:
+            rid = core.next_id()
+            frames = core.call_frames(rid, method, tuple(args), kwargs or {}, t)
+            return core.outcome(self._roundtrip(rid, frames, t, method))
+
+    def _roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
+        sock = self._sock
+        if sock is None:
+            raise ThreadhostError("client is closed")
+        deadline = time.monotonic() + timeout
+        while True:  # send; IMMEDIATE makes this fail while no broker is connected
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1, zmq.POLLOUT):
+                    raise CallTimeoutError(
+                        f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
+                    ) from None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                raise CallTimeoutError(
+                    f"{what}: no answer from {self.endpoint} within {timeout:g}s"
+                )
+            reply = sock.recv_multipart(zmq.NOBLOCK)
+            try:
+                msg = self._core.parse(reply)
+            except ProtocolError as exc:
+                if exc.request_id in (None, rid):
+                    raise
+                continue
+            if RequestCore.reply_id(msg) == rid:
+                return msg
+            if type(msg) is ErrorReply and msg.id is None:
+                raise exception_from_error(msg)
+            # else: a late reply to an earlier call that timed out; drop it
+
+    def _control(self, make: Callable[[int], Any], timeout: float | None) -> Any:
+        t = self.timeout if timeout is None else timeout
+        with self._lock:
+            rid = self._core.next_id()
+            return RequestCore.outcome(self._roundtrip(rid, encode(make(rid)), t,
+                                                       type(make(0)).__name__.lower()))
+
+    def describe(self, timeout: float | None = None) -> dict[str, Any]:
+        """The served adapter's description (calls, signatures, fingerprint)."""
+        msg: Description = self._control(lambda i: Describe(id=i), timeout)
+        return {**msg.adapter, "fingerprint": msg.fingerprint}
+
+    def fingerprint(self, timeout: float | None = None) -> str:
+        """The served adapter's schema fingerprint."""
+        msg: Description = self._control(lambda i: Describe(id=i), timeout)
+        return msg.fingerprint
+
+    def maintain(self, method: str | None = None, timeout: float | None = None) -> MaintainReply:
+        """Ask the broker to run a slow call now; the reply says whether it started."""
+        reply: MaintainReply = self._control(lambda i: Maintain(id=i, method=method), timeout)
+        return reply
+
+    def status(self, timeout: float | None = None) -> dict[str, Any]:
+        """The service status (state, host pid, generation, counters...)."""
+        reply: StatusReply = self._control(lambda i: Status(id=i), timeout)
+        return reply.status
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Round-trip time to the broker in seconds."""
+        t0 = time.perf_counter()
+        reply = self._control(lambda i: Ping(id=i), timeout)
+        assert isinstance(reply, Pong)
+        return time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Method(self, name)
+
+    def close(self) -> None:
+        """Close the socket. Idempotent."""
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close(linger=0)
+                self._sock = None
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<threadhost.Client {self.endpoint} timeout={self.timeout:g}s>"
+
+
+def connect(
+    endpoint: str = "tcp://127.0.0.1:6000",
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    fingerprint: str | None = None,
+) -> Client:
+    """Connect to a threadhost service: ``lib = threadhost.connect(); lib.calc(5)``.
+
+    Connecting is lazy and never blocks; the first call raises
+    :class:`~threadhost.CallTimeoutError` if nothing answers within ``timeout``.
+    """
+    return Client(endpoint, timeout, fingerprint=fingerprint)
+
+
+class AsyncClient:
+    """An asyncio threadhost client: ``async with AsyncClient(ep) as c: await c.call("calc", 5)``.
+
+    Many calls may be awaited concurrently (pipelined on one socket); a single reader task
+    routes replies to their futures by request id.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        fingerprint: str | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._core = RequestCore(fingerprint, max_size)
+        self._ctx = zmq.asyncio.Context.instance()
+        self._sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.DEALER)
+        _configure(self._sock)
+        self._sock.connect(endpoint)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        sock = self._sock
+        while sock is not None and self._pending:
+            try:
+                frames = await sock.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                return
+            try:
+                msg = self._core.parse(frames)
+            except ProtocolError as exc:
+                fut = self._pending.pop(exc.request_id, None) if exc.request_id else None
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+                continue
+            rid = RequestCore.reply_id(msg)
+            if rid is None and type(msg) is ErrorReply:
+                for fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(exception_from_error(msg))
+                self._pending.clear()
+                continue
+            fut = self._pending.pop(rid, None) if rid is not None else None
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    async def _roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
+        sock = self._sock
+        if sock is None:
+            raise ThreadhostError("client is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    await sock.send_multipart(frames, zmq.NOBLOCK)
+                    break
+                except zmq.Again:
+                    if time.monotonic() >= deadline:
+                        raise CallTimeoutError(
+                            f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
+                        ) from None
+                    await asyncio.sleep(0.01)
+            self._ensure_reader()
+            try:
+                return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise CallTimeoutError(
+                    f"{what}: no answer from {self.endpoint} within {timeout:g}s"
+                ) from None
+        finally:
+            self._pending.pop(rid, None)
+
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        return await self.request(method, args, kwargs)
+
+    async def request(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        t = self.timeout if timeout is None else timeout
+        rid = self._core.next_id()
+        frames = self._core.call_frames(rid, method, tuple(args), kwargs or {}, t)
+        return RequestCore.outcome(await self._roundtrip(rid, frames, t, method))
+
+    async def _control(self, make: Callable[[int], Any], what: str, timeout: float | None) -> Any:
+        t = self.timeout if timeout is None else timeout
+        rid = self._core.next_id()
+        return RequestCore.outcome(await self._roundtrip(rid, encode(make(rid)), t, what))
+
+    async def describe(self, timeout: float | None = None) -> dict[str, Any]:
+        msg: Description = await self._control(lambda i: Describe(id=i), "describe", timeout)
+        return {**msg.adapter, "fingerprint": msg.fingerprint}
+
+    async def fingerprint(self, timeout: float | None = None) -> str:
+        msg: Description = await self._control(lambda i: Describe(id=i), "describe", timeout)
+        return msg.fingerprint
+
+    async def maintain(self, method: str | None = None, timeout: float | None = None
+                       ) -> MaintainReply:
+        reply: MaintainReply = await self._control(
+            lambda i: Maintain(id=i, method=method), "maintain", timeout)
+        return reply
+
+    async def status(self, timeout: float | None = None) -> dict[str, Any]:
+        reply: StatusReply = await self._control(lambda i: Status(id=i), "status", timeout)
+        return reply.status
+
+    async def close(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._reader = None
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ThreadhostError("client is closed"))
+        self._pending.clear()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

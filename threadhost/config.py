@@ -1,0 +1,132 @@
+"""``threadhost serve --config FILE``: a small TOML file, validated by pydantic.
+
+Example::
+
+    adapter = "mylib_adapter:MyLibAdapter"
+    endpoint = "tcp://127.0.0.1:5555"
+    policy = "idle=10s | stale=5m"
+    call_timeout = "30s"
+    log_level = "info"
+
+    [policies]                      # per slow-call overrides
+    readConfig = "idle=10s | stale=5m | file=/etc/mylib.conf"
+
+Every error is a :class:`ConfigError` with one line naming the file and the bad key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from threadhost.policy import PolicyError, check_policy, parse_duration
+
+__all__ = ["ConfigError", "ServeConfig", "load_config"]
+
+_ADAPTER_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """The config file is missing, not TOML, or has a bad key; the message is one line."""
+
+
+class ServeConfig(BaseModel):
+    """Settings for ``threadhost serve``; command-line options override them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    adapter: str | None = None  # MODULE[:CLASS]
+    endpoint: str | None = None  # e.g. tcp://127.0.0.1:5555
+    policy: str | None = None  # maintenance policy spec, see threadhost.policy
+    policies: dict[str, str] = Field(default_factory=dict)  # slow-call name -> spec
+    call_timeout: str | None = None  # duration, e.g. "30s"
+    log_level: str | None = None  # debug, info, warning, error, critical
+
+    @field_validator("adapter")
+    @classmethod
+    def _check_adapter(cls, v: str | None) -> str | None:
+        if v is not None and not _ADAPTER_RE.fullmatch(v):
+            raise ValueError(f"expected MODULE[:CLASS], got {v!r}")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_policy(v)  # PolicyError is a ValueError: pydantic reports it
+        return v
+
+    @field_validator("policies")
+    @classmethod
+    def _check_policies(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, spec in v.items():
+            try:
+                check_policy(spec)
+            except PolicyError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return v
+
+    @field_validator("call_timeout")
+    @classmethod
+    def _check_call_timeout(cls, v: str | None) -> str | None:
+        if v is not None and parse_duration(v) <= 0:
+            raise ValueError(f"bad duration {v!r}: must be greater than 0")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if v.upper() not in _LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(_LOG_LEVELS).lower()}, got {v!r}")
+        return v.upper()
+
+    @property
+    def call_timeout_seconds(self) -> float | None:
+        """``call_timeout`` in seconds (None when unset)."""
+        return None if self.call_timeout is None else parse_duration(self.call_timeout)
+
+
+def _describe(error: ValidationError) -> str:
+    """One line for the first pydantic error: ``key: message`` (+ count of the rest)."""
+    errors = error.errors()
+    first = errors[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        text = f"unknown key {key!r}"
+    else:
+        message = str(first["msg"]).removeprefix("Value error, ")
+        text = f"{key}: {message}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return text
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    """Read and validate a ``serve`` config file; raises :class:`ConfigError`."""
+    where = f"config {path}"
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"{where}: cannot read: {reason}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}") from None

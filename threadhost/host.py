@@ -1,0 +1,325 @@
+"""The host process: loads an adapter and runs every library call on one thread it owns.
+
+Theory of operation
+-------------------
+``python -m threadhost.host --connect ENDPOINT --host-id ID MODULE[:CLASS]`` is started by
+the broker (``threadhost serve``), never by users. It runs two threads:
+
+* the **library thread** owns the *call socket* (DEALER, routing id ``ID``). It imports the
+  adapter, runs ``setup``, says ``ready``, then loops: receive a ``call``, validate the
+  arguments against the declared signature (bad input never reaches the library), run it,
+  answer ``result`` or a typed ``error``. On ``shutdown`` (or SIGTERM) it finishes the
+  current call, runs ``teardown`` — all on this same thread — and says ``goodbye``.
+* the **main thread** never runs library code. It owns the *heartbeat socket* (DEALER,
+  routing id ``ID/hb``) and sends a ``heartbeat`` every interval, carrying the id of the call
+  the library thread is running, so the broker can tell "busy in a 30 s slow call" from
+  "dead". It also handles signals (SIGINT is ignored: Ctrl-C reaches the whole process
+  group, and the broker decides when the host stops) and exits when its parent is gone.
+
+A library that holds the GIL during a long call silences the heartbeats; the broker then
+judges the host by that call's deadline (see ``threadhost.gate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+import zmq
+
+from threadhost.adapter import Adapter, AdapterSpec, load_adapter
+from threadhost.errors import (
+    AdapterError,
+    BadArgumentsError,
+    ProtocolError,
+    RemoteError,
+    ThreadhostError,
+    UnknownCallError,
+)
+from threadhost.protocol import (
+    DEFAULT_MAX_SIZE,
+    Call,
+    ErrorCode,
+    ErrorReply,
+    Goodbye,
+    Heartbeat,
+    Ready,
+    Result,
+    Shutdown,
+    decode,
+    encode,
+    error_reply,
+)
+
+__all__ = ["Host", "main"]
+
+log = logging.getLogger("threadhost.host")
+
+EXIT_OK = 0
+EXIT_ADAPTER = 3
+EXIT_SETUP = 4
+EXIT_ORPHANED = 5
+
+
+class Host:
+    """One host process: a library thread and a heartbeat (main) thread."""
+
+    def __init__(
+        self,
+        target: str,
+        endpoint: str,
+        host_id: str,
+        *,
+        heartbeat_interval: float = 0.5,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        self.target = target
+        self.endpoint = endpoint
+        self.host_id = host_id
+        self.heartbeat_interval = heartbeat_interval
+        self.max_size = max_size
+        self.ctx = zmq.Context()
+        self.stop_requested = threading.Event()
+        self.exit_code = EXIT_OK
+        # (request id, monotonic start) of the call running on the library thread, or None.
+        # Written by the library thread, read by the heartbeat thread (a tuple swap is atomic).
+        self.busy: tuple[int, float] | None = None
+        self._parent = os.getppid()
+
+    # ------------------------------------------------------------------ main thread
+
+    def run(self) -> int:
+        lib = threading.Thread(target=self._library_main, name="threadhost-library", daemon=True)
+        lib.start()
+        hb = self.ctx.socket(zmq.DEALER)
+        hb.setsockopt(zmq.LINGER, 0)
+        hb.setsockopt(zmq.ROUTING_ID, f"{self.host_id}/hb".encode())
+        hb.setsockopt(zmq.SNDHWM, 10)
+        hb.connect(self.endpoint)
+        stop_since: float | None = None
+        try:
+            while lib.is_alive():
+                busy = self.busy
+                beat = Heartbeat(
+                    host_id=self.host_id,
+                    pid=os.getpid(),
+                    busy_id=busy[0] if busy else None,
+                    busy_for=time.monotonic() - busy[1] if busy else 0.0,
+                )
+                try:
+                    hb.send_multipart(encode(beat), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+                if os.getppid() != self._parent:
+                    log.error("host %s: parent process gone, stopping", self.host_id)
+                    self.stop_requested.set()
+                    self.exit_code = EXIT_ORPHANED
+                if self.stop_requested.is_set():
+                    stop_since = stop_since or time.monotonic()
+                    if time.monotonic() - stop_since > 60.0:
+                        log.error("host %s: library thread did not stop, exiting", self.host_id)
+                        os._exit(EXIT_ORPHANED)
+                lib.join(self.heartbeat_interval)
+        finally:
+            hb.close(linger=0)
+        self.ctx.term()
+        return self.exit_code
+
+    # ------------------------------------------------------------------ library thread
+
+    def _library_main(self) -> None:
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self.host_id.encode())
+        sock.setsockopt(zmq.RCVTIMEO, 200)
+        sock.connect(self.endpoint)
+        try:
+            self._serve(sock)
+        except Exception:  # never leave the main thread waiting on a dead thread silently
+            log.exception("host %s: library thread failed", self.host_id)
+            self.exit_code = self.exit_code or 1
+        finally:
+            sock.close(linger=2000)
+
+    def _send(self, sock: zmq.Socket[bytes], msg: Any) -> None:
+        try:
+            frames = encode(msg)
+        except Exception as exc:  # an unencodable result value
+            rid = getattr(msg, "id", None)
+            frames = encode(
+                ErrorReply(
+                    id=rid,
+                    code=ErrorCode.REMOTE_EXCEPTION,
+                    message=f"the result could not be encoded: {exc}",
+                    remote_type=type(exc).__name__,
+                )
+            )
+        sock.send_multipart(frames)
+
+    def _serve(self, sock: zmq.Socket[bytes]) -> None:
+        try:
+            spec = load_adapter(self.target)
+            instance = spec.instantiate()
+        except AdapterError as exc:
+            self._goodbye(sock, False, ErrorCode.ADAPTER, str(exc))
+            self.exit_code = EXIT_ADAPTER
+            return
+        except Exception as exc:
+            self._goodbye(sock, False, ErrorCode.ADAPTER, f"cannot load {self.target}: "
+                          f"{type(exc).__name__}: {exc}")
+            self.exit_code = EXIT_ADAPTER
+            return
+        try:
+            instance.setup()
+        except Exception as exc:
+            log.error("host %s: setup failed:\n%s", self.host_id, traceback.format_exc())
+            self._goodbye(sock, False, ErrorCode.REMOTE_EXCEPTION,
+                          f"{spec.qualname}.setup failed: {type(exc).__name__}: {exc}")
+            self.exit_code = EXIT_SETUP
+            return
+        self._send(
+            sock,
+            Ready(
+                host_id=self.host_id,
+                pid=os.getpid(),
+                adapter=spec.describe(),
+                fingerprint=spec.fingerprint,
+            ),
+        )
+        self._loop(sock, spec, instance)
+        ok, text = True, ""
+        try:
+            instance.teardown()
+        except Exception as exc:
+            log.error("host %s: teardown failed:\n%s", self.host_id, traceback.format_exc())
+            ok, text = False, f"{spec.qualname}.teardown failed: {type(exc).__name__}: {exc}"
+        self._goodbye(sock, ok, None if ok else ErrorCode.REMOTE_EXCEPTION, text)
+
+    def _goodbye(self, sock: zmq.Socket[bytes], ok: bool, code: ErrorCode | None, text: str
+                 ) -> None:
+        if not ok:
+            log.error("host %s: %s", self.host_id, text)
+        self._send(sock, Goodbye(host_id=self.host_id, ok=ok, code=code, message=text))
+
+    def _loop(self, sock: zmq.Socket[bytes], spec: AdapterSpec, instance: Adapter) -> None:
+        max_size = self.max_size
+        while not self.stop_requested.is_set():
+            try:
+                frames = sock.recv_multipart()
+            except zmq.Again:
+                continue
+            try:
+                msg = decode(frames, max_size=max_size)
+            except ProtocolError as exc:
+                log.warning("host %s: dropped a bad message: %s", self.host_id, exc)
+                if exc.request_id is not None:
+                    self._send(sock, error_reply(exc.request_id, exc))
+                continue
+            if type(msg) is Call:
+                self._send(sock, self._invoke(spec, instance, msg))
+            elif type(msg) is Shutdown:
+                log.info("host %s: shutdown (%s)", self.host_id, msg.reason)
+                return
+            else:
+                log.warning("host %s: ignored an unexpected %r message", self.host_id, msg.kind)
+
+    def _invoke(self, spec: AdapterSpec, instance: Adapter, call: Call) -> Result | ErrorReply:
+        decl = spec.calls.get(call.method)
+        if decl is None:
+            return error_reply(
+                call.id, UnknownCallError(f"{spec.qualname} has no call {call.method!r}")
+            )
+        try:
+            args, kwargs = decl.bind(call.args, call.kwargs)
+        except BadArgumentsError as exc:
+            return error_reply(call.id, exc)
+        except ThreadhostError as exc:
+            return error_reply(call.id, exc)
+        self.busy = (call.id, time.monotonic())
+        try:
+            value = getattr(instance, decl.name)(*args, **kwargs)
+        except Exception as exc:
+            return error_reply(
+                call.id,
+                RemoteError(str(exc), remote_type=type(exc).__qualname__,
+                            remote_traceback=traceback.format_exc()),
+            )
+        finally:
+            self.busy = None
+        try:
+            return Result(id=call.id, value=decl.dump_result(value))
+        except Exception as exc:
+            return error_reply(
+                call.id,
+                RemoteError(f"{spec.qualname}.{decl.name} returned a value that does not fit "
+                            f"its declared return type: {exc}", remote_type=type(exc).__name__),
+            )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM us when the broker process dies (no orphans after a SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except Exception:  # best effort; the heartbeat thread also watches getppid()
+        pass
+
+
+def _describe(target: str) -> int:
+    """Preflight for `threadhost serve`: load the adapter, print its description."""
+    try:
+        spec = load_adapter(target)
+    except AdapterError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_ADAPTER
+    except Exception as exc:
+        print(f"cannot load adapter {target!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ADAPTER
+    print(json.dumps(spec.describe(), default=str))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m threadhost.host",
+        description="threadhost host process (started by `threadhost serve`).",
+    )
+    parser.add_argument("target", help="adapter MODULE[:CLASS]")
+    parser.add_argument("--connect", help="broker back-end endpoint")
+    parser.add_argument("--host-id", default="h0")
+    parser.add_argument("--describe", action="store_true",
+                        help="only load the adapter and print its description as JSON")
+    parser.add_argument("--heartbeat", type=float, default=0.5, help="seconds between beats")
+    parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE)
+    parser.add_argument("--log-level", default="INFO")
+    ns = parser.parse_args(argv)
+    if ns.describe:
+        return _describe(ns.target)
+    if not ns.connect:
+        parser.error("--connect is required")
+    logging.basicConfig(
+        level=ns.log_level.upper(),
+        format=f"%(asctime)s host[{os.getpid()}] %(levelname)s %(message)s",
+    )
+    _die_with_parent()
+    host = Host(ns.target, ns.connect, ns.host_id, heartbeat_interval=ns.heartbeat,
+                max_size=ns.max_size)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: host.stop_requested.set())
+    return host.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

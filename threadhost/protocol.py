@@ -1,0 +1,381 @@
+"""threadhost wire protocol, version 1: msgpack-framed, typed messages (sans-IO).
+
+The normative specification is ``docs/protocol.md`` (requirements R1, R2, ...); this module
+is its reference codec and must agree with it. No socket is touched here: ``encode`` turns a
+message into ZeroMQ frames, ``decode`` turns frames back into a message or raises a typed
+:class:`~threadhost.errors.ProtocolError`.
+
+Every threadhost message is exactly two ZeroMQ frames (after any ROUTER routing frames)::
+
+    frame 0, header (3 bytes)
+        +------+------+---------+
+        | 0x54 | 0x48 | version |     "TH" signature, then the protocol version (0x01)
+        +------+------+---------+
+    frame 1, body (1 .. max_size bytes)
+        a msgpack map (str keys) whose "kind" entry names the message kind; the other
+        entries are that kind's fields, in the order the models below declare them.
+
+Message kinds, by direction:
+
+    client -> broker   call, describe, maintain, status, ping
+    broker -> client   result, error, description, maintain_reply, status_reply, pong
+    broker -> host     call, heartbeat, shutdown
+    host   -> broker   ready, result, error, heartbeat, goodbye
+
+Request ids are unsigned 64-bit integers chosen by the requester and echoed unchanged in the
+answer. Receivers ignore map entries they do not know (forward compatibility within a
+version). Limits are arguments (``max_size``), never module globals.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from threadhost.errors import (
+    ProtocolError,
+    ProtocolMismatchError,
+    ThreadhostError,
+    error_class_for,
+)
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "HEADER",
+    "PROTOCOL_VERSION",
+    "SIGNATURE",
+    "SUPPORTED_VERSIONS",
+    "Call",
+    "Describe",
+    "Description",
+    "ErrorCode",
+    "ErrorReply",
+    "Goodbye",
+    "Heartbeat",
+    "Maintain",
+    "MaintainReply",
+    "Message",
+    "Ping",
+    "Pong",
+    "Ready",
+    "Result",
+    "Shutdown",
+    "Status",
+    "StatusReply",
+    "decode",
+    "encode",
+    "error_reply",
+    "exception_from_error",
+]
+
+SIGNATURE: Final = b"TH"
+PROTOCOL_VERSION: Final = 1
+SUPPORTED_VERSIONS: Final = frozenset({1})
+HEADER: Final = SIGNATURE + bytes([PROTOCOL_VERSION])
+DEFAULT_MAX_SIZE: Final = 1 << 20  # 1 MiB body
+MAX_REQUEST_ID: Final = (1 << 64) - 1
+
+RequestId: TypeAlias = Annotated[int, Field(ge=0, le=MAX_REQUEST_ID, strict=True)]
+
+
+class ErrorCode(str, enum.Enum):
+    """Error codes carried by ``error`` messages (see docs/protocol.md, "Error codes")."""
+
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    UNKNOWN_CALL = "unknown_call"
+    BAD_ARGUMENTS = "bad_arguments"
+    REMOTE_EXCEPTION = "remote_exception"
+    PROTOCOL = "protocol"
+    VERSION = "version"
+    FINGERPRINT = "fingerprint"
+    ADAPTER = "adapter"
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --------------------------------------------------------------------------- client <-> broker
+
+
+class Call(_Msg):
+    """Invoke ``method`` with ``args``/``kwargs``. ``timeout`` is how long (seconds) the caller
+    will wait; the broker need not forward a call whose caller gave up. ``fingerprint``, when
+    set, must equal the served adapter's schema fingerprint (generated proxies send it)."""
+
+    kind: Literal["call"] = "call"
+    id: RequestId
+    method: str
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = None
+    fingerprint: str | None = None
+
+
+class Result(_Msg):
+    """Successful answer to ``call`` with the same ``id``."""
+
+    kind: Literal["result"] = "result"
+    id: RequestId
+    value: Any = None
+
+
+class ErrorReply(_Msg):
+    """Failed answer to a request ``id`` (``None`` when the request's id could not be read)."""
+
+    kind: Literal["error"] = "error"
+    id: RequestId | None
+    code: ErrorCode
+    message: str = ""
+    retry_after: float | None = None
+    remote_type: str | None = None
+    traceback: str | None = None
+
+
+class Describe(_Msg):
+    """Ask for the served adapter's description (calls, signatures, fingerprint)."""
+
+    kind: Literal["describe"] = "describe"
+    id: RequestId
+
+
+class Description(_Msg):
+    """Answer to ``describe``: ``adapter`` is the adapter's JSON-able description."""
+
+    kind: Literal["description"] = "description"
+    id: RequestId
+    adapter: dict[str, Any]
+    fingerprint: str
+    protocol: int = PROTOCOL_VERSION
+
+
+class Maintain(_Msg):
+    """Ask the broker to run a slow call now (``method`` ``None``: the adapter's first)."""
+
+    kind: Literal["maintain"] = "maintain"
+    id: RequestId
+    method: str | None = None
+
+
+class MaintainReply(_Msg):
+    """Answer to ``maintain``: whether the slow call started, and why (not)."""
+
+    kind: Literal["maintain_reply"] = "maintain_reply"
+    id: RequestId
+    started: bool
+    reason: str = ""
+
+
+class Status(_Msg):
+    """Ask for the service status."""
+
+    kind: Literal["status"] = "status"
+    id: RequestId
+
+
+class StatusReply(_Msg):
+    """Answer to ``status``: a JSON-able map (state, pids, generation, counters...)."""
+
+    kind: Literal["status_reply"] = "status_reply"
+    id: RequestId
+    status: dict[str, Any]
+
+
+class Ping(_Msg):
+    """Liveness probe; answered with ``pong`` carrying the same id."""
+
+    kind: Literal["ping"] = "ping"
+    id: RequestId
+
+
+class Pong(_Msg):
+    """Answer to ``ping``."""
+
+    kind: Literal["pong"] = "pong"
+    id: RequestId
+
+
+# --------------------------------------------------------------------------- broker <-> host
+
+
+class Ready(_Msg):
+    """Host -> broker, once: the adapter is loaded and ``setup`` ran on the library thread."""
+
+    kind: Literal["ready"] = "ready"
+    host_id: str
+    pid: int
+    adapter: dict[str, Any]
+    fingerprint: str
+
+
+class Heartbeat(_Msg):
+    """Both directions, periodically. From the host it comes from a thread that never runs
+    library code; ``busy_id`` is the request id the library thread is running, if any."""
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    host_id: str = ""
+    pid: int = 0
+    busy_id: RequestId | None = None
+    busy_for: float = 0.0
+
+
+class Shutdown(_Msg):
+    """Broker -> host: finish the current call, run ``teardown`` on the library thread, exit."""
+
+    kind: Literal["shutdown"] = "shutdown"
+    reason: str = ""
+
+
+class Goodbye(_Msg):
+    """Host -> broker: the host is exiting (after teardown, or because setup/load failed)."""
+
+    kind: Literal["goodbye"] = "goodbye"
+    host_id: str
+    ok: bool = True
+    code: ErrorCode | None = None
+    message: str = ""
+
+
+Message: TypeAlias = Annotated[
+    Call
+    | Result
+    | ErrorReply
+    | Describe
+    | Description
+    | Maintain
+    | MaintainReply
+    | Status
+    | StatusReply
+    | Ping
+    | Pong
+    | Ready
+    | Heartbeat
+    | Shutdown
+    | Goodbye,
+    Field(discriminator="kind"),
+]
+
+_MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
+_KINDS: Final = frozenset(
+    m.model_fields["kind"].default
+    for m in (
+        Call,
+        Result,
+        ErrorReply,
+        Describe,
+        Description,
+        Maintain,
+        MaintainReply,
+        Status,
+        StatusReply,
+        Ping,
+        Pong,
+        Ready,
+        Heartbeat,
+        Shutdown,
+        Goodbye,
+    )
+)
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def encode(msg: BaseModel) -> list[bytes]:
+    """The two frames (header, body) of ``msg``. Deterministic: equal messages give equal
+    bytes (field order is declaration order)."""
+    return [HEADER, _packb(msg.model_dump(mode="python"))]
+
+
+def _request_id_of(body: object) -> int | None:
+    if isinstance(body, dict):
+        rid = body.get("id")
+        if type(rid) is int and 0 <= rid <= MAX_REQUEST_ID:
+            return rid
+    return None
+
+
+def decode(frames: Sequence[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
+    """Parse the two frames of one message.
+
+    Raises :class:`ProtocolMismatchError` for a valid signature with an unsupported version,
+    and :class:`ProtocolError` for anything else that is not a valid message (wrong frame
+    count, bad signature, oversized or undecodable body, unknown kind, invalid fields). The
+    raised error's ``request_id`` attribute holds the request id when it could be read, so
+    the receiver can address its error reply.
+    """
+    if len(frames) != 2:
+        raise _protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
+    header, body = frames
+    if len(header) != 3 or header[:2] != SIGNATURE:
+        raise _protocol_error(f"bad header {bytes(header[:8])!r}: not a threadhost message")
+    version = header[2]
+    if version not in SUPPORTED_VERSIONS:
+        err = ProtocolMismatchError(
+            f"protocol version {version} not supported (supported: "
+            f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})"
+        )
+        raise err
+    if len(body) > max_size:
+        raise _protocol_error(f"body of {len(body)} bytes exceeds the limit of {max_size} bytes")
+    try:
+        raw = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise _protocol_error(f"body is not valid msgpack: {exc}") from None
+    rid = _request_id_of(raw)
+    if not isinstance(raw, dict):
+        raise _protocol_error("body is not a msgpack map", rid)
+    kind = raw.get("kind")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise _protocol_error(f"unknown message kind {kind!r}", rid)
+    try:
+        return _MESSAGE.validate_python(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'message'}: {e['msg']}"
+            for e in exc.errors()[:3]
+        )
+        raise _protocol_error(f"invalid {kind} message: {problems}", rid) from None
+
+
+def _protocol_error(message: str, request_id: int | None = None) -> ProtocolError:
+    err = ProtocolError(message)
+    err.request_id = request_id
+    return err
+
+
+def error_reply(request_id: int | None, exc: ThreadhostError) -> ErrorReply:
+    """The ``error`` message that carries ``exc`` to the peer."""
+    try:
+        code = ErrorCode(exc.code)
+    except ValueError:
+        code = ErrorCode.REMOTE_EXCEPTION
+    return ErrorReply(
+        id=request_id,
+        code=code,
+        message=exc.message or str(exc),
+        retry_after=getattr(exc, "retry_after", None),
+        remote_type=getattr(exc, "remote_type", None),
+        traceback=getattr(exc, "remote_traceback", None),
+    )
+
+
+def exception_from_error(reply: ErrorReply) -> ThreadhostError:
+    """The typed exception a client raises for an ``error`` message."""
+    cls = error_class_for(reply.code.value)
+    exc: ThreadhostError
+    if reply.code in (ErrorCode.BUSY, ErrorCode.UNAVAILABLE):
+        exc = cls(reply.message, retry_after=reply.retry_after)  # type: ignore[call-arg]
+    elif reply.code is ErrorCode.REMOTE_EXCEPTION:
+        exc = cls(  # type: ignore[call-arg]
+            reply.message, remote_type=reply.remote_type, remote_traceback=reply.traceback
+        )
+    else:
+        exc = cls(reply.message)
+    return exc

@@ -346,3 +346,24 @@ def test_client_may_not_send_host_messages() -> None:
     gate = ready_gate()
     (reply,) = sent_to_client(gate.client_message(5.0, CLIENT, Result(id=3, value=1)))
     assert reply.code is ErrorCode.PROTOCOL
+
+
+def test_attach_mode_adopts_a_host_and_waits_for_the_next_after_death() -> None:
+    gate = Gate(GateConfig(spawn=False, heartbeat_timeout=3.0), parse_policy, now=0.0)
+    assert not any(isinstance(a, StartHost) for a in gate.start(0.0))
+    assert gate.host_message(0.1, "x", Heartbeat(host_id="x")) == []  # not adopted
+    acts = gate.host_message(0.2, "x", Ready(host_id="x", pid=1, adapter=adapter(startup=False),
+                                             fingerprint="fp"))
+    assert gate.state is GateState.READY and not sent_to_host(acts)
+    assert sent_to_host(gate.client_message(0.3, CLIENT, call()))
+    # a second host is not adopted while one is attached
+    gate.host_message(0.4, "y", Ready(host_id="y", pid=2, adapter=adapter(), fingerprint="fp"))
+    assert gate.host is not None and gate.host.host_id == "x"
+    # silence: the host is declared dead (it is not ours to kill) and in-flight calls crash
+    acts = gate.tick(3.5)
+    assert sent_to_client(acts)[0].code is ErrorCode.CRASHED
+    assert gate.state is GateState.RESTARTING and gate.host is None
+    assert not any(isinstance(a, StartHost) for a in acts)
+    gate.host_message(4.0, "y", Ready(host_id="y", pid=2, adapter=adapter(startup=False),
+                                      fingerprint="fp"))
+    assert gate.state is GateState.READY

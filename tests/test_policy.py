@@ -212,14 +212,15 @@ def test_idle_fires_when_traffic_stops() -> None:
     assert [(t, r) for t, r in fired if t > 9.8] == [(10.8, "idle 1s"), (11.8, "idle 1s")]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=20_000), max_size=200))
 def test_idle_or_stale_never_waits_longer_than_stale(call_ms: list[int]) -> None:
     calls = {round(ms / 10) * 10 for ms in call_ms}
     sim = Sim(parse_policy("idle=1s | stale=3s"), calls=lambda t: round(t * 1000) in calls)
     starts = [0.0, *times(sim.run(until=20.0))]
-    assert all(b - a <= 3.0 + 1e-9 for a, b in itertools.pairwise(starts))
-    assert 20.0 - starts[-1] < 3.0
+    late = 0.011  # one 10 ms tick: float sums like 1.06 + 3 land just after a tick
+    assert all(b - a <= 3.0 + late for a, b in itertools.pairwise(starts))
+    assert 20.0 - starts[-1] <= 3.0 + late
 
 
 # --------------------------------------------------------------------------- every

@@ -24,6 +24,7 @@ message is logged and dropped. Nothing a peer sends can raise out of the loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -67,6 +68,11 @@ class BrokerError(ThreadhostError):
     code = "broker"
 
 
+def _first(a: int | None, b: int | None) -> int | None:
+    """The first exit code decided (0 is a decision too)."""
+    return a if a is not None else b
+
+
 @dataclass
 class _Proc:
     host_id: str
@@ -78,9 +84,10 @@ class Broker:
 
     def __init__(
         self,
-        target: str,
+        target: str | None,
         *,
         endpoint: str = DEFAULT_ENDPOINT,
+        backend: str | None = None,
         config: GateConfig | None = None,
         make_policy: Callable[[str], Policy] = parse_policy,
         max_size: int = DEFAULT_MAX_SIZE,
@@ -90,7 +97,12 @@ class Broker:
     ) -> None:
         self.target = target
         self.endpoint = endpoint
+        self.backend = backend
         self.config = config or GateConfig()
+        if target is None:  # attach mode: hosts are started elsewhere and connect to backend
+            if backend is None:
+                raise ValueError("attach mode (no target) needs a backend endpoint")
+            self.config = dataclasses.replace(self.config, spawn=False)
         self.make_policy = make_policy
         self.max_size = max_size
         self.heartbeat_interval = heartbeat_interval
@@ -101,6 +113,7 @@ class Broker:
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._tmpdir: str | None = None
         self.bound_endpoint: str | None = None
+        self.bound_backend: str | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -120,13 +133,23 @@ class Broker:
             back.close()
             raise BrokerError(f"cannot listen on {self.endpoint}: {exc.strerror}") from None
         self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._tmpdir = tempfile.mkdtemp(prefix="threadhost-")
-        os.chmod(self._tmpdir, 0o700)
-        backend = f"ipc://{self._tmpdir}/hosts.sock"
-        back.bind(backend)
+        if self.backend is not None:
+            backend = self.backend
+        else:
+            self._tmpdir = tempfile.mkdtemp(prefix="threadhost-")
+            os.chmod(self._tmpdir, 0o700)
+            backend = f"ipc://{self._tmpdir}/hosts.sock"
+        try:
+            back.bind(backend)
+        except zmq.ZMQError as exc:
+            front.close()
+            back.close()
+            raise BrokerError(f"cannot listen on {backend}: {exc.strerror}") from None
+        self.bound_backend = back.getsockopt_string(zmq.LAST_ENDPOINT)
         return front, back, backend
 
     def _start_host(self, host_id: str, backend: str) -> None:
+        assert self.target is not None
         cmd = [
             sys.executable,
             "-m",
@@ -175,7 +198,11 @@ class Broker:
         gate = Gate(self.config, self.make_policy, now)
         exit_code: int | None = None
         stop_signals = 0
-        log.info("listening on %s, serving %s", self.bound_endpoint, self.target)
+        if self.target is None:
+            log.info("listening on %s, hosts attach to %s", self.bound_endpoint,
+                     self.bound_backend)
+        else:
+            log.info("listening on %s, serving %s", self.bound_endpoint, self.target)
         if on_ready is not None:
             on_ready(self.bound_endpoint or self.endpoint)
         try:
@@ -198,12 +225,12 @@ class Broker:
                             acts = gate.shutdown(now, f"{name} received")
                         else:
                             acts = gate.force_stop(now, f"second signal ({name}): forced stop")
-                        exit_code = self._act(acts, front, back, backend)
-                    exit_code = self._reap(gate, front, back, backend) or exit_code
+                        exit_code = _first(exit_code, self._act(acts, front, back, backend))
+                    exit_code = _first(exit_code, self._reap(gate, front, back, backend))
                 if front in events:
-                    exit_code = self._drain_front(gate, front, back, backend) or exit_code
+                    exit_code = _first(exit_code, self._drain_front(gate, front, back, backend))
                 if back in events:
-                    exit_code = self._drain_back(gate, front, back, backend) or exit_code
+                    exit_code = _first(exit_code, self._drain_back(gate, front, back, backend))
                 if exit_code is None:
                     exit_code = self._act(gate.tick(time.monotonic()), front, back, backend)
         finally:

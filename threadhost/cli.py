@@ -196,3 +196,48 @@ def status(endpoint: str, as_json: bool, timeout: float) -> None:
         except ThreadhostError as exc:
             _fail(str(exc), 1)
     click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else _format_status(st))
+
+
+@main.command()
+@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="client endpoint")
+@click.option("--backend", required=True, help="endpoint hosts attach to, e.g. tcp://127.0.0.1:6002")
+@click.option("--policy", default=None, help="maintenance policy (overrides the adapter's)")
+@click.option("--heartbeat-timeout", callback=_duration, default=None,
+              help="declare a silent host dead after this long [default: 3s]")
+@click.option("--log-level", default="INFO",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def broker(endpoint: str, backend: str, policy: str | None, heartbeat_timeout: float | None,
+           log_level: str) -> None:
+    """Run only the broker (attach mode): hosts started elsewhere with `threadhost host`
+    connect to BACKEND. Used by the conformance kit and for hosts on other machines."""
+    if policy is not None:
+        try:
+            check_policy(policy)
+        except PolicyError as exc:
+            _fail(str(exc))
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s threadhost[%(process)d] %(levelname)s %(message)s")
+    base = GateConfig()
+    config = GateConfig(policy=policy, spawn=False,
+                        heartbeat_timeout=heartbeat_timeout or base.heartbeat_timeout)
+    b = Broker(None, endpoint=endpoint, backend=backend, config=config, log_level=log_level)
+    try:
+        code = b.run()
+    except BrokerError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("target")
+@click.option("--connect", "endpoint", required=True, help="the broker's back-end endpoint")
+@click.option("--host-id", default=None, help="routing id [default: host-PID]")
+@click.option("--log-level", default="INFO",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def host(target: str, endpoint: str, host_id: str | None, log_level: str) -> None:
+    """Run a host process for adapter TARGET that attaches to a broker's back end."""
+    from threadhost.host import main as host_main
+
+    sys.path.insert(0, os.getcwd())
+    sys.exit(host_main([target, "--connect", endpoint, "--host-id",
+                        host_id or f"host-{os.getpid()}", "--log-level", log_level]))

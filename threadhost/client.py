@@ -16,6 +16,7 @@ restart on the same endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -400,10 +401,8 @@ class AsyncClient:
     async def close(self) -> None:
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
         self._reader = None
         if self._sock is not None:
             self._sock.close(linger=0)

@@ -3,7 +3,7 @@
 A caller decides what to do from the exception type alone::
 
     ThreadhostError                   root of everything threadhost raises
-    ├── TryLaterError                 the service is fine but cannot take the call now; has retry_after
+    ├── TryLaterError                 cannot take the call now; has retry_after
     │   ├── BusyError                 a slow call (maintenance) runs; the gate answered at once
     │   └── UnavailableError          no host is ready (starting, restarting, shutting down)
     ├── ServiceFailedError            the service gave up (restart limit reached); permanent

@@ -44,7 +44,6 @@ from typing import Any, TypeAlias
 from threadhost.errors import (
     BusyError,
     FingerprintMismatchError,
-    HostCrashedError,
     ServiceFailedError,
     ThreadhostError,
     UnavailableError,
@@ -85,7 +84,7 @@ __all__ = [
 ]
 
 
-class GateState(str, enum.Enum):
+class GateState(enum.StrEnum):
     STARTING = "starting"
     STARTUP = "startup"
     READY = "ready"
@@ -175,6 +174,11 @@ class GateConfig:
     fail_fast_on_first_start: bool = True
     """If the very first host fails before it is ready, stop (exit non-zero) instead of
     restarting: a broken adapter or library install will not heal by itself."""
+    spawn: bool = True
+    """Start host processes (``serve``). ``False`` is *attach mode* (``threadhost broker``):
+    hosts are started by someone else and attach to the back end; the first ``ready`` from
+    an unknown host is adopted when no host is attached, and a dead host is replaced by the
+    next one that attaches."""
 
 
 @dataclass(slots=True)
@@ -258,7 +262,9 @@ class Gate:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, now: float) -> list[Action]:
-        """The shell is up: start the first host."""
+        """The shell is up: start the first host (attach mode: wait for one)."""
+        if not self.config.spawn:
+            return [Log("info", "waiting for a host to attach")]
         return [self._new_host(now, "initial start")]
 
     def _new_host(self, now: float, reason: str) -> StartHost:
@@ -463,7 +469,15 @@ class Gate:
         """A decoded message from host ``host_id`` (stale hosts are ignored)."""
         host = self.host
         if host is None or host.host_id != host_id:
-            return []
+            if (
+                host is None
+                and not self.config.spawn
+                and type(msg) is Ready
+                and self.state not in (GateState.STOPPING, GateState.STOPPED, GateState.FAILED)
+            ):
+                host = self.host = _Host(host_id=host_id, started=now, last_heartbeat=now)
+            else:
+                return []
         host.last_heartbeat = now  # any message proves the host's I/O is alive
         kind = type(msg)
         if kind is Result or kind is ErrorReply:
@@ -571,8 +585,10 @@ class Gate:
             out = msg.model_copy(update={"id": entry.client_id})
         return [ToClient(entry.route, out)]
 
-    def _slow_finished(self, now: float, entry: _InFlight, msg: Result | ErrorReply) -> list[Action]:
-        rid, name, started, why = self._running_slow or (entry.client_id, entry.method, now, "?")
+    def _slow_finished(
+        self, now: float, entry: _InFlight, msg: Result | ErrorReply
+    ) -> list[Action]:
+        _, name, started, why = self._running_slow or (entry.client_id, entry.method, now, "?")
         self._running_slow = None
         duration = now - started
         self._last_slow_end = now
@@ -594,8 +610,11 @@ class Gate:
             actions.append(Log("info", f"slow call {name!r} done in {duration:.2f}s"))
         else:
             actions.append(
-                Log("warning", f"slow call {name!r} failed after {duration:.2f}s: "
-                    f"{getattr(msg, 'message', '')} (keeping the previous state)")
+                Log(
+                    "warning",
+                    f"slow call {name!r} failed after {duration:.2f}s: "
+                    f"{getattr(msg, 'message', '')} (keeping the previous state)",
+                )
             )
         self.last_maintenance = {
             "call": name,
@@ -613,6 +632,9 @@ class Gate:
         return actions
 
     def _host_goodbye(self, now: float, host: _Host, msg: Goodbye) -> list[Action]:
+        if not self.config.spawn:  # an attached host's goodbye is its exit
+            how = "said goodbye" if msg.ok else f"failed: {msg.message}"
+            return self.host_exited(now, host.host_id, how)
         if msg.ok:
             return [Log("info", f"host {host.host_id} said goodbye")]
         level = "error"
@@ -634,15 +656,18 @@ class Gate:
             return []
         self.host = None
         if self.state is GateState.STOPPING:
-            actions = self._fail_inflight(ErrorCode.UNAVAILABLE, "service stopped")
-            return [*actions, *self._stopped(self._stop_exit_code, f"host {how}")]
+            failed = self._fail_inflight(ErrorCode.UNAVAILABLE, "service stopped")
+            return [*failed, *self._stopped(self._stop_exit_code, f"host {how}")]
         reason = host.killed or f"host process exited ({how})"
         actions: list[Action] = [Log("error", f"host {host_id} died: {reason}")]
-        actions.extend(self._fail_inflight(ErrorCode.CRASHED, f"the host died during the call "
-                                           f"({reason}); outcome unknown"))
+        actions.extend(
+            self._fail_inflight(
+                ErrorCode.CRASHED, f"the host died during the call ({reason}); outcome unknown"
+            )
+        )
         self._running_slow = None
         self._startup_queue.clear()
-        if not self._ever_ready and self.config.fail_fast_on_first_start:
+        if not self._ever_ready and self.config.fail_fast_on_first_start and self.config.spawn:
             self.failed_reason = reason
             return [*actions, *self._stopped(1, f"the host failed before it was ready: {reason}")]
         return [*actions, *self._restart(now, reason)]
@@ -653,8 +678,9 @@ class Gate:
             if entry.route is None:
                 continue
             self.counters["crashed" if code is ErrorCode.CRASHED else "errors"] += 1
-            actions.append(ToClient(entry.route, ErrorReply(id=entry.client_id, code=code,
-                                                             message=text)))
+            actions.append(
+                ToClient(entry.route, ErrorReply(id=entry.client_id, code=code, message=text))
+            )
         self._inflight.clear()
         return actions
 
@@ -673,6 +699,8 @@ class Gate:
         self.restart_count += 1
         self.last_restart_reason = reason
         self.state = GateState.RESTARTING
+        if not self.config.spawn:
+            return [Log("info", "waiting for a host to attach")]
         return [self._new_host(now, reason)]
 
     # ------------------------------------------------------------------ time
@@ -689,6 +717,8 @@ class Gate:
                 if state is GateState.STOPPING:
                     self._stop_exit_code = 1
                 actions.append(KillHost(host.host_id, why))
+                if not self.config.spawn:  # not ours to kill: consider it gone
+                    actions.extend(self.host_exited(now, host.host_id, why))
                 return actions
         if state is GateState.READY and self._running_slow is None:
             for name, slow in self._slow.items():

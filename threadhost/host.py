@@ -23,6 +23,7 @@ judges the host by that call's deadline (see ``threadhost.gate``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -114,10 +115,8 @@ class Host:
                     busy_id=busy[0] if busy else None,
                     busy_for=time.monotonic() - busy[1] if busy else 0.0,
                 )
-                try:
+                with contextlib.suppress(zmq.Again):
                     hb.send_multipart(encode(beat), zmq.NOBLOCK)
-                except zmq.Again:
-                    pass
                 if os.getppid() != self._parent:
                     log.error("host %s: parent process gone, stopping", self.host_id)
                     self.stop_requested.set()

@@ -82,7 +82,7 @@ MAX_REQUEST_ID: Final = (1 << 64) - 1
 RequestId: TypeAlias = Annotated[int, Field(ge=0, le=MAX_REQUEST_ID, strict=True)]
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     """Error codes carried by ``error`` messages (see docs/protocol.md, "Error codes")."""
 
     BUSY = "busy"
@@ -106,7 +106,7 @@ class _Msg(BaseModel):
 # --------------------------------------------------------------------------- client <-> broker
 
 
-class Call(_Msg):
+class Call(_Msg):  # type: ignore[no-redef]  # pydantic plugin vs a field named kwargs
     """Invoke ``method`` with ``args``/``kwargs``. ``timeout`` is how long (seconds) the caller
     will wait; the broker need not forward a call whose caller gave up. ``fingerprint``, when
     set, must equal the served adapter's schema fingerprint (generated proxies send it)."""

@@ -46,11 +46,11 @@ import enum
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
+from typing import Annotated, Any, Literal, NotRequired, Union, cast, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Strict
 from pydantic.dataclasses import is_pydantic_dataclass
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 __all__ = [
     "SIMPLE_TYPES",
@@ -86,13 +86,21 @@ _SUPPORTED = (
 class UncarriableType(TypeError):
     """An annotation the protocol cannot carry.
 
-    ``part`` is the offending (possibly nested) annotation and ``reason`` says why.
+    ``part`` is the offending (possibly nested) annotation, ``reason`` says why and
+    ``where`` locates it inside the declared annotation (``"field Point.cb"``, or ``""``).
     """
 
-    def __init__(self, part: Any, reason: str) -> None:
-        super().__init__(f"{type_repr(part)}: {reason}")
+    def __init__(self, part: Any, reason: str, where: str = "") -> None:
         self.part = part
         self.reason = reason
+        self.where = where
+        super().__init__(self.detail)
+
+    @property
+    def detail(self) -> str:
+        """``field Point.cb: Callable[[], None]: callables cannot cross ...``."""
+        prefix = f"{self.where}: " if self.where else ""
+        return f"{prefix}{type_repr(self.part)}: {self.reason}"
 
 
 def type_repr(tp: Any) -> str:
@@ -116,7 +124,10 @@ def wire_type(tp: Any) -> Any:
 
 
 def to_wire(value: Any) -> Any:
-    """Plain msgpack data from a pydantic ``mode="python"`` dump (enums -> values, tuples -> lists)."""
+    """Plain msgpack data from a pydantic ``mode="python"`` dump.
+
+    Enums become their values and tuples become lists; everything else is already plain.
+    """
     kind = type(value)
     if kind in SIMPLE_TYPES:
         return value
@@ -128,13 +139,11 @@ def to_wire(value: Any) -> Any:
         return {to_wire(k): to_wire(v) for k, v in value.items()}
     for base in (bool, int, float, str, bytes):  # subclasses (e.g. IntEnum handled above)
         if isinstance(value, base):
-            return base(value)
+            return cast(Any, base)(value)
     raise TypeError(f"cannot put a {kind.__qualname__} on the wire")
 
 
-def _exact_lookup(
-    table: dict[tuple[type, Any], Any], expected: str
-) -> Callable[[Any], Any]:
+def _exact_lookup(table: dict[tuple[type, Any], Any], expected: str) -> Callable[[Any], Any]:
     """A before-validator mapping ``value`` to ``table[(type(value), value)]``.
 
     Looking up by (type, value) keeps ``True`` from matching ``1`` and ``1`` from matching
@@ -180,6 +189,8 @@ class _Converter:
         if origin is dict:
             return self._dict(tp, args)
         if origin is tuple:
+            if tp is typing.Tuple:  # noqa: UP006 - bare typing.Tuple looks like tuple[()]
+                raise UncarriableType(tp, "give the item types, e.g. tuple[int, str]")
             items = tuple(arg if arg is Ellipsis else self.convert(arg) for arg in args)
             return types.GenericAlias(tuple, items)
         if origin is not None:
@@ -245,8 +256,9 @@ class _Converter:
         for member in tp:
             if not isinstance(member.value, _ENUM_VALUE_TYPES):
                 raise UncarriableType(
-                    tp, f"member {member.name} has value {member.value!r}; enum values "
-                    "must be int, float, str, bytes or bool"
+                    tp,
+                    f"member {member.name} has value {member.value!r}; enum values "
+                    "must be int, float, str, bytes or bool",
                 )
             table[(type(member.value), member.value)] = member
         expected = " or ".join(repr(member.value) for member in tp)
@@ -269,9 +281,10 @@ class _Converter:
         try:
             return self.convert(annotation)
         except UncarriableType as exc:
-            raise UncarriableType(
-                exc.part, f"field {owner.__qualname__}.{name}: {exc.reason}"
-            ) from None
+            where = f"field {owner.__qualname__}.{name}"
+            if exc.where:
+                where = f"{where}, {exc.where}"
+            raise UncarriableType(exc.part, exc.reason, where) from None
 
     def _dataclass(self, tp: type) -> Any:
         """A stdlib dataclass becomes a strict TypedDict of its init fields, then the class."""
@@ -297,7 +310,7 @@ class _Converter:
                 init_names.append(fld.name)
         finally:
             self._active.discard(tp)
-        mirror = TypedDict(tp.__name__, fields)  # type: ignore[operator]
+        mirror = TypedDict(tp.__name__, fields)  # type: ignore[misc]
 
         def from_instance(value: Any) -> Any:
             if isinstance(value, tp):

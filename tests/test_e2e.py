@@ -1,0 +1,215 @@
+"""End-to-end: real `threadhost serve` processes over real sockets, mylib as the library."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import threadhost
+from tests.conftest import ROOT, Service, free_endpoint
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+def test_calc_returns_six(mylib_service: Service) -> None:
+    lib = mylib_service.client()
+    assert lib.calc(5) == 6
+    assert lib.call("calc", 5) == 6
+    assert lib.request("calc", [], {"x": 41}) == 42
+
+
+def test_busy_fast_during_readconfig_then_success(service_factory: Any) -> None:
+    svc: Service = service_factory(read_min=2.0, read_max=2.0)
+    svc.wait_state("ready")
+    lib = svc.client()
+    assert lib.calc(5) == 6
+    reply = lib.maintain()
+    assert reply.started, reply.reason
+    # the host's only thread is now blocked in mylib.readConfig for 2 s
+    latencies = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        with pytest.raises(threadhost.BusyError) as info:
+            lib.calc(5)
+        latencies.append(time.perf_counter() - t0)
+        assert isinstance(info.value, threadhost.TryLaterError)
+        assert info.value.retry_after is not None and 0 < info.value.retry_after <= 2.5
+        time.sleep(0.02)
+    assert max(latencies) < 0.1, latencies
+    assert svc.status()["state"] == "maintaining"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert lib.calc(5) == 6
+            break
+        except threadhost.BusyError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    st = svc.status()
+    assert st["generation"] == 2 and st["counters"]["rejected_busy"] >= 20
+
+
+def test_four_clients_at_once(mylib_service: Service) -> None:
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            with threadhost.connect(mylib_service.endpoint, timeout=5.0) as lib:
+                results[n] = [lib.calc(n * 1000 + i) for i in range(100)]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    for n in range(4):
+        assert results[n] == [n * 1000 + i + 1 for i in range(100)]
+
+
+def test_one_client_shared_between_threads(mylib_service: Service) -> None:
+    lib = mylib_service.client()
+    out: list[tuple[int, int]] = []
+
+    def worker(n: int) -> None:
+        for i in range(50):
+            out.append((n * 100 + i, lib.calc(n * 100 + i)))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(out) == 200 and all(v == x + 1 for x, v in out)
+
+
+def test_unknown_call_and_bad_arguments_are_typed_and_service_goes_on(
+    mylib_service: Service,
+) -> None:
+    lib = mylib_service.client()
+    for name in ("nope", "read_config", "setup", "teardown", "_private", "__class__"):
+        with pytest.raises(threadhost.UnknownCallError):
+            lib.call(name)
+    for args, kwargs in (((), {}), (("5",), {}), ((True,), {}), ((1, 2), {}), ((), {"y": 1})):
+        with pytest.raises(threadhost.BadArgumentsError):
+            lib.request("calc", args, kwargs)
+    assert lib.calc(5) == 6
+    st = mylib_service.status()
+    assert st["restart_count"] == 0  # bad input never reached (and crashed) mylib
+
+
+def test_thread_affinity_across_many_maintenances(service_factory: Any) -> None:
+    # every=300ms forces readConfig over and over while two clients keep calling; mylib
+    # aborts the process if any call comes from another thread than init's
+    svc: Service = service_factory(policy="every=300ms", read_min=0.05, read_max=0.15)
+    first = svc.wait_state("ready")
+    ok = busy = 0
+    stop = time.monotonic() + 4.0
+
+    def worker(counts: list[int]) -> None:
+        with threadhost.connect(svc.endpoint, timeout=5.0) as lib:
+            while time.monotonic() < stop:
+                try:
+                    assert lib.calc(1) == 2
+                    counts[0] += 1
+                except threadhost.BusyError:
+                    counts[1] += 1
+
+    counts = [[0, 0], [0, 0]]
+    threads = [threading.Thread(target=worker, args=(c,)) for c in counts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ok = sum(c[0] for c in counts)
+    busy = sum(c[1] for c in counts)
+    st = svc.status()
+    assert st["generation"] >= 6, st
+    assert st["restart_count"] == 0 and st["host_pid"] == first["host_pid"]
+    assert ok > 100 and busy > 0
+
+
+def test_sigterm_exits_zero_without_orphans(service_factory: Any) -> None:
+    svc: Service = service_factory()
+    svc.wait_state("ready")
+    hosts = svc.host_pids()
+    assert hosts
+    assert svc.client().calc(1) == 2
+    assert svc.stop(signal.SIGTERM) == 0
+    time.sleep(0.2)
+    for pid in hosts:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    log = svc.log()
+    assert "teardown failed" not in log
+
+
+def test_sigint_exits_zero(service_factory: Any) -> None:
+    svc: Service = service_factory()
+    svc.wait_state("ready")
+    assert svc.stop(signal.SIGINT) == 0
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "threadhost", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("serve", "no_such_module_xyz"), "no_such_module_xyz"),
+        (("serve", "examples.mylib"), "no threadhost.Adapter subclass"),
+        (("serve", "examples.mylib_adapter:Nope"), "Nope"),
+        (("serve", "examples.mylib_adapter", "--policy", "idel=10s"), "idel"),
+        (("serve", "examples.mylib_adapter", "--policy", "idle=ten"), "ten"),
+        (("serve", "examples.mylib_adapter", "--endpoint", "bogus://x"), "bogus://x"),
+    ],
+)
+def test_serve_startup_errors_are_one_clear_line(args: tuple[str, ...], needle: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0]
+
+
+def test_endpoint_in_use_is_one_clear_line(mylib_service: Service) -> None:
+    proc = run_cli("serve", "examples.mylib_adapter", "--endpoint", mylib_service.endpoint)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use" in lines[0], proc.stderr
+
+
+def test_call_to_nothing_times_out_quickly() -> None:
+    with threadhost.connect(free_endpoint(), timeout=0.5) as lib:
+        t0 = time.monotonic()
+        with pytest.raises(threadhost.CallTimeoutError):
+            lib.calc(5)
+        assert time.monotonic() - t0 < 2.0
+
+
+def test_maintain_and_status_commands(service_factory: Any, tmp_path: Path) -> None:
+    svc: Service = service_factory(read_min=1.0, read_max=1.0)
+    svc.wait_state("ready")
+    proc = run_cli("maintain", svc.endpoint)
+    assert proc.returncode == 0 and proc.stdout.startswith("started"), proc
+    again = run_cli("maintain", svc.endpoint)
+    assert again.returncode != 0 and "already running" in again.stdout
+    st = run_cli("status", svc.endpoint)
+    assert "maintaining" in st.stdout and "host pid" in st.stdout
+    import json
+
+    data = json.loads(run_cli("status", svc.endpoint, "--json").stdout)
+    assert data["state"] in ("maintaining", "ready") and data["host_pid"] > 0

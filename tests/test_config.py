@@ -15,7 +15,7 @@ FULL = """\
 adapter = "examples.mylib_adapter:MyLibAdapter"
 endpoint = "tcp://127.0.0.1:5555"
 policy = "idle=10s | stale=5m | cron=0 3 * * *"
-call_timeout = "30s"
+fast_call_limit = "30s"
 log_level = "info"
 
 [policies]
@@ -36,16 +36,16 @@ def test_full_config(tmp_path: Path) -> None:
         endpoint="tcp://127.0.0.1:5555",
         policy="idle=10s | stale=5m | cron=0 3 * * *",
         policies={"readConfig": "idle=10s | stale=5m | file=/etc/mylib.conf"},
-        call_timeout="30s",
+        fast_call_limit="30s",
         log_level="INFO",
     )
-    assert cfg.call_timeout_seconds == 30.0
+    assert cfg.fast_call_limit_seconds == 30.0
 
 
 def test_empty_config_is_all_defaults(tmp_path: Path) -> None:
     cfg = load_config(str(write(tmp_path, "")))
     assert cfg.adapter is None and cfg.policy is None and cfg.policies == {}
-    assert cfg.call_timeout_seconds is None
+    assert cfg.fast_call_limit_seconds is None
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
@@ -71,8 +71,8 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ('adapter = "my lib"\n', "adapter: expected MODULE[:CLASS], got 'my lib'"),
         ('adapter = "mod:Cls:x"\n', "adapter: expected MODULE[:CLASS]"),
         ('endpoint = " "\n', "endpoint: must not be empty"),
-        ('call_timeout = "soon"\n', "call_timeout: bad duration 'soon'"),
-        ('call_timeout = "0s"\n', "call_timeout: bad duration '0s': must be greater than 0"),
+        ('fast_call_limit = "soon"\n', "fast_call_limit: bad duration 'soon'"),
+        ('fast_call_limit = "0s"\n', "fast_call_limit: bad duration '0s': must be greater than 0"),
         ('log_level = "loud"\n', "log_level: expected one of debug, info"),
         ('polcy = 1\npolicy = "x=1"\n', "(and 1 more error)"),
     ],

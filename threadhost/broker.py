@@ -195,7 +195,8 @@ class Broker:
         poller.register(back, zmq.POLLIN)
         poller.register(rsock, zmq.POLLIN)
         now = time.monotonic()
-        gate = Gate(self.config, self.make_policy, now)
+        gate = Gate(self.config, self.make_policy, now,
+                    info={"broker_pid": os.getpid(), "endpoint": self.bound_endpoint})
         exit_code: int | None = None
         stop_signals = 0
         if self.target is None:

@@ -103,6 +103,11 @@ def serve(
         policy = policy or cfg.policy
         policies = dict(cfg.policies)
         log_level = log_level or cfg.log_level
+        fast_call_limit = fast_call_limit or cfg.seconds("fast_call_limit")
+        heartbeat_timeout = heartbeat_timeout or cfg.seconds("heartbeat_timeout")
+        restart_window = restart_window or cfg.seconds("restart_window")
+        if restart_limit is None:
+            restart_limit = cfg.restart_limit
     if not target:
         _fail("no adapter given: threadhost serve MODULE[:CLASS]")
     if policy is not None:

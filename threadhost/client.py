@@ -137,6 +137,7 @@ class Client:
         self.endpoint = endpoint
         self.timeout = timeout
         self._core = RequestCore(fingerprint, max_size)
+        self.late_replies = 0  # replies to earlier calls that had timed out, dropped
         self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()
         self._sock: zmq.Socket[Any] | None = self._ctx.socket(zmq.DEALER)
@@ -197,14 +198,14 @@ class Client:
                 return msg
             if type(msg) is ErrorReply and msg.id is None:
                 raise exception_from_error(msg)
-            # else: a late reply to an earlier call that timed out; drop it
+            self.late_replies += 1  # a late reply to an earlier call that timed out: drop it
 
     def _control(self, make: Callable[[int], Any], timeout: float | None) -> Any:
         t = self.timeout if timeout is None else timeout
         with self._lock:
             rid = self._core.next_id()
-            return RequestCore.outcome(self._roundtrip(rid, encode(make(rid)), t,
-                                                       type(make(0)).__name__.lower()))
+            msg = make(rid)
+            return RequestCore.outcome(self._roundtrip(rid, encode(msg), t, msg.kind))
 
     def describe(self, timeout: float | None = None) -> dict[str, Any]:
         """The served adapter's description (calls, signatures, fingerprint)."""

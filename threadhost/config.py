@@ -5,7 +5,7 @@ Example::
     adapter = "mylib_adapter:MyLibAdapter"
     endpoint = "tcp://127.0.0.1:5555"
     policy = "idle=10s | stale=5m"
-    call_timeout = "30s"
+    fast_call_limit = "30s"
     log_level = "info"
 
     [policies]                      # per slow-call overrides
@@ -43,7 +43,10 @@ class ServeConfig(BaseModel):
     endpoint: str | None = None  # e.g. tcp://127.0.0.1:5555
     policy: str | None = None  # maintenance policy spec, see threadhost.policy
     policies: dict[str, str] = Field(default_factory=dict)  # slow-call name -> spec
-    call_timeout: str | None = None  # duration, e.g. "30s"
+    fast_call_limit: str | None = None  # duration: kill+restart a host whose fast call hangs
+    heartbeat_timeout: str | None = None  # duration: a silent host is dead after this long
+    restart_limit: int | None = Field(default=None, ge=0)  # restarts allowed within the window
+    restart_window: str | None = None  # duration
     log_level: str | None = None  # debug, info, warning, error, critical
 
     @field_validator("adapter")
@@ -77,9 +80,9 @@ class ServeConfig(BaseModel):
                 raise ValueError(f"{name}: {exc}") from None
         return v
 
-    @field_validator("call_timeout")
+    @field_validator("fast_call_limit", "heartbeat_timeout", "restart_window")
     @classmethod
-    def _check_call_timeout(cls, v: str | None) -> str | None:
+    def _check_fast_call_limit(cls, v: str | None) -> str | None:
         if v is not None and parse_duration(v) <= 0:
             raise ValueError(f"bad duration {v!r}: must be greater than 0")
         return v
@@ -94,9 +97,14 @@ class ServeConfig(BaseModel):
         return v.upper()
 
     @property
-    def call_timeout_seconds(self) -> float | None:
-        """``call_timeout`` in seconds (None when unset)."""
-        return None if self.call_timeout is None else parse_duration(self.call_timeout)
+    def fast_call_limit_seconds(self) -> float | None:
+        """``fast_call_limit`` in seconds (None when unset)."""
+        return None if self.fast_call_limit is None else parse_duration(self.fast_call_limit)
+
+    def seconds(self, key: str) -> float | None:
+        """A duration setting in seconds (None when unset)."""
+        value = getattr(self, key)
+        return None if value is None else parse_duration(value)
 
 
 def _describe(error: ValidationError) -> str:

@@ -223,8 +223,10 @@ class Gate:
         config: GateConfig,
         make_policy: Callable[[str], Policy],
         now: float,
+        info: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.info = dict(info or {})  # static facts shown in status (e.g. broker_pid)
         self._make_policy = make_policy
         self.state = GateState.STARTING
         self.host: _Host | None = None
@@ -282,7 +284,7 @@ class Gate:
         actions: list[Action] = [Log("info", f"stopping: {reason}")]
         host = self.host
         if host is None:
-            return [*actions, *self._stopped(0, reason)]
+            return [*actions, *self._stopped(1 if self.failed_reason else 0, reason)]
         if host.ready:
             actions.append(ToHost(host.host_id, Shutdown(reason=reason)))
         else:
@@ -789,6 +791,7 @@ class Gate:
         """A JSON-able snapshot for ``threadhost status``."""
         host = self.host
         out: dict[str, Any] = {
+            **self.info,
             "state": self.state.value,
             "adapter": self._adapter.get("adapter"),
             "fingerprint": self.fingerprint or None,

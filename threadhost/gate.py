@@ -431,7 +431,7 @@ class Gate:
             q = self._slow.get(queued)
             if q is not None and q.estimate is not None:
                 remaining += q.estimate
-        return max(remaining, self.config.min_retry_after)
+        return round(max(remaining, self.config.min_retry_after), 3)
 
     def _restart_estimate(self, now: float) -> float | None:
         total = 0.0
@@ -440,7 +440,7 @@ class Gate:
             if est is None:
                 return None
             total += est
-        return max(total + 0.5, self.config.min_retry_after)
+        return round(max(total + 0.5, self.config.min_retry_after), 3)
 
     def _manual_maintain(self, now: float, route: tuple[bytes, ...], msg: Maintain) -> list[Action]:
         def answer(started: bool, reason: str) -> list[Action]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
@@ -54,6 +55,44 @@ def test_random_frames_never_break_the_broker(live: ManagedService, raw: zmq.Soc
             assert reply[0] == b""
             reply = reply[1:]
         assert reply[0] == HEADER and len(reply) == 2
+
+
+@pytest.fixture(scope="module")
+def raw_backend(live: ManagedService) -> Iterator[zmq.Socket[Any]]:
+    backend = backend_of(live.endpoint)
+    assert backend is not None
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.ROUTING_ID, b"intruder")
+    s.connect(backend)
+    yield s
+    s.close(0)
+    ctx.term()
+
+
+_host_kinds = st.sampled_from(["ready", "result", "error", "heartbeat", "goodbye", "call"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(frames=st.one_of(
+    st.lists(_frame, min_size=1, max_size=4),
+    st.builds(lambda kind, rid, extra: [HEADER, msgpack.packb({"kind": kind, "id": rid,
+                                                               "host_id": extra})],
+              _host_kinds, st.integers(0, 2**32), st.sampled_from(["h1", "h2", "", "x/hb"])),
+))
+def test_random_frames_on_the_host_facing_socket_are_dropped(
+    live: ManagedService, raw_backend: zmq.Socket[Any], frames: list[bytes]
+) -> None:
+    raw_backend.send_multipart(frames)
+    assert not raw_backend.poll(5)  # the broker never answers an unknown peer on this side
+
+
+def test_service_unharmed_after_hypothesis_runs(live: ManagedService) -> None:
+    with threadhost.connect(live.endpoint, timeout=5.0) as lib:
+        assert [lib.calc(i) for i in range(20)] == [i + 1 for i in range(20)]
+        st_ = lib.status()
+    assert st_["restart_count"] == 0 and st_["state"] == "ready"
 
 
 def test_fuzz_both_sockets_then_still_serving_with_flat_memory(live: ManagedService) -> None:

@@ -260,6 +260,7 @@ class Gate:
             "protocol_errors": 0,
         }
         self.last_maintenance: dict[str, Any] | None = None
+        self._start_estimate: float | None = None  # measured host start (spawn to ready)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -434,13 +435,18 @@ class Gate:
         return round(max(remaining, self.config.min_retry_after), 3)
 
     def _restart_estimate(self, now: float) -> float | None:
-        total = 0.0
+        """Seconds until a restarting host is expected to be ready: its measured start time
+        plus the measured start-up slow calls; ``None`` without measurements."""
+        if self._start_estimate is None:
+            return None
+        elapsed = now - self.host.started if self.host is not None else 0.0
+        total = self._start_estimate - elapsed
         for name in self._startup_names:
             est = self._slow[name].estimate if name in self._slow else None
             if est is None:
                 return None
             total += est
-        return round(max(total + 0.5, self.config.min_retry_after), 3)
+        return round(max(total, self.config.min_retry_after), 3)
 
     def _manual_maintain(self, now: float, route: tuple[bytes, ...], msg: Maintain) -> list[Action]:
         def answer(started: bool, reason: str) -> list[Action]:
@@ -499,6 +505,11 @@ class Gate:
             return []
         host.ready = True
         host.pid = msg.pid
+        took = now - host.started
+        self._start_estimate = (
+            took if self._start_estimate is None
+            else _EWMA * took + (1 - _EWMA) * self._start_estimate
+        )
         host.last_heartbeat = now
         actions = self._configure_adapter(now, msg)
         if any(isinstance(a, Log) and a.level == "error" for a in actions):

@@ -201,8 +201,8 @@ def test_call_to_nothing_times_out_quickly() -> None:
 
 
 def test_maintain_and_status_commands(service_factory: Any, tmp_path: Path) -> None:
-    svc: Service = service_factory(read_min=1.0, read_max=1.0)
-    svc.wait_state("ready")
+    svc: Service = service_factory(read_min=4.0, read_max=4.0)
+    svc.wait_state("ready", limit=30)
     proc = run_cli("maintain", svc.endpoint)
     assert proc.returncode == 0 and proc.stdout.startswith("started"), proc
     again = run_cli("maintain", svc.endpoint)

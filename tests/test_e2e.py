@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 import threadhost
-from tests.conftest import ROOT, Service, free_endpoint
+from tests.conftest import ROOT, Service, free_endpoint, write_mylib_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -201,8 +201,10 @@ def test_call_to_nothing_times_out_quickly() -> None:
 
 
 def test_maintain_and_status_commands(service_factory: Any, tmp_path: Path) -> None:
-    svc: Service = service_factory(read_min=4.0, read_max=4.0)
-    svc.wait_state("ready", limit=30)
+    svc: Service = service_factory()
+    svc.wait_state("ready")
+    # mylib reads its config at the start of readConfig: the next one takes 8 s
+    write_mylib_config(svc.config, read_min=8.0, read_max=8.0)
     proc = run_cli("maintain", svc.endpoint)
     assert proc.returncode == 0 and proc.stdout.startswith("started"), proc
     again = run_cli("maintain", svc.endpoint)

@@ -295,7 +295,16 @@ def test_fingerprint_mismatch_is_refused() -> None:
     gate = ready_gate()
     (reply,) = sent_to_client(gate.client_message(5.0, CLIENT, call(fingerprint="other")))
     assert reply.code is ErrorCode.FINGERPRINT
-    assert sent_to_host(gate.client_message(5.0, CLIENT, call(fingerprint="fp")))
+    # ...before anything else: a stale proxy must not be told "unknown call" or "busy"
+    (reply,) = sent_to_client(gate.client_message(5.0, CLIENT, call(method="gone",
+                                                                     fingerprint="other")))
+    assert reply.code is ErrorCode.FINGERPRINT
+    (fwd,) = sent_to_host(gate.client_message(5.0, CLIENT, call(fingerprint="fp")))
+    gate.host_message(5.1, "h1", Result(id=fwd.id, value=6))
+    gate.tick(100.0)  # idle policy: maintenance starts
+    assert gate.state is GateState.MAINTAINING
+    (reply,) = sent_to_client(gate.client_message(100.1, CLIENT, call(fingerprint="other")))
+    assert reply.code is ErrorCode.FINGERPRINT
 
 
 def test_graceful_shutdown() -> None:

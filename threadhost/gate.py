@@ -345,12 +345,11 @@ class Gate:
         ]
 
     def _client_call(self, now: float, route: tuple[bytes, ...], call: Call) -> list[Action]:
-        if self.state is not GateState.READY:
-            return [ToClient(route, self._try_later_reply(now, call.id))]
-        if call.method not in self._fast:
-            self.counters["errors"] += 1
-            return [ToClient(route, self._unknown_call(call))]
-        if call.fingerprint is not None and call.fingerprint != self.fingerprint:
+        if (
+            call.fingerprint is not None
+            and self.fingerprint
+            and call.fingerprint != self.fingerprint
+        ):  # a stale proxy learns that first, whatever the state (busy, unknown call...)
             self.counters["errors"] += 1
             return [
                 ToClient(
@@ -365,6 +364,11 @@ class Gate:
                     ),
                 )
             ]
+        if self.state is not GateState.READY:
+            return [ToClient(route, self._try_later_reply(now, call.id))]
+        if call.method not in self._fast:
+            self.counters["errors"] += 1
+            return [ToClient(route, self._unknown_call(call))]
         host = self.host
         assert host is not None  # READY implies a ready host
         hid = self._next_id

@@ -67,3 +67,22 @@ class Misbehaving(Adapter):
     def fail(self, text: str) -> None:
         """Raise a plain exception."""
         raise ValueError(text)
+
+
+class TwoSlow(Adapter):
+    """Two slow calls, each with its own policy."""
+
+    @slow(policy="every=300ms")
+    def refresh_a(self) -> None:
+        """A short reload."""
+        time.sleep(0.1)
+
+    @slow(policy="every=500ms", startup=True)
+    def refresh_b(self) -> None:
+        """Another short reload."""
+        time.sleep(0.1)
+
+    @fast
+    def pid(self) -> int:
+        """The host's pid."""
+        return os.getpid()

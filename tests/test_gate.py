@@ -376,3 +376,17 @@ def test_attach_mode_adopts_a_host_and_waits_for_the_next_after_death() -> None:
     gate.host_message(4.0, "y", Ready(host_id="y", pid=2, adapter=adapter(startup=False),
                                       fingerprint="fp"))
     assert gate.state is GateState.READY
+
+
+def test_several_slow_calls_share_fairly_and_measure_their_own_runs() -> None:
+    gate = ready_gate(adapter_desc=adapter(default_policy="every=1s", startup=False,
+                                           slow=("reload_a", "reload_b")))
+    runs: dict[str, int] = {"reload_a": 0, "reload_b": 0}
+    t = 0.0
+    while t < 20.0:
+        t = round(t + 0.1, 6)
+        for msg in sent_to_host(gate.tick(t)):
+            runs[msg.method] += 1
+            gate.host_message(t + 0.05, "h1", Result(id=msg.id))
+    # each is due every second *since its own last run*: both run ~20 times, neither starves
+    assert 15 <= runs["reload_a"] <= 21 and 15 <= runs["reload_b"] <= 21, runs

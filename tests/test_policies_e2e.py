@@ -139,3 +139,14 @@ def test_serve_from_config_file(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_several_slow_calls_each_with_its_own_policy(service_factory: Any) -> None:
+    svc: Service = service_factory(target="tests.adapters_reliability:TwoSlow", policy=None)
+    first = svc.wait_state("ready")
+    assert first["slow_calls"]["refresh_b"]["runs"] == 1  # start-up
+    time.sleep(2.5)
+    st = svc.status()
+    a, b = st["slow_calls"]["refresh_a"]["runs"], st["slow_calls"]["refresh_b"]["runs"]
+    assert a >= 4 and b >= 3, st["slow_calls"]
+    assert st["restart_count"] == 0

@@ -196,6 +196,7 @@ class _SlowCall:
     policy: Policy
     deadline: float
     estimate: float | None = None  # EWMA of measured durations
+    last_end: float = float("-inf")
     runs: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -575,8 +576,9 @@ class Gate:
         self._running_slow = (hid, name, now, why)
         if self.state is GateState.READY:
             self.state = GateState.MAINTAINING
-        for slow in self._slow.values():
-            slow.policy.on_slow_started(now)
+        own = self._slow.get(name)
+        if own is not None:  # each slow call's policy measures its own runs
+            own.policy.on_slow_started(now)
         return [
             Log("info", f"slow call {name!r} started ({why})"),
             ToHost(host.host_id, Call(id=hid, method=name)),
@@ -640,8 +642,9 @@ class Gate:
             "duration": round(duration, 6),
             "ended_ago_from": now,
         }
-        for s in self._slow.values():
-            s.policy.on_slow_finished(now)
+        if slow is not None:
+            slow.policy.on_slow_finished(now)
+            slow.last_end = now
         if self.state is GateState.STARTUP:
             return [*actions, *self._next_startup(now)]
         if self.state is GateState.MAINTAINING:
@@ -738,11 +741,14 @@ class Gate:
                     actions.extend(self.host_exited(now, host.host_id, why))
                 return actions
         if state is GateState.READY and self._running_slow is None:
-            for name, slow in self._slow.items():
-                reason = slow.policy.poll(now)
-                if reason is not None:
-                    actions.extend(self._start_slow(now, name, reason))
-                    break
+            due = [
+                (slow.last_end, name, reason)
+                for name, slow in self._slow.items()
+                if (reason := slow.policy.poll(now)) is not None
+            ]
+            if due:  # one at a time; the one that waited longest goes first (no starvation)
+                _, name, reason = min(due, key=lambda d: (d[0], d[1]))
+                actions.extend(self._start_slow(now, name, reason))
         return actions
 
     def _liveness_problem(self, now: float, host: _Host) -> str | None:

@@ -246,3 +246,13 @@ def host(target: str, endpoint: str, host_id: str | None, log_level: str) -> Non
     sys.path.insert(0, os.getcwd())
     sys.exit(host_main([target, "--connect", endpoint, "--host-id",
                         host_id or f"host-{os.getpid()}", "--log-level", log_level]))
+
+
+from threadhost.proxygen import proxy_command  # noqa: E402
+
+main.add_command(proxy_command, "proxy")
+
+
+from threadhost.conformance import conformance_command  # noqa: E402
+
+main.add_command(conformance_command, "conformance")

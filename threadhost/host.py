@@ -69,6 +69,10 @@ EXIT_ADAPTER = 3
 EXIT_SETUP = 4
 EXIT_ORPHANED = 5
 
+_ANSWERS = (Result, ErrorReply)
+_SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+
 
 class Host:
     """One host process: a library thread and a heartbeat (main) thread."""
@@ -150,7 +154,11 @@ class Host:
     def _send(self, sock: zmq.Socket[bytes], msg: Any) -> None:
         try:
             frames = encode(msg)
-        except Exception as exc:  # an unencodable result value
+            if type(msg) in _ANSWERS and len(frames[1]) > self.max_size:
+                # the broker would drop it unread and the caller would wait in vain (R18)
+                raise ValueError(f"it is {len(frames[1])} bytes encoded, over the message "
+                                 f"size limit of {self.max_size} bytes")
+        except Exception as exc:  # an unencodable or oversized result value
             rid = getattr(msg, "id", None)
             frames = encode(
                 ErrorReply(
@@ -160,7 +168,9 @@ class Host:
                     remote_type=type(exc).__name__,
                 )
             )
-        sock.send_multipart(frames)
+        # two plain sends with int flags: send_multipart costs pyzmq enum arithmetic per frame
+        sock.send(frames[0], _SNDMORE)
+        sock.send(frames[1])
 
     def _serve(self, sock: zmq.Socket[bytes]) -> None:
         try:
@@ -209,11 +219,16 @@ class Host:
 
     def _loop(self, sock: zmq.Socket[bytes], spec: AdapterSpec, instance: Adapter) -> None:
         max_size = self.max_size
-        while not self.stop_requested.is_set():
+        stopping = self.stop_requested.is_set
+        recv = sock.recv
+        more = sock.getsockopt
+        while not stopping():
             try:
-                frames = sock.recv_multipart()
+                frames = [recv()]  # waits up to RCVTIMEO, so a stop request is seen
             except zmq.Again:
                 continue
+            while more(_RCVMORE):  # the rest of a multipart message is already here
+                frames.append(recv())
             try:
                 msg = decode(frames, max_size=max_size)
             except ProtocolError as exc:
@@ -226,6 +241,8 @@ class Host:
             elif type(msg) is Shutdown:
                 log.info("host %s: shutdown (%s)", self.host_id, msg.reason)
                 return
+            elif type(msg) is Heartbeat:  # a broker MAY send them; nothing to answer (R43)
+                continue
             else:
                 log.warning("host %s: ignored an unexpected %r message", self.host_id, msg.kind)
 

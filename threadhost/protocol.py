@@ -1,36 +1,44 @@
 """threadhost wire protocol, version 1: msgpack-framed, typed messages (sans-IO).
 
-The normative specification is ``docs/protocol.md`` (requirements R1, R2, ...); this module
-is its reference codec and must agree with it. No socket is touched here: ``encode`` turns a
-message into ZeroMQ frames, ``decode`` turns frames back into a message or raises a typed
-:class:`~threadhost.errors.ProtocolError`.
+The normative specification is ``docs/protocol.md`` (requirements R1..R50); this module is
+its reference codec and must agree with it (``tests/test_conformance.py`` checks that the
+two describe the same kinds, codes, header and limit, and ``tests/test_golden.py`` pins the
+exact bytes of every kind against ``threadhost/data/golden.json``). No socket is touched
+here: ``encode`` turns a message into ZeroMQ frames, ``decode`` turns frames back into a
+message or raises a typed :class:`~threadhost.errors.ProtocolError`.
 
-Every threadhost message is exactly two ZeroMQ frames (after any ROUTER routing frames)::
+Every threadhost message is exactly two ZeroMQ frames (after any ROUTER routing frames and
+the optional REQ empty delimiter; R2, R4)::
 
     frame 0, header (3 bytes)
         +------+------+---------+
         | 0x54 | 0x48 | version |     "TH" signature, then the protocol version (0x01)
         +------+------+---------+
-    frame 1, body (1 .. max_size bytes)
+    frame 1, body (1 .. max_size bytes, default 1 MiB; R16)
         a msgpack map (str keys) whose "kind" entry names the message kind; the other
-        entries are that kind's fields, in the order the models below declare them.
+        entries are that kind's fields. ``encode`` writes the canonical form: "kind" first,
+        then the fields in the order the models below declare them (R6); ``decode``
+        accepts any valid encoding and order (R7).
 
-Message kinds, by direction:
+Message kinds, by direction (R10):
 
     client -> broker   call, describe, maintain, status, ping
     broker -> client   result, error, description, maintain_reply, status_reply, pong
-    broker -> host     call, heartbeat, shutdown
+    broker -> host     call, shutdown (heartbeat: optional, hosts ignore it; R43)
     host   -> broker   ready, result, error, heartbeat, goodbye
 
 Request ids are unsigned 64-bit integers chosen by the requester and echoed unchanged in the
-answer. Receivers ignore map entries they do not know (forward compatibility within a
-version). Limits are arguments (``max_size``), never module globals.
+answer (R9). Receivers ignore map entries they do not know (forward compatibility within a
+version; R8). The header is checked before the body, and the size before decoding: a wrong
+version raises :class:`~threadhost.errors.ProtocolMismatchError` (R12, R13), anything else
+invalid a :class:`~threadhost.errors.ProtocolError` carrying the request id when it could be
+read (R19, R22). Limits are arguments (``max_size``), never module globals.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgpack
@@ -217,8 +225,9 @@ class Ready(_Msg):
 
 
 class Heartbeat(_Msg):
-    """Both directions, periodically. From the host it comes from a thread that never runs
-    library code; ``busy_id`` is the request id the library thread is running, if any."""
+    """Host -> broker, at least every heartbeat interval, from a thread that never runs
+    library code; ``busy_id`` is the request id the library thread is running, if any (R41).
+    A broker MAY send heartbeats to a host too; hosts ignore them (R43)."""
 
     kind: Literal["heartbeat"] = "heartbeat"
     host_id: str = ""
@@ -264,32 +273,59 @@ Message: TypeAlias = Annotated[
 ]
 
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
-_KINDS: Final = frozenset(
-    m.model_fields["kind"].default
-    for m in (
-        Call,
-        Result,
-        ErrorReply,
-        Describe,
-        Description,
-        Maintain,
-        MaintainReply,
-        Status,
-        StatusReply,
-        Ping,
-        Pong,
-        Ready,
-        Heartbeat,
-        Shutdown,
-        Goodbye,
-    )
+_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    Call,
+    Result,
+    ErrorReply,
+    Describe,
+    Description,
+    Maintain,
+    MaintainReply,
+    Status,
+    StatusReply,
+    Ping,
+    Pong,
+    Ready,
+    Heartbeat,
+    Shutdown,
+    Goodbye,
 )
+_KINDS: Final = frozenset(m.model_fields["kind"].default for m in _MODELS)
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_unpackb = msgpack.unpackb
+
+# ---------------------------------------------------------------------------- fast paths
+#
+# Every call crosses three processes, so the codec's per-message cost counts three times.
+# Two shortcuts, both exact:
+#
+# * encode packs the model's own field values, in declaration order, straight from its
+#   ``__dict__`` instead of building them with ``model_dump``. For values msgpack packs
+#   natively (all a well-formed message carries) the bytes are the same; anything else (a
+#   nested model, a dataclass...) makes msgpack raise, and the message is encoded again
+#   through ``model_dump`` as before, so the bytes, or the error, are unchanged.
+# * decode hands the map straight to the validator of the model its ``kind`` names (the one
+#   the discriminated union would pick), skipping the union dispatch and the TypeAdapter
+#   wrapper; an invalid map is validated again through the union, for its error wording.
+#   This is pydantic's own validation, so every input is accepted, coerced or rejected
+#   exactly as before.
+
+_FIELDS: Final = {m: tuple(m.model_fields) for m in _MODELS}
+_VALIDATORS: Final[dict[str, Callable[[Any], Any]]] = {
+    m.model_fields["kind"].default: m.__pydantic_validator__.validate_python for m in _MODELS
+}
 
 
 def encode(msg: BaseModel) -> list[bytes]:
     """The two frames (header, body) of ``msg``. Deterministic: equal messages give equal
     bytes (field order is declaration order)."""
+    fields = _FIELDS.get(type(msg))
+    if fields is not None:
+        values = msg.__dict__
+        try:
+            return [HEADER, _packb({name: values[name] for name in fields})]
+        except Exception:  # not natively packable (or not a complete model): the slow path
+            pass
     return [HEADER, _packb(msg.model_dump(mode="python"))]
 
 
@@ -313,21 +349,30 @@ def decode(frames: Sequence[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Mess
     if len(frames) != 2:
         raise _protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
     header, body = frames
-    if len(header) != 3 or header[:2] != SIGNATURE:
-        raise _protocol_error(f"bad header {bytes(header[:8])!r}: not a threadhost message")
-    version = header[2]
-    if version not in SUPPORTED_VERSIONS:
-        err = ProtocolMismatchError(
-            f"protocol version {version} not supported (supported: "
-            f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})"
-        )
-        raise err
+    if header != HEADER:
+        if len(header) != 3 or header[:2] != SIGNATURE:
+            raise _protocol_error(f"bad header {bytes(header[:8])!r}: not a threadhost message")
+        version = header[2]
+        if version not in SUPPORTED_VERSIONS:
+            err = ProtocolMismatchError(
+                f"protocol version {version} not supported (supported: "
+                f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})"
+            )
+            raise err
     if len(body) > max_size:
         raise _protocol_error(f"body of {len(body)} bytes exceeds the limit of {max_size} bytes")
     try:
-        raw = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=True)
+        raw = _unpackb(body, raw=False, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise _protocol_error(f"body is not valid msgpack: {exc}") from None
+    if type(raw) is dict:
+        kind = raw.get("kind")
+        validate = _VALIDATORS.get(kind) if type(kind) is str else None
+        if validate is not None:
+            try:
+                return validate(raw)  # type: ignore[no-any-return]
+            except ValidationError:
+                pass  # validated again below through the union, for its error wording
     rid = _request_id_of(raw)
     if not isinstance(raw, dict):
         raise _protocol_error("body is not a msgpack map", rid)

@@ -1,0 +1,283 @@
+"""Peers for tests/test_conformance.py: a from-scratch host, and deliberately wrong ones.
+
+``python -m tests.bad_peers host --connect EP [--flaw FLAW]``
+    *MiniHost*: a host written from docs/protocol.md with nothing but pyzmq and msgpack (no
+    threadhost import), to show that an independent implementation passes the kit. A
+    ``--flaw`` breaks one rule on purpose: ``no-echo`` (answers carry id+1),
+    ``no-heartbeat`` (no ID/hb socket), ``runs-other-versions`` (ignores the version
+    byte), ``answers-twice``, ``no-goodbye`` (ignores shutdown).
+
+``python -m tests.bad_peers broker --endpoint EP --backend BEP --flaw FLAW``
+    threadhost's own broker in attach mode with one rule broken by a patch: ``no-echo``
+    (client ids +1), ``forward-busy`` (forwards calls while a slow call runs),
+    ``silent-on-garbage`` (drops malformed client messages), ``ignores-version`` (reads any
+    version as 1), ``no-liveness`` (never declares a host dead).
+
+:func:`echo_router` (in-process): a ROUTER that sends every message back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import zmq
+
+HEADER = b"TH\x01"
+MAX_SIZE = 1 << 20
+MAX_ID = (1 << 64) - 1
+CALLS = [
+    {"name": "reload", "kind": "slow", "doc": "", "params": [], "returns": {"type": "null"},
+     "startup": True, "policy": None, "deadline": 30.0, "timeout": None},
+    {"name": "add", "kind": "fast", "doc": "",
+     "params": [{"name": "a", "kind": "positional_or_keyword",
+                 "schema": {"type": "integer"}, "required": True},
+                {"name": "b", "kind": "positional_or_keyword",
+                 "schema": {"type": "integer"}, "required": True}],
+     "returns": {"type": "integer"}, "startup": False, "policy": None, "deadline": None,
+     "timeout": None},
+]
+
+
+def _pack(body: dict[str, Any]) -> list[bytes]:
+    return [HEADER, msgpack.packb(body, use_bin_type=True)]
+
+
+class MiniHost:
+    def __init__(self, endpoint: str, flaw: str | None, interval: float = 0.25) -> None:
+        self.endpoint = endpoint
+        self.flaw = flaw
+        self.interval = interval
+        self.host_id = f"mini-{os.getpid()}"
+        self.ctx = zmq.Context()
+        self.busy: int | None = None
+        self.done = threading.Event()
+
+    def _error(self, rid: int | None, code: str, message: str) -> dict[str, Any]:
+        return {"kind": "error", "id": rid, "code": code, "message": message}
+
+    def _read(self, frames: list[bytes]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(message, error answer): at most one is set; both None means drop."""
+        if len(frames) != 2 or len(frames[0]) != 3 or frames[0][:2] != b"TH":
+            return None, None
+        if frames[0][2] != 1 and self.flaw != "runs-other-versions":
+            return None, None
+        if len(frames[1]) > MAX_SIZE:
+            return None, None
+        try:
+            body = msgpack.unpackb(frames[1], raw=False, strict_map_key=False)
+        except Exception:
+            return None, None
+        if not isinstance(body, dict):
+            return None, None
+        rid = body.get("id")
+        if type(rid) is not int or not 0 <= rid <= MAX_ID:
+            return None, None
+        kind = body.get("kind")
+        if kind == "call":
+            if not isinstance(body.get("method"), str) or not isinstance(body.get("args", []),
+                                                                          list):
+                return None, self._error(rid, "protocol", "invalid call")
+            if not isinstance(body.get("kwargs", {}), dict):
+                return None, self._error(rid, "protocol", "invalid call")
+            return body, None
+        if kind in ("ping", "pong", "result", "error", "status", "describe", "maintain",
+                    "description", "status_reply", "maintain_reply"):
+            return None, None  # well-formed kinds a host does not receive: ignore
+        return None, self._error(rid, "protocol", f"unknown kind {kind!r}")
+
+    def _invoke(self, call: dict[str, Any]) -> dict[str, Any]:
+        rid = call["id"]
+        if self.flaw == "no-echo":
+            rid = (rid + 1) % (MAX_ID + 1)
+        name, args, kwargs = call["method"], call.get("args", []), call.get("kwargs", {})
+        if name == "reload":
+            self.busy = call["id"]
+            time.sleep(0.6)
+            self.busy = None
+            return {"kind": "result", "id": rid, "value": None}
+        if name != "add":
+            return self._error(rid, "unknown_call", f"no call {name!r}")
+        bound = dict(zip(("a", "b"), args, strict=False))
+        if len(args) > 2 or set(kwargs) - {"a", "b"} or set(bound) & set(kwargs):
+            return self._error(rid, "bad_arguments", "add(a: int, b: int)")
+        bound.update(kwargs)
+        if set(bound) != {"a", "b"} or not all(type(v) is int for v in bound.values()):
+            return self._error(rid, "bad_arguments", "add(a: int, b: int)")
+        return {"kind": "result", "id": rid, "value": bound["a"] + bound["b"]}
+
+    def _library(self) -> None:
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self.host_id.encode())
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(self.endpoint)
+        sock.send_multipart(_pack({"kind": "ready", "host_id": self.host_id, "pid": os.getpid(),
+                                   "adapter": {"adapter": "mini", "calls": CALLS},
+                                   "fingerprint": "f" * 64}))
+        try:
+            while True:
+                if not sock.poll(10_000):
+                    return
+                frames = sock.recv_multipart()
+                try:
+                    body = msgpack.unpackb(frames[1]) if len(frames) == 2 else None
+                except Exception:
+                    body = None
+                if (isinstance(body, dict) and body.get("kind") == "shutdown"
+                        and frames[0] == HEADER and self.flaw != "no-goodbye"):
+                    sock.send_multipart(_pack({"kind": "goodbye", "host_id": self.host_id,
+                                               "ok": True}))
+                    return
+                msg, err = self._read(frames)
+                if err is not None:
+                    sock.send_multipart(_pack(err))
+                elif msg is not None:
+                    answer = _pack(self._invoke(msg))
+                    sock.send_multipart(answer)
+                    if self.flaw == "answers-twice":
+                        sock.send_multipart(answer)
+        finally:
+            sock.close()
+            self.done.set()
+
+    def run(self) -> int:
+        threading.Thread(target=self._library, daemon=True).start()
+        hb = None
+        if self.flaw != "no-heartbeat":
+            hb = self.ctx.socket(zmq.DEALER)
+            hb.setsockopt(zmq.ROUTING_ID, f"{self.host_id}/hb".encode())
+            hb.setsockopt(zmq.LINGER, 0)
+            hb.connect(self.endpoint)
+        while not self.done.wait(self.interval):
+            if hb is not None:
+                with contextlib.suppress(zmq.Again):
+                    hb.send_multipart(_pack({"kind": "heartbeat", "host_id": self.host_id,
+                                             "pid": os.getpid(), "busy_id": self.busy}),
+                                      zmq.NOBLOCK)
+        if hb is not None:
+            hb.close()
+        self.ctx.term()
+        return 0
+
+
+# --------------------------------------------------------------------------- bad brokers
+
+
+def _patch_broker(flaw: str) -> None:
+    from threadhost import broker as B
+    from threadhost import gate as G
+    from threadhost.protocol import ErrorCode, ErrorReply
+
+    if flaw == "no-echo":
+        send = B.Broker._send
+
+        def send_wrong_id(self: Any, sock: Any, route: Any, msg: Any) -> None:
+            if sock.getsockopt_string(zmq.LAST_ENDPOINT) == self.bound_endpoint and isinstance(
+                    getattr(msg, "id", None), int):
+                msg = msg.model_copy(update={"id": (msg.id + 1) % (MAX_ID + 1)})
+            send(self, sock, route, msg)
+
+        B.Broker._send = send_wrong_id  # type: ignore[method-assign]
+    elif flaw == "forward-busy":
+        client_call = G.Gate._client_call
+
+        def forward_anyway(self: Any, now: float, route: Any, call: Any) -> Any:
+            if self.state in (G.GateState.STARTUP, G.GateState.MAINTAINING):
+                saved, self.state = self.state, G.GateState.READY
+                try:
+                    return client_call(self, now, route, call)
+                finally:
+                    self.state = saved
+            return client_call(self, now, route, call)
+
+        G.Gate._client_call = forward_anyway  # type: ignore[method-assign]
+    elif flaw == "silent-on-garbage":
+        send = B.Broker._send
+
+        def drop_protocol_errors(self: Any, sock: Any, route: Any, msg: Any) -> None:
+            if isinstance(msg, ErrorReply) and msg.code is ErrorCode.PROTOCOL:
+                return
+            send(self, sock, route, msg)
+
+        B.Broker._send = drop_protocol_errors  # type: ignore[method-assign]
+    elif flaw == "ignores-version":
+        decode = B.decode
+
+        def any_version(frames: Any, **kw: Any) -> Any:
+            if len(frames) == 2 and frames[0][:2] == b"TH":
+                frames = [HEADER, frames[1]]
+            return decode(frames, **kw)
+
+        B.decode = any_version
+    elif flaw == "no-liveness":
+        G.Gate._liveness_problem = lambda self, now, host: None  # type: ignore[method-assign]
+    else:
+        raise SystemExit(f"unknown broker flaw {flaw!r}")
+
+
+def run_broker(endpoint: str, backend: str, flaw: str, heartbeat_timeout: float) -> int:
+    import logging
+
+    from threadhost.broker import Broker
+    from threadhost.gate import GateConfig
+
+    _patch_broker(flaw)
+    logging.basicConfig(level=logging.ERROR)
+    config = GateConfig(spawn=False, heartbeat_timeout=heartbeat_timeout)
+    return Broker(None, endpoint=endpoint, backend=backend, config=config).run()
+
+
+# --------------------------------------------------------------------------- echo
+
+
+@contextlib.contextmanager
+def echo_router(endpoint: str) -> Iterator[str]:
+    """A ROUTER on ``endpoint`` that sends every message straight back (in a thread)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            if sock.poll(50):
+                sock.send_multipart(sock.recv_multipart())
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    finally:
+        stop.set()
+        t.join(5)
+        sock.close()
+        ctx.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bad_peers")
+    sub = parser.add_subparsers(dest="what", required=True)
+    h = sub.add_parser("host")
+    h.add_argument("--connect", required=True)
+    h.add_argument("--flaw", default=None)
+    b = sub.add_parser("broker")
+    b.add_argument("--endpoint", required=True)
+    b.add_argument("--backend", required=True)
+    b.add_argument("--flaw", required=True)
+    b.add_argument("--heartbeat-timeout", type=float, default=1.0)
+    ns = parser.parse_args(argv)
+    if ns.what == "host":
+        return MiniHost(ns.connect, ns.flaw).run()
+    return run_broker(ns.endpoint, ns.backend, ns.flaw, ns.heartbeat_timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -125,7 +125,9 @@ class Broker:
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.ROUTER_MANDATORY, 1)
         front.setsockopt(zmq.SNDHWM, 10_000)
-        front.setsockopt(zmq.RCVHWM, 10_000)
+        # a frame over twice the protocol limit is not even buffered: libzmq disconnects the
+        # sender (between the limit and twice it, the sender gets a typed protocol error)
+        front.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_size + 1024)
         try:
             front.bind(self.endpoint)
         except zmq.ZMQError as exc:

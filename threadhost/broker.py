@@ -210,9 +210,13 @@ class Broker:
             on_ready(self.bound_endpoint or self.endpoint)
         try:
             exit_code = self._act(gate.start(now), front, back, backend)
+            # The gate's next wake-up is recomputed after each tick, not per message: calls
+            # and replies only ever move deadlines later (or start ones far in the future),
+            # and next_wakeup is capped at one second, so a cached value is never too late.
+            wake_at = gate.next_wakeup(now)
             while exit_code is None:
                 now = time.monotonic()
-                timeout_ms = max(0, int((gate.next_wakeup(now) - now) * 1000) + 1)
+                timeout_ms = max(0, int((wake_at - now) * 1000) + 1)
                 events = dict(poller.poll(timeout_ms))
                 if rsock.fileno() in events or rsock in events:
                     with contextlib.suppress(BlockingIOError):
@@ -234,8 +238,11 @@ class Broker:
                     exit_code = _first(exit_code, self._drain_front(gate, front, back, backend))
                 if back in events:
                     exit_code = _first(exit_code, self._drain_back(gate, front, back, backend))
-                if exit_code is None:
-                    exit_code = self._act(gate.tick(time.monotonic()), front, back, backend)
+                now = time.monotonic()
+                if exit_code is None and (now >= wake_at or gate.wake_dirty):
+                    gate.wake_dirty = False
+                    exit_code = self._act(gate.tick(now), front, back, backend)
+                    wake_at = gate.next_wakeup(now)
         finally:
             signal.set_wakeup_fd(old_fd)
             for sig, handler in old_handlers.items():

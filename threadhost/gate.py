@@ -262,6 +262,10 @@ class Gate:
         }
         self.last_maintenance: dict[str, Any] | None = None
         self._start_estimate: float | None = None  # measured host start (spawn to ready)
+        self.wake_dirty = True
+        """Set when an event may have moved the next wake-up earlier (state changes, slow
+        calls starting or ending); the shell then ticks and recomputes ``next_wakeup``.
+        Plain calls and replies never set it: they only move deadlines later."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -272,6 +276,7 @@ class Gate:
         return [self._new_host(now, "initial start")]
 
     def _new_host(self, now: float, reason: str) -> StartHost:
+        self.wake_dirty = True
         self._host_seq += 1
         host_id = f"h{self._host_seq}"
         self.host = _Host(host_id=host_id, started=now, last_heartbeat=now)
@@ -279,6 +284,7 @@ class Gate:
 
     def shutdown(self, now: float, reason: str = "shutdown requested") -> list[Action]:
         """Begin a graceful shutdown: refuse new calls, let the host finish and tear down."""
+        self.wake_dirty = True
         if self.state in (GateState.STOPPING, GateState.STOPPED):
             return []
         self.state = GateState.STOPPING
@@ -296,6 +302,7 @@ class Gate:
 
     def force_stop(self, now: float, reason: str) -> list[Action]:
         """Second signal: kill the host now and finish."""
+        self.wake_dirty = True
         actions: list[Action] = []
         if self.host is not None and self.host.killed is None:
             self.host.killed = reason
@@ -377,15 +384,17 @@ class Gate:
         self._inflight[hid] = _InFlight(route, call.id, call.method, now, False)
         for slow in self._slow.values():
             slow.policy.on_call(now)
+        # built from an already validated message: skip re-validation on the hot path
         return [
             ToHost(
                 host.host_id,
-                Call(
+                Call.model_construct(
                     id=hid,
                     method=call.method,
                     args=call.args,
                     kwargs=call.kwargs,
                     timeout=call.timeout,
+                    fingerprint=None,
                 ),
             )
         ]
@@ -454,6 +463,7 @@ class Gate:
         return round(max(total, self.config.min_retry_after), 3)
 
     def _manual_maintain(self, now: float, route: tuple[bytes, ...], msg: Maintain) -> list[Action]:
+        self.wake_dirty = True
         def answer(started: bool, reason: str) -> list[Action]:
             return [ToClient(route, MaintainReply(id=msg.id, started=started, reason=reason))]
 
@@ -506,6 +516,7 @@ class Gate:
         return [Log("warning", f"host {host_id} sent an unexpected {msg.kind!r} message")]
 
     def _host_ready(self, now: float, host: _Host, msg: Ready) -> list[Action]:
+        self.wake_dirty = True
         if host.ready or self.state in (GateState.STOPPING, GateState.STOPPED):
             return []
         host.ready = True
@@ -568,6 +579,7 @@ class Gate:
         return [Log("info", "gate open: ready for calls")]
 
     def _start_slow(self, now: float, name: str, why: str) -> list[Action]:
+        self.wake_dirty = True
         host = self.host
         assert host is not None
         hid = self._next_id
@@ -598,7 +610,7 @@ class Gate:
         assert entry.route is not None
         if type(msg) is Result:
             self.counters["served"] += 1
-            out: Result | ErrorReply = Result(id=entry.client_id, value=msg.value)
+            out: Result | ErrorReply = Result.model_construct(id=entry.client_id, value=msg.value)
         else:
             self.counters["errors"] += 1
             out = msg.model_copy(update={"id": entry.client_id})
@@ -607,6 +619,7 @@ class Gate:
     def _slow_finished(
         self, now: float, entry: _InFlight, msg: Result | ErrorReply
     ) -> list[Action]:
+        self.wake_dirty = True
         _, name, started, why = self._running_slow or (entry.client_id, entry.method, now, "?")
         self._running_slow = None
         duration = now - started
@@ -652,6 +665,7 @@ class Gate:
         return actions
 
     def _host_goodbye(self, now: float, host: _Host, msg: Goodbye) -> list[Action]:
+        self.wake_dirty = True
         if not self.config.spawn:  # an attached host's goodbye is its exit
             how = "said goodbye" if msg.ok else f"failed: {msg.message}"
             return self.host_exited(now, host.host_id, how)
@@ -671,6 +685,7 @@ class Gate:
 
     def host_exited(self, now: float, host_id: str, how: str) -> list[Action]:
         """The host process ``host_id`` is gone (``how``: e.g. "exit code 0", "signal 6")."""
+        self.wake_dirty = True
         host = self.host
         if host is None or host.host_id != host_id:
             return []

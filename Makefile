@@ -34,3 +34,11 @@ e2e: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+
+# Full benchmark run (a few minutes): threadhost side by side with the seed's design and two
+# hand-written floors; table on stdout, JSON in benchmarks/results/latest.json.
+# See docs/performance.md. BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench
+bench: setup
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -28,14 +28,21 @@ from threadhost.protocol import (
 _MESSAGE: TypeAdapter[Any] = TypeAdapter(Message)
 
 _scalars = (
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-    | st.text(max_size=8) | st.binary(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
 )
 _values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=4) | st.binary(max_size=2) | st.integers(0, 3), inner,
-                      max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.text(max_size=4) | st.binary(max_size=2) | st.integers(0, 3), inner, max_size=3
+        )
+    ),
     max_leaves=6,
 )
 _field_values = (
@@ -48,13 +55,23 @@ _ids = st.integers(0, 2**64 - 1) | st.none()
 _opt_float = st.none() | st.floats() | st.integers(-3, 3)
 _opt_text = st.none() | st.text(max_size=8)
 _VALID = {  # per kind: a strategy of mostly well-typed values for each field
-    "call": {"id": _ids, "method": st.text(max_size=8), "args": st.lists(_values, max_size=3),
-             "kwargs": st.dictionaries(st.text(max_size=4), _values, max_size=3),
-             "timeout": _opt_float, "fingerprint": _opt_text},
+    "call": {
+        "id": _ids,
+        "method": st.text(max_size=8),
+        "args": st.lists(_values, max_size=3),
+        "kwargs": st.dictionaries(st.text(max_size=4), _values, max_size=3),
+        "timeout": _opt_float,
+        "fingerprint": _opt_text,
+    },
     "result": {"id": _ids, "value": _values},
-    "error": {"id": _ids, "code": st.sampled_from([c.value for c in ErrorCode]),
-              "message": st.text(max_size=8), "retry_after": _opt_float,
-              "remote_type": _opt_text, "traceback": _opt_text},
+    "error": {
+        "id": _ids,
+        "code": st.sampled_from([c.value for c in ErrorCode]),
+        "message": st.text(max_size=8),
+        "retry_after": _opt_float,
+        "remote_type": _opt_text,
+        "traceback": _opt_text,
+    },
 }
 
 
@@ -115,8 +132,14 @@ def test_decode_agrees_with_pydantic_on_hot_kinds(body: dict[str, Any]) -> None:
         {"kind": "error", "id": None, "code": "nope"},
         {"kind": "error", "id": 3, "code": "busy", "retry_after": 1},
         {"kind": "error", "id": 3, "code": "busy", "message": None},
-        {"kind": "error", "id": 3, "code": "remote_exception", "remote_type": "E",
-         "traceback": "tb", "more": [1]},
+        {
+            "kind": "error",
+            "id": 3,
+            "code": "remote_exception",
+            "remote_type": "E",
+            "traceback": "tb",
+            "more": [1],
+        },
     ],
 )
 def test_decode_agrees_with_pydantic_on_edge_cases(body: dict[str, Any]) -> None:

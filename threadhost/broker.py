@@ -59,6 +59,11 @@ __all__ = ["DEFAULT_ENDPOINT", "Broker", "BrokerError"]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:6000"
 
+# plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+
 log = logging.getLogger("threadhost.broker")
 
 
@@ -259,11 +264,15 @@ class Broker:
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
         max_size = self.max_size
+        recv = front.recv
+        more = front.getsockopt
         while True:
             try:
-                frames = front.recv_multipart(zmq.NOBLOCK)
+                frames = [recv(_NOBLOCK)]
             except zmq.Again:
                 return None
+            while more(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
             if len(frames) > 1 and frames[1] == b"":  # REQ-style envelope
                 route: tuple[bytes, ...] = (frames[0], b"")
                 payload = frames[2:]
@@ -285,11 +294,15 @@ class Broker:
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
         max_size = self.max_size
+        recv = back.recv
+        more = back.getsockopt
         while True:
             try:
-                frames = back.recv_multipart(zmq.NOBLOCK)
+                frames = [recv(_NOBLOCK)]
             except zmq.Again:
                 return None
+            while more(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
             ident = frames[0].decode("utf-8", "replace")
             host_id = ident[:-3] if ident.endswith("/hb") else ident
             try:
@@ -321,7 +334,12 @@ class Broker:
 
     def _send(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
         try:
-            sock.send_multipart([*route, *encode(msg)], zmq.NOBLOCK)
+            header, body = encode(msg)
+            send = sock.send
+            for part in route:  # a refused message fails on its first frame: nothing is sent
+                send(part, _MORE_NOBLOCK)
+            send(header, _MORE_NOBLOCK)
+            send(body, _NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full (EAGAIN)
             log.debug("dropped a message to a vanished peer: %s", exc)
         except Exception as exc:  # an unencodable value must not kill the broker

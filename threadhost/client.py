@@ -21,7 +21,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -54,6 +54,12 @@ __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "connect"]
 DEFAULT_TIMEOUT = 10.0
 _RECONNECT_IVL_MS = 100
 _RECONNECT_IVL_MAX_MS = 1000
+
+# plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+_RCVTIMEO = int(zmq.RCVTIMEO)
 
 
 class RequestCore:
@@ -170,31 +176,43 @@ class Client:
         sock = self._sock
         if sock is None:
             raise ThreadhostError("client is closed")
-        deadline = time.monotonic() + timeout
+        monotonic = time.monotonic
+        deadline = monotonic() + timeout
+        header, body = frames
         while True:  # send; IMMEDIATE makes this fail while no broker is connected
             try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
+                sock.send(header, _MORE_NOBLOCK)  # a refused message fails on its first frame
                 break
             except zmq.Again:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - monotonic()
                 if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1, zmq.POLLOUT):
                     raise CallTimeoutError(
                         f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
                     ) from None
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+        sock.send(body, _NOBLOCK)
+        recv = sock.recv
+        getsockopt = sock.getsockopt
+        parse = self._core.parse
+        while True:  # a blocking recv bounded by RCVTIMEO: no Poller built per call
+            remaining = deadline - monotonic()
+            if remaining <= 0:
                 raise CallTimeoutError(
                     f"{what}: no answer from {self.endpoint} within {timeout:g}s"
                 )
-            reply = sock.recv_multipart(zmq.NOBLOCK)
+            sock.setsockopt(_RCVTIMEO, int(remaining * 1000) + 1)
             try:
-                msg = self._core.parse(reply)
+                reply = [recv()]
+            except zmq.Again:
+                continue  # timed out: the loop raises
+            while getsockopt(_RCVMORE):
+                reply.append(recv())
+            try:
+                msg = parse(reply)
             except ProtocolError as exc:
                 if exc.request_id in (None, rid):
                     raise
                 continue
-            if RequestCore.reply_id(msg) == rid:
+            if getattr(msg, "id", None) == rid:
                 return msg
             if type(msg) is ErrorReply and msg.id is None:
                 raise exception_from_error(msg)
@@ -239,7 +257,8 @@ class Client:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _Method(self, name)
+        method = self.__dict__[name] = _Method(self, name)  # found directly from now on
+        return method
 
     def close(self) -> None:
         """Close the socket. Idempotent."""
@@ -274,6 +293,11 @@ def connect(
     :class:`~threadhost.CallTimeoutError` if nothing answers within ``timeout``.
     """
     return Client(endpoint, timeout, fingerprint=fingerprint)
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 class AsyncClient:
@@ -314,31 +338,42 @@ class AsyncClient:
                 frames = await sock.recv_multipart()
             except (zmq.ZMQError, asyncio.CancelledError):
                 return
-            try:
-                msg = self._core.parse(frames)
-            except ProtocolError as exc:
-                fut = self._pending.pop(exc.request_id, None) if exc.request_id else None
-                if fut is not None and not fut.done():
-                    fut.set_exception(exc)
-                continue
-            rid = RequestCore.reply_id(msg)
-            if rid is None and type(msg) is ErrorReply:
-                for fut in self._pending.values():
-                    if not fut.done():
-                        fut.set_exception(exception_from_error(msg))
-                self._pending.clear()
-                continue
-            fut = self._pending.pop(rid, None) if rid is not None else None
+            while True:  # then every reply already here, without a trip through the loop
+                self._deliver(frames)
+                try:
+                    frames = cast("asyncio.Future[list[bytes]]",
+                                  sock.recv_multipart(zmq.NOBLOCK)).result()
+                except zmq.ZMQError:
+                    break
+
+    def _deliver(self, frames: list[bytes]) -> None:
+        try:
+            msg = self._core.parse(frames)
+        except ProtocolError as exc:
+            fut = self._pending.pop(exc.request_id, None) if exc.request_id else None
             if fut is not None and not fut.done():
-                fut.set_result(msg)
+                fut.set_exception(exc)
+            return
+        rid = getattr(msg, "id", None)
+        if rid is None and type(msg) is ErrorReply:
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(exception_from_error(msg))
+            self._pending.clear()
+            return
+        fut = self._pending.pop(rid, None) if rid is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
 
     async def _roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
         sock = self._sock
         if sock is None:
             raise ThreadhostError("client is closed")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
         deadline = time.monotonic() + timeout
+        expiry: asyncio.TimerHandle | None = None
         try:
             while True:
                 try:
@@ -351,13 +386,17 @@ class AsyncClient:
                         ) from None
                     await asyncio.sleep(0.01)
             self._ensure_reader()
+            # one timer per call instead of wait_for, which wraps every call in more futures
+            expiry = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, fut)
             try:
-                return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+                return await fut
             except TimeoutError:
                 raise CallTimeoutError(
                     f"{what}: no answer from {self.endpoint} within {timeout:g}s"
                 ) from None
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self._pending.pop(rid, None)
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:

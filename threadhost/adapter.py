@@ -35,7 +35,6 @@ import importlib
 import inspect
 import json
 import math
-import reprlib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,7 +46,14 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from threadhost.errors import AdapterError, BadArgumentsError, ProtocolError, UnknownCallError
-from threadhost.types import SIMPLE_TYPES, UncarriableType, to_wire, type_repr, wire_type
+from threadhost.types import (
+    SIMPLE_TYPES,
+    UncarriableType,
+    explain,
+    to_wire,
+    type_repr,
+    wire_type,
+)
 
 __all__ = [
     "Adapter",
@@ -237,20 +243,6 @@ class Param:
     default: Any = field(default=None, hash=False)
 
 
-def _explain(exc: ValidationError) -> str:
-    """One line from a pydantic error: where, what, and what arrived."""
-    errors = exc.errors()
-    first = errors[0]
-    loc = ".".join(str(part) for part in first["loc"])
-    got = first.get("input")
-    text = f"{first['msg']}, got {type(got).__name__} {reprlib.repr(got)}"
-    if loc:
-        text = f"at {loc}: {text}"
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more errors)"
-    return text
-
-
 def _type_adapter(label: str, what: str, annotation: Any, *, wire: bool) -> TypeAdapter[Any]:
     """A pydantic TypeAdapter for ``annotation`` (its strict wire form when ``wire``)."""
     try:
@@ -406,7 +398,7 @@ class CallSpec:
             return self._validators[index].validate_python(value)
         except ValidationError as exc:
             raise BadArgumentsError(
-                f"{self.label}: argument {self.params[index].name!r}: {_explain(exc)}"
+                f"{self.label}: argument {self.params[index].name!r}: {explain(exc)}"
             ) from None
 
     # -- results --------------------------------------------------------------------------
@@ -425,7 +417,7 @@ class CallSpec:
         except ValidationError as exc:
             raise AdapterError(
                 f"{self.label} returned a value that does not match its declared return type "
-                f"{type_repr(self.returns)}: {_explain(exc)}"
+                f"{type_repr(self.returns)}: {explain(exc)}"
             ) from None
         dumped = self._result_serializer.dump_python(checked, mode="python", by_alias=True)
         return to_wire(dumped)
@@ -442,7 +434,7 @@ class CallSpec:
         except ValidationError as exc:
             raise ProtocolError(
                 f"{self.label}: result does not match the declared return type "
-                f"{type_repr(self.returns)}: {_explain(exc)}"
+                f"{type_repr(self.returns)}: {explain(exc)}"
             ) from None
 
     # -- description ----------------------------------------------------------------------
@@ -718,7 +710,7 @@ def _call_spec(cls: type[Adapter], name: str, fn: Any, decl: _Declaration) -> Ca
             except ValidationError as exc:
                 raise AdapterError(
                     f"{label}: default of parameter {param.name!r} does not match its "
-                    f"annotation {type_repr(param.annotation)}: {_explain(exc)}"
+                    f"annotation {type_repr(param.annotation)}: {explain(exc)}"
                 ) from None
     return spec
 

@@ -35,7 +35,6 @@ the check is then left to the per-call fingerprint.
 from __future__ import annotations
 
 import logging
-import reprlib
 import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -52,7 +51,7 @@ from threadhost.errors import (
     ThreadhostError,
     TryLaterError,
 )
-from threadhost.types import SIMPLE_TYPES, to_wire, wire_type
+from threadhost.types import SIMPLE_TYPES, explain, to_wire, wire_type
 
 __all__ = [
     "CONNECT_CHECK_TIMEOUT",
@@ -96,20 +95,6 @@ DEFAULT: Any = _ServiceDefault()
 
 
 # --------------------------------------------------------------------------- conversions
-
-
-def _explain(exc: ValidationError) -> str:
-    """One line from a pydantic error (same wording as the host's)."""
-    errors = exc.errors()
-    first = errors[0]
-    loc = ".".join(str(part) for part in first["loc"])
-    got = first.get("input")
-    text = f"{first['msg']}, got {type(got).__name__} {reprlib.repr(got)}"
-    if loc:
-        text = f"at {loc}: {text}"
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more errors)"
-    return text
 
 
 class _Codec:
@@ -210,7 +195,7 @@ class Method(Generic[R]):
                 wire = codec.dump(value)
             except ValidationError as exc:
                 raise BadArgumentsError(
-                    f"{self.label}: argument {param.name!r}: {_explain(exc)}"
+                    f"{self.label}: argument {param.name!r}: {explain(exc)}"
                 ) from None
             if param.kind == "keyword_only" or (
                 skipped is not None and param.kind == "positional_or_keyword"
@@ -231,7 +216,7 @@ class Method(Generic[R]):
             value: R = self._result.load(wire)
         except ValidationError as exc:
             raise ProtocolError(
-                f"{self.label}: result does not match the declared return type: {_explain(exc)}"
+                f"{self.label}: result does not match the declared return type: {explain(exc)}"
             ) from None
         return value
 

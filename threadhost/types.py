@@ -43,18 +43,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import reprlib
 import types
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired, Union, cast, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Strict, ValidationError
 from pydantic.dataclasses import is_pydantic_dataclass
 from typing_extensions import TypedDict
 
 __all__ = [
     "SIMPLE_TYPES",
     "UncarriableType",
+    "explain",
     "to_wire",
     "type_repr",
     "wire_type",
@@ -321,3 +323,18 @@ class _Converter:
             return tp(**value)
 
         return Annotated[mirror, BeforeValidator(from_instance), AfterValidator(build)]
+
+
+def explain(exc: ValidationError) -> str:
+    """One line from a pydantic error: where, what, and what arrived (the same wording on the
+    host, which validates arguments, and in generated proxies, which validate them first)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    got = first.get("input")
+    text = f"{first['msg']}, got {type(got).__name__} {reprlib.repr(got)}"
+    if loc:
+        text = f"at {loc}: {text}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more errors)"
+    return text

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import threading
@@ -173,7 +174,7 @@ class MiniHost:
 def _patch_broker(flaw: str) -> None:
     from threadhost import broker as B
     from threadhost import gate as G
-    from threadhost.protocol import ErrorCode, ErrorReply
+    from threadhost.wire import ErrorCode, ErrorReply
 
     if flaw == "no-echo":
         send = B.Broker._send
@@ -181,7 +182,7 @@ def _patch_broker(flaw: str) -> None:
         def send_wrong_id(self: Any, sock: Any, route: Any, msg: Any) -> None:
             if sock.getsockopt_string(zmq.LAST_ENDPOINT) == self.bound_endpoint and isinstance(
                     getattr(msg, "id", None), int):
-                msg = msg.model_copy(update={"id": (msg.id + 1) % (MAX_ID + 1)})
+                msg = dataclasses.replace(msg, id=(msg.id + 1) % (MAX_ID + 1))
             send(self, sock, route, msg)
 
         B.Broker._send = send_wrong_id  # type: ignore[method-assign]
@@ -208,14 +209,13 @@ def _patch_broker(flaw: str) -> None:
 
         B.Broker._send = drop_protocol_errors  # type: ignore[method-assign]
     elif flaw == "ignores-version":
-        decode = B.decode
+        check_header = B.check_header
 
-        def any_version(frames: Any, **kw: Any) -> Any:
-            if len(frames) == 2 and frames[0][:2] == b"TH":
-                frames = [HEADER, frames[1]]
-            return decode(frames, **kw)
+        def any_version(header: bytes) -> None:
+            if header[:2] != b"TH":
+                check_header(header)
 
-        B.decode = any_version
+        B.check_header = any_version
     elif flaw == "no-liveness":
         G.Gate._liveness_problem = lambda self, now, host: None  # type: ignore[method-assign]
     else:

@@ -17,7 +17,7 @@ from threadhost.gate import (
     ToHost,
 )
 from threadhost.policy import parse_policy
-from threadhost.protocol import (
+from threadhost.wire import (
     Call,
     Describe,
     Description,

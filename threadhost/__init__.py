@@ -5,8 +5,8 @@ The library runs on one thread of a supervised *host* process; a *broker* in fro
 of making the caller wait. See README.md and docs/.
 """
 
-from threadhost.adapter import Adapter, fast, load_adapter, slow
-from threadhost.client import AsyncClient, Client, connect
+from typing import TYPE_CHECKING, Any
+
 from threadhost.errors import (
     AdapterError,
     BadArgumentsError,
@@ -23,7 +23,39 @@ from threadhost.errors import (
     UnavailableError,
     UnknownCallError,
 )
-from threadhost.protocol import PROTOCOL_VERSION
+from threadhost.wire import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from threadhost.adapter import Adapter, fast, load_adapter, slow
+    from threadhost.client import AsyncClient, Client, connect
+
+# Loaded on first use (PEP 562): the broker process imports this package too, and must
+# not pay for pydantic, asyncio and the adapter machinery it never uses.
+_LAZY = {
+    "Adapter": "threadhost.adapter",
+    "fast": "threadhost.adapter",
+    "slow": "threadhost.adapter",
+    "load_adapter": "threadhost.adapter",
+    "AsyncClient": "threadhost.client",
+    "Client": "threadhost.client",
+    "connect": "threadhost.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'threadhost' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 

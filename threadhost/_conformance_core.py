@@ -23,7 +23,8 @@ import msgpack
 import zmq
 
 from threadhost.errors import ProtocolError
-from threadhost.protocol import HEADER, MAX_REQUEST_ID, ErrorReply, Message, decode
+from threadhost.protocol import HEADER, ErrorReply, Message, decode
+from threadhost.wire import MAX_REQUEST_ID
 
 __all__ = [
     "MAX_ID",

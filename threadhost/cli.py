@@ -7,7 +7,7 @@ import logging
 import os
 import subprocess
 import sys
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import click
 
@@ -56,7 +56,28 @@ def preflight(target: str) -> dict[str, Any]:
     return description
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Commands whose modules load only when run (or listed): ``serve`` stays lean."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        "proxy": "threadhost.proxygen:proxy_command",
+        "conformance": "threadhost.conformance:conformance_command",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="threadhost")
 def main() -> None:
     """threadhost: host a thread-hostile, slow, crash-prone library behind a busy-aware broker."""
@@ -246,13 +267,3 @@ def host(target: str, endpoint: str, host_id: str | None, log_level: str) -> Non
     sys.path.insert(0, os.getcwd())
     sys.exit(host_main([target, "--connect", endpoint, "--host-id",
                         host_id or f"host-{os.getpid()}", "--log-level", log_level]))
-
-
-from threadhost.proxygen import proxy_command  # noqa: E402
-
-main.add_command(proxy_command, "proxy")
-
-
-from threadhost.conformance import conformance_command  # noqa: E402
-
-main.add_command(conformance_command, "conformance")

@@ -32,21 +32,26 @@ from threadhost.errors import (
     ThreadhostError,
 )
 from threadhost.protocol import (
-    DEFAULT_MAX_SIZE,
     Call,
     Describe,
     Description,
-    ErrorReply,
     Maintain,
     MaintainReply,
     Ping,
     Pong,
-    Result,
     Status,
     StatusReply,
     decode,
     encode,
+)
+from threadhost.wire import (
+    DEFAULT_MAX_SIZE,
+    HEADER,
+    check_header,
+    decode_body,
+    encode_call,
     exception_from_error,
+    protocol_error,
 )
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "connect"]
@@ -77,13 +82,31 @@ class RequestCore:
         self, rid: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
         timeout: float | None,
     ) -> list[bytes]:
-        return encode(
-            Call(id=rid, method=method, args=list(args), kwargs=kwargs, timeout=timeout,
-                 fingerprint=self.fingerprint)
-        )
+        if type(method) is not str:
+            raise TypeError(f"a call name must be a str, not {type(method).__name__}")
+        try:
+            return [HEADER, encode_call(rid, method, list(args), kwargs,
+                                        None if timeout is None else float(timeout),
+                                        self.fingerprint)]
+        except (TypeError, ValueError, OverflowError):
+            # a value msgpack cannot pack natively (a dataclass, a model...): the reference
+            # codec turns it into plain data, or raises its own error
+            return encode(
+                Call(id=rid, method=method, args=list(args), kwargs=kwargs, timeout=timeout,
+                     fingerprint=self.fingerprint)
+            )
 
     def parse(self, frames: list[bytes]) -> Any:
-        """Decode a reply; raise ProtocolError for garbage."""
+        """Decode a reply (``call`` answers by the lean codec); raise ProtocolError for
+        garbage."""
+        if len(frames) != 2:
+            raise protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
+        if frames[0] != HEADER:
+            check_header(frames[0])
+        return decode_body(frames[1], self.max_size)
+
+    def parse_control(self, frames: list[bytes]) -> Any:
+        """Decode a reply to a control request into the reference codec's models."""
         return decode(frames, max_size=self.max_size)
 
     @staticmethod
@@ -93,9 +116,10 @@ class RequestCore:
     @staticmethod
     def outcome(msg: Any) -> Any:
         """The value carried by a reply, or raise the typed error it carries."""
-        if type(msg) is Result:
+        kind = msg.kind
+        if kind == "result":
             return msg.value
-        if type(msg) is ErrorReply:
+        if kind == "error":
             raise exception_from_error(msg)
         return msg
 
@@ -146,6 +170,7 @@ class Client:
         self.late_replies = 0  # replies to earlier calls that had timed out, dropped
         self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()
+        self._rcvtimeo = -1  # the socket's RCVTIMEO (ms), -1: libzmq's default (forever)
         self._sock: zmq.Socket[Any] | None = self._ctx.socket(zmq.DEALER)
         _configure(self._sock)
         self._sock.connect(endpoint)
@@ -172,7 +197,10 @@ class Client:
             frames = core.call_frames(rid, method, tuple(args), kwargs or {}, t)
             return core.outcome(self._roundtrip(rid, frames, t, method))
 
-    def _roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
+    def _roundtrip(
+        self, rid: int, frames: list[bytes], timeout: float, what: str,
+        parse: Callable[[list[bytes]], Any] | None = None,
+    ) -> Any:
         sock = self._sock
         if sock is None:
             raise ThreadhostError("client is closed")
@@ -191,21 +219,31 @@ class Client:
                     ) from None
         sock.send(body, _NOBLOCK)
         recv = sock.recv
-        getsockopt = sock.getsockopt
-        parse = self._core.parse
+        if parse is None:
+            parse = self._core.parse
+        first_wait = int(timeout * 1000) + 1
         while True:  # a blocking recv bounded by RCVTIMEO: no Poller built per call
             remaining = deadline - monotonic()
             if remaining <= 0:
                 raise CallTimeoutError(
                     f"{what}: no answer from {self.endpoint} within {timeout:g}s"
                 )
-            sock.setsockopt(_RCVTIMEO, int(remaining * 1000) + 1)
+            # setsockopt costs ~2 µs: a call's first wait uses the whole timeout, the same
+            # value call after call, so it is set only when it changes (the overshoot is
+            # the microseconds since ``deadline`` was computed)
+            wait_ms = first_wait if first_wait else int(remaining * 1000) + 1
+            first_wait = 0
+            if wait_ms != self._rcvtimeo:
+                sock.setsockopt(_RCVTIMEO, wait_ms)
+                self._rcvtimeo = wait_ms
             try:
-                reply = [recv()]
+                frame = recv(0, copy=False)
             except zmq.Again:
                 continue  # timed out: the loop raises
-            while getsockopt(_RCVMORE):
-                reply.append(recv())
+            reply = [frame.bytes]
+            while frame.more:
+                frame = recv(0, copy=False)
+                reply.append(frame.bytes)
             try:
                 msg = parse(reply)
             except ProtocolError as exc:
@@ -214,7 +252,7 @@ class Client:
                 continue
             if getattr(msg, "id", None) == rid:
                 return msg
-            if type(msg) is ErrorReply and msg.id is None:
+            if msg.kind == "error" and msg.id is None:
                 raise exception_from_error(msg)
             self.late_replies += 1  # a late reply to an earlier call that timed out: drop it
 
@@ -223,7 +261,9 @@ class Client:
         with self._lock:
             rid = self._core.next_id()
             msg = make(rid)
-            return RequestCore.outcome(self._roundtrip(rid, encode(msg), t, msg.kind))
+            return RequestCore.outcome(
+                self._roundtrip(rid, encode(msg), t, msg.kind, self._core.parse_control)
+            )
 
     def describe(self, timeout: float | None = None) -> dict[str, Any]:
         """The served adapter's description (calls, signatures, fingerprint)."""
@@ -355,7 +395,7 @@ class AsyncClient:
                 fut.set_exception(exc)
             return
         rid = getattr(msg, "id", None)
-        if rid is None and type(msg) is ErrorReply:
+        if rid is None and msg.kind == "error":
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(exception_from_error(msg))

@@ -35,6 +35,7 @@ the slow call's deadline, not by heartbeats.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -50,7 +51,7 @@ from threadhost.errors import (
     UnknownCallError,
 )
 from threadhost.policy import Policy
-from threadhost.protocol import (
+from threadhost.wire import (
     Call,
     Describe,
     Description,
@@ -384,11 +385,10 @@ class Gate:
         self._inflight[hid] = _InFlight(route, call.id, call.method, now, False)
         for slow in self._slow.values():
             slow.policy.on_call(now)
-        # built from an already validated message: skip re-validation on the hot path
         return [
             ToHost(
                 host.host_id,
-                Call(  # validating (Rust) is faster than model_construct (Python)
+                Call(
                     id=hid,
                     method=call.method,
                     args=call.args,
@@ -612,7 +612,7 @@ class Gate:
             out: Result | ErrorReply = Result(id=entry.client_id, value=msg.value)
         else:
             self.counters["errors"] += 1
-            out = msg.model_copy(update={"id": entry.client_id})
+            out = dataclasses.replace(msg, id=entry.client_id)
         return [ToClient(entry.route, out)]
 
     def _slow_finished(

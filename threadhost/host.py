@@ -45,8 +45,9 @@ from threadhost.errors import (
     ThreadhostError,
     UnknownCallError,
 )
-from threadhost.protocol import (
+from threadhost.wire import (
     DEFAULT_MAX_SIZE,
+    HEADER,
     Call,
     ErrorCode,
     ErrorReply,
@@ -55,9 +56,11 @@ from threadhost.protocol import (
     Ready,
     Result,
     Shutdown,
-    decode,
+    check_header,
+    decode_body,
     encode,
     error_reply,
+    protocol_error,
 )
 
 __all__ = ["Host", "main"]
@@ -71,7 +74,6 @@ EXIT_ORPHANED = 5
 
 _ANSWERS = (Result, ErrorReply)
 _SNDMORE = int(zmq.SNDMORE)
-_RCVMORE = int(zmq.RCVMORE)
 
 
 class Host:
@@ -221,16 +223,21 @@ class Host:
         max_size = self.max_size
         stopping = self.stop_requested.is_set
         recv = sock.recv
-        more = sock.getsockopt
         while not stopping():
             try:
-                frames = [recv()]  # waits up to RCVTIMEO, so a stop request is seen
+                frame = recv(0, copy=False)  # waits up to RCVTIMEO, so a stop is seen
             except zmq.Again:
                 continue
-            while more(_RCVMORE):  # the rest of a multipart message is already here
-                frames.append(recv())
+            frames = [frame.bytes]
+            while frame.more:  # the rest of a multipart message is already here
+                frame = recv(0, copy=False)
+                frames.append(frame.bytes)
             try:
-                msg = decode(frames, max_size=max_size)
+                if len(frames) != 2:
+                    raise protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
+                if frames[0] != HEADER:
+                    check_header(frames[0])
+                msg = decode_body(frames[1], max_size)
             except ProtocolError as exc:
                 log.warning("host %s: dropped a bad message: %s", self.host_id, exc)
                 if exc.request_id is not None:

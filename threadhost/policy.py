@@ -37,8 +37,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
-from croniter import croniter
-
 __all__ = [
     "KEYS",
     "CompositePolicy",
@@ -225,6 +223,8 @@ class CronPolicy(Policy):
     def _compute(self, wall: float) -> None:
         base = datetime.fromtimestamp(wall, self._tz)  # naive local time when tz is None
         self._base = wall
+        from croniter import croniter  # imported on first use: it weighs ~2.5 MB
+
         self._next_fire = croniter(self.expr, base).get_next(datetime).timestamp()
 
     def start(self, now: float) -> None:
@@ -548,6 +548,8 @@ def _check_cron(expr: str, term: str) -> None:
             f" (minute hour day-of-month month day-of-week), got {fields}"
         )
     try:  # also rejects expressions that never fire, like "0 3 31 2 *"
+        from croniter import croniter
+
         croniter(expr, datetime(2000, 1, 1)).get_next(datetime)
     except (ValueError, KeyError) as exc:
         raise PolicyError(f"bad cron expression {expr!r} in {term!r}: {exc}") from None

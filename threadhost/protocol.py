@@ -37,19 +37,25 @@ read (R19, R22). Limits are arguments (``max_size``), never module globals.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from threadhost.errors import (
-    ProtocolError,
-    ProtocolMismatchError,
-    ThreadhostError,
-    error_class_for,
+from threadhost.errors import ThreadhostError
+from threadhost.wire import (
+    DEFAULT_MAX_SIZE,
+    HEADER,
+    MAX_REQUEST_ID,
+    PROTOCOL_VERSION,
+    SIGNATURE,
+    SUPPORTED_VERSIONS,
+    ErrorCode,
+    check_header,
+    exception_from_error,
 )
+from threadhost.wire import protocol_error as _protocol_error
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -80,31 +86,7 @@ __all__ = [
     "exception_from_error",
 ]
 
-SIGNATURE: Final = b"TH"
-PROTOCOL_VERSION: Final = 1
-SUPPORTED_VERSIONS: Final = frozenset({1})
-HEADER: Final = SIGNATURE + bytes([PROTOCOL_VERSION])
-DEFAULT_MAX_SIZE: Final = 1 << 20  # 1 MiB body
-MAX_REQUEST_ID: Final = (1 << 64) - 1
-
 RequestId: TypeAlias = Annotated[int, Field(ge=0, le=MAX_REQUEST_ID, strict=True)]
-
-
-class ErrorCode(enum.StrEnum):
-    """Error codes carried by ``error`` messages (see docs/protocol.md, "Error codes")."""
-
-    BUSY = "busy"
-    UNAVAILABLE = "unavailable"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    CRASHED = "crashed"
-    UNKNOWN_CALL = "unknown_call"
-    BAD_ARGUMENTS = "bad_arguments"
-    REMOTE_EXCEPTION = "remote_exception"
-    PROTOCOL = "protocol"
-    VERSION = "version"
-    FINGERPRINT = "fingerprint"
-    ADAPTER = "adapter"
 
 
 class _Msg(BaseModel):
@@ -350,21 +332,19 @@ def decode(frames: Sequence[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Mess
         raise _protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
     header, body = frames
     if header != HEADER:
-        if len(header) != 3 or header[:2] != SIGNATURE:
-            raise _protocol_error(f"bad header {bytes(header[:8])!r}: not a threadhost message")
-        version = header[2]
-        if version not in SUPPORTED_VERSIONS:
-            err = ProtocolMismatchError(
-                f"protocol version {version} not supported (supported: "
-                f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})"
-            )
-            raise err
+        check_header(header)
     if len(body) > max_size:
         raise _protocol_error(f"body of {len(body)} bytes exceeds the limit of {max_size} bytes")
     try:
         raw = _unpackb(body, raw=False, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise _protocol_error(f"body is not valid msgpack: {exc}") from None
+    return validate_body(raw)
+
+
+def validate_body(raw: Any) -> Message:
+    """Validate one unpacked body into its model, or raise the :class:`ProtocolError` (with
+    the request id when it could be read) that :func:`decode` raises for it."""
     if type(raw) is dict:
         kind = raw.get("kind")
         validate = _VALIDATORS.get(kind) if type(kind) is str else None
@@ -389,12 +369,6 @@ def decode(frames: Sequence[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Mess
         raise _protocol_error(f"invalid {kind} message: {problems}", rid) from None
 
 
-def _protocol_error(message: str, request_id: int | None = None) -> ProtocolError:
-    err = ProtocolError(message)
-    err.request_id = request_id
-    return err
-
-
 def error_reply(request_id: int | None, exc: ThreadhostError) -> ErrorReply:
     """The ``error`` message that carries ``exc`` to the peer."""
     try:
@@ -409,18 +383,3 @@ def error_reply(request_id: int | None, exc: ThreadhostError) -> ErrorReply:
         remote_type=getattr(exc, "remote_type", None),
         traceback=getattr(exc, "remote_traceback", None),
     )
-
-
-def exception_from_error(reply: ErrorReply) -> ThreadhostError:
-    """The typed exception a client raises for an ``error`` message."""
-    cls = error_class_for(reply.code.value)
-    exc: ThreadhostError
-    if reply.code in (ErrorCode.BUSY, ErrorCode.UNAVAILABLE):
-        exc = cls(reply.message, retry_after=reply.retry_after)  # type: ignore[call-arg]
-    elif reply.code is ErrorCode.REMOTE_EXCEPTION:
-        exc = cls(  # type: ignore[call-arg]
-            reply.message, remote_type=reply.remote_type, remote_traceback=reply.traceback
-        )
-    else:
-        exc = cls(reply.message)
-    return exc

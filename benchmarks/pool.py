@@ -48,7 +48,7 @@ class Pool:
 
     def __init__(self, size: int) -> None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["benchmarks.clients", "threadhost"])
+        ctx.set_forkserver_preload(["benchmarks.clients", "threadhost", "threadhost.client"])
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         for i in range(size):

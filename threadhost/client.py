@@ -21,7 +21,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -31,8 +31,9 @@ from threadhost.errors import (
     ProtocolError,
     ThreadhostError,
 )
-from threadhost.protocol import (
-    Call,
+from threadhost.wire import (
+    DEFAULT_MAX_SIZE,
+    HEADER,
     Describe,
     Description,
     Maintain,
@@ -41,14 +42,9 @@ from threadhost.protocol import (
     Pong,
     Status,
     StatusReply,
-    decode,
-    encode,
-)
-from threadhost.wire import (
-    DEFAULT_MAX_SIZE,
-    HEADER,
     check_header,
     decode_body,
+    encode,
     encode_call,
     exception_from_error,
     protocol_error,
@@ -91,23 +87,22 @@ class RequestCore:
         except (TypeError, ValueError, OverflowError):
             # a value msgpack cannot pack natively (a dataclass, a model...): the reference
             # codec turns it into plain data, or raises its own error
-            return encode(
+            from threadhost.protocol import Call
+            from threadhost.protocol import encode as encode_model
+
+            return encode_model(
                 Call(id=rid, method=method, args=list(args), kwargs=kwargs, timeout=timeout,
                      fingerprint=self.fingerprint)
             )
 
     def parse(self, frames: list[bytes]) -> Any:
-        """Decode a reply (``call`` answers by the lean codec); raise ProtocolError for
+        """Decode a reply into a :mod:`threadhost.wire` message; raise ProtocolError for
         garbage."""
         if len(frames) != 2:
             raise protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
         if frames[0] != HEADER:
             check_header(frames[0])
         return decode_body(frames[1], self.max_size)
-
-    def parse_control(self, frames: list[bytes]) -> Any:
-        """Decode a reply to a control request into the reference codec's models."""
-        return decode(frames, max_size=self.max_size)
 
     @staticmethod
     def reply_id(msg: Any) -> int | None:
@@ -199,7 +194,6 @@ class Client:
 
     def _roundtrip(
         self, rid: int, frames: list[bytes], timeout: float, what: str,
-        parse: Callable[[list[bytes]], Any] | None = None,
     ) -> Any:
         sock = self._sock
         if sock is None:
@@ -219,8 +213,7 @@ class Client:
                     ) from None
         sock.send(body, _NOBLOCK)
         recv = sock.recv
-        if parse is None:
-            parse = self._core.parse
+        parse = self._core.parse
         first_wait = int(timeout * 1000) + 1
         while True:  # a blocking recv bounded by RCVTIMEO: no Poller built per call
             remaining = deadline - monotonic()
@@ -262,7 +255,7 @@ class Client:
             rid = self._core.next_id()
             msg = make(rid)
             return RequestCore.outcome(
-                self._roundtrip(rid, encode(msg), t, msg.kind, self._core.parse_control)
+                self._roundtrip(rid, encode(msg), t, msg.kind)
             )
 
     def describe(self, timeout: float | None = None) -> dict[str, Any]:
@@ -364,6 +357,9 @@ class AsyncClient:
         self._sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.DEALER)
         _configure(self._sock)
         self._sock.connect(endpoint)
+        # the same socket without the asyncio wrapper: sends and receives that cannot block
+        # (NOBLOCK) go straight to libzmq instead of through a Future each
+        self._raw: zmq.Socket[bytes] | None = zmq.Socket.shadow(self._sock.underlying)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
 
@@ -372,19 +368,30 @@ class AsyncClient:
             self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
-        sock = self._sock
-        while sock is not None and self._pending:
+        """Deliver every reply already queued, then wait for the socket to be readable
+        again (one wake-up per batch of replies, not per reply); ends when nothing is
+        pending."""
+        sock, raw = self._sock, self._raw
+        while sock is not None and raw is not None and self._pending:
+            recv = raw.recv
             try:
-                frames = await sock.recv_multipart()
+                while True:
+                    frame = recv(_NOBLOCK, copy=False)
+                    frames = [frame.bytes]
+                    while frame.more:
+                        frame = recv(_NOBLOCK, copy=False)
+                        frames.append(frame.bytes)
+                    self._deliver(frames)
+            except zmq.Again:
+                pass
+            except zmq.ZMQError:
+                return
+            if not self._pending:
+                return
+            try:
+                await sock.poll()  # POLLIN
             except (zmq.ZMQError, asyncio.CancelledError):
                 return
-            while True:  # then every reply already here, without a trip through the loop
-                self._deliver(frames)
-                try:
-                    frames = cast("asyncio.Future[list[bytes]]",
-                                  sock.recv_multipart(zmq.NOBLOCK)).result()
-                except zmq.ZMQError:
-                    break
 
     def _deliver(self, frames: list[bytes]) -> None:
         try:
@@ -406,18 +413,19 @@ class AsyncClient:
             fut.set_result(msg)
 
     async def _roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
-        sock = self._sock
-        if sock is None:
+        raw = self._raw
+        if raw is None:
             raise ThreadhostError("client is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
         deadline = time.monotonic() + timeout
         expiry: asyncio.TimerHandle | None = None
+        header, body = frames
         try:
-            while True:
+            while True:  # IMMEDIATE makes this fail while no broker is connected
                 try:
-                    await sock.send_multipart(frames, zmq.NOBLOCK)
+                    raw.send(header, _MORE_NOBLOCK)  # a refused message fails on frame one
                     break
                 except zmq.Again:
                     if time.monotonic() >= deadline:
@@ -425,9 +433,13 @@ class AsyncClient:
                             f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
                         ) from None
                     await asyncio.sleep(0.01)
+                    if self._raw is None:
+                        raise ThreadhostError("client is closed") from None
+            raw.send(body, _NOBLOCK)
             self._ensure_reader()
             # one timer per call instead of wait_for, which wraps every call in more futures
-            expiry = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, fut)
+            expiry = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()),
+                                  _expire, fut)
             try:
                 return await fut
             except TimeoutError:
@@ -484,6 +496,7 @@ class AsyncClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         self._reader = None
+        self._raw = None
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None

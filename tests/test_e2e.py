@@ -215,3 +215,60 @@ def test_maintain_and_status_commands(service_factory: Any, tmp_path: Path) -> N
 
     data = json.loads(run_cli("status", svc.endpoint, "--json").stdout)
     assert data["state"] in ("maintaining", "ready") and data["host_pid"] > 0
+
+
+def test_async_client_pipelines_many_calls_and_loses_none(service_factory: Any) -> None:
+    """64 coroutines share one AsyncClient: every call gets its own answer (the reader
+    wakes for replies whose FD edge a concurrent send consumed), busy answers included."""
+    import asyncio
+
+    svc: Service = service_factory(read_min=0.3, read_max=0.3)
+    svc.wait_state("ready")
+
+    async def main() -> tuple[int, int]:
+        ok = busy = 0
+        async with threadhost.AsyncClient(svc.endpoint, timeout=5.0) as lib:
+
+            async def worker(i: int) -> None:
+                nonlocal ok, busy
+                for k in range(60):
+                    x = i * 1000 + k
+                    try:
+                        assert await lib.call("calc", x) == x + 1
+                        ok += 1
+                    except threadhost.BusyError:
+                        busy += 1
+                    if i == 0 and k == 20:
+                        reply = await lib.maintain()
+                        assert reply.started, reply.reason
+
+            await asyncio.gather(*(worker(i) for i in range(64)))
+            assert (await lib.status())["state"] in ("ready", "maintaining")
+        return ok, busy
+
+    ok, busy = asyncio.run(main())
+    assert ok + busy == 64 * 60
+    assert ok > 0 and busy > 0, (ok, busy)
+
+
+def test_async_client_times_out_and_recovers(service_factory: Any) -> None:
+    import asyncio
+
+    svc: Service = service_factory()
+    svc.wait_state("ready")
+
+    async def main() -> None:
+        dead = threadhost.AsyncClient(free_endpoint(), timeout=0.3)
+        t0 = time.monotonic()
+        with pytest.raises(threadhost.CallTimeoutError):
+            await dead.call("calc", 1)
+        assert time.monotonic() - t0 < 2.0
+        await dead.close()
+        async with threadhost.AsyncClient(svc.endpoint, timeout=5.0) as lib:
+            assert await asyncio.gather(*(lib.call("calc", i) for i in range(200))) == [
+                i + 1 for i in range(200)
+            ]
+        with pytest.raises(threadhost.ThreadhostError, match="closed"):
+            await lib.call("calc", 1)
+
+    asyncio.run(main())

@@ -21,7 +21,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -61,6 +61,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _RCVTIMEO = int(zmq.RCVTIMEO)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 class RequestCore:
@@ -362,6 +364,8 @@ class AsyncClient:
         self._raw: zmq.Socket[bytes] | None = zmq.Socket.shadow(self._sock.underlying)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None  # set to wake the reader
+        self._check_scheduled = False
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -369,29 +373,64 @@ class AsyncClient:
 
     async def _read_loop(self) -> None:
         """Deliver every reply already queued, then wait for the socket to be readable
-        again (one wake-up per batch of replies, not per reply); ends when nothing is
-        pending."""
+        again (one wake-up per batch of replies, not one Future per reply); ends when
+        nothing is pending."""
         sock, raw = self._sock, self._raw
-        while sock is not None and raw is not None and self._pending:
+        if sock is None or raw is None:
+            return
+        loop = asyncio.get_running_loop()
+        wake = self._wake = asyncio.Event()
+        fd = cast(int, raw.get(zmq.FD))
+        try:
+            loop.add_reader(fd, wake.set)
+        except NotImplementedError:  # an event loop without add_reader (Windows' proactor)
+            await self._read_loop_portable(sock)
+            return
+        try:
             recv = raw.recv
-            try:
-                while True:
-                    frame = recv(_NOBLOCK, copy=False)
-                    frames = [frame.bytes]
-                    while frame.more:
+            get = raw.get
+            while self._pending and self._raw is not None:
+                try:
+                    while True:
                         frame = recv(_NOBLOCK, copy=False)
-                        frames.append(frame.bytes)
-                    self._deliver(frames)
-            except zmq.Again:
-                pass
+                        frames = [frame.bytes]
+                        while frame.more:
+                            frame = recv(_NOBLOCK, copy=False)
+                            frames.append(frame.bytes)
+                        self._deliver(frames)
+                except zmq.Again:
+                    pass
+                if not self._pending:
+                    return
+                # ZMQ_FD is edge-triggered: clear, then look at EVENTS (which also resets
+                # the edge) before sleeping, so no reply that arrived meanwhile is missed
+                wake.clear()
+                if cast(int, get(_EVENTS)) & _POLLIN:
+                    continue
+                await wake.wait()
+        except zmq.ZMQError:
+            return
+        finally:
+            self._wake = None
+            with contextlib.suppress(Exception):
+                loop.remove_reader(fd)
+
+    def _check_events(self) -> None:
+        """After sends: a send makes libzmq process pending commands, which can consume
+        the FD's edge of a reply that arrived meanwhile; look at EVENTS once per loop
+        iteration (however many calls were sent in it) and wake the reader if needed."""
+        self._check_scheduled = False
+        raw, wake = self._raw, self._wake
+        if raw is not None and wake is not None and cast(int, raw.get(_EVENTS)) & _POLLIN:
+            wake.set()
+
+    async def _read_loop_portable(self, sock: zmq.asyncio.Socket) -> None:
+        while self._pending and self._raw is not None:
+            try:
+                frames = await sock.recv_multipart()
             except zmq.ZMQError:
                 return
-            if not self._pending:
-                return
-            try:
-                await sock.poll()  # POLLIN
-            except (zmq.ZMQError, asyncio.CancelledError):
-                return
+            self._deliver(frames)
 
     def _deliver(self, frames: list[bytes]) -> None:
         try:
@@ -437,6 +476,9 @@ class AsyncClient:
                         raise ThreadhostError("client is closed") from None
             raw.send(body, _NOBLOCK)
             self._ensure_reader()
+            if not self._check_scheduled:
+                self._check_scheduled = True
+                loop.call_soon(self._check_events)
             # one timer per call instead of wait_for, which wraps every call in more futures
             expiry = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()),
                                   _expire, fut)

@@ -234,13 +234,18 @@ def test_error_reply_and_exception_agree_with_the_reference() -> None:
 
 
 def test_the_broker_imports_no_pydantic() -> None:
-    """The broker process stays lean: the gate, policies and broker never import pydantic
-    on their own (a body only the reference codec can judge imports it on first need)."""
+    """The broker process stays lean: the gate, policies, CLI and broker import neither
+    pydantic (a body only the reference codec can judge imports it on first need), nor
+    OpenSSL through hashlib, nor croniter (until a cron policy is used), nor the client."""
     code = (
-        "import sys, threadhost.broker, threadhost.cli\n"
+        "import sys, threadhost, threadhost.broker, threadhost.cli\n"
         "from threadhost import wire\n"
+        "from threadhost.policy import parse_policy\n"
+        "parse_policy('idle=10s | stale=5m | every=1m~5s | file=/tmp/x')\n"
         "wire.decode([wire.HEADER, wire.encode_call(1, 'calc', [5], {}, 1.0, None)])\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')]\n"
+        "heavy = ('pydantic', 'pydantic_core', '_hashlib', 'croniter', 'asyncio')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
+        "bad += [m for m in ('threadhost.client', 'threadhost.adapter') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

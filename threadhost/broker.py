@@ -181,6 +181,7 @@ class Broker:
         self.log_level = log_level
         self.host_env = host_env
         self.procs: dict[str, _Proc] = {}
+        self._host_routes: dict[str, tuple[bytes]] = {}  # host id -> its routing envelope
         self._signals: list[int] = []
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._tmpdir: str | None = None
@@ -342,13 +343,16 @@ class Broker:
     ) -> int | None:
         max_size = self.max_size
         for frames in _messages(front):
-            if len(frames) > 1 and frames[1] == b"":  # REQ-style envelope
-                route: tuple[bytes, ...] = (frames[0], b"")
+            now = time.monotonic()
+            if len(frames) == 3 and frames[1] == HEADER:  # a DEALER's message: the common case
+                route: tuple[bytes, ...] = (frames[0],)
+                payload = frames[1:]
+            elif len(frames) > 1 and frames[1] == b"":  # REQ-style envelope
+                route = (frames[0], b"")
                 payload = frames[2:]
             else:
                 route = (frames[0],)
                 payload = frames[1:]
-            now = time.monotonic()
             try:
                 if len(payload) != 2:
                     raise protocol_error(
@@ -430,7 +434,10 @@ class Broker:
         exit_code: int | None = None
         for action in actions:
             if type(action) is ToHost:
-                self._send(back, (action.host_id.encode(),), action.message)
+                route = self._host_routes.get(action.host_id)
+                if route is None:
+                    route = self._host_routes[action.host_id] = (action.host_id.encode(),)
+                self._send(back, route, action.message)
             elif type(action) is ToClient:
                 self._send(front, action.route, action.message)
             elif type(action) is StartHost:

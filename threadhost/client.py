@@ -136,7 +136,7 @@ class _Method:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._client.call(self._name, *args, **kwargs)
+        return self._client.request(self._name, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<threadhost remote call {self._name!r}>"

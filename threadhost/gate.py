@@ -43,11 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from threadhost.errors import (
-    BusyError,
     FingerprintMismatchError,
-    ServiceFailedError,
-    ThreadhostError,
-    UnavailableError,
     UnknownCallError,
 )
 from threadhost.policy import Policy
@@ -407,29 +403,28 @@ class Gate:
         return error_reply(call.id, UnknownCallError(text))
 
     def _try_later_reply(self, now: float, rid: int) -> ErrorReply:
-        exc: ThreadhostError
+        # built directly, not through an exception: this is the hot path of a busy service
         state = self.state
         if state is GateState.FAILED:
-            exc = ServiceFailedError(f"service failed: {self.failed_reason}")
             self.counters["errors"] += 1
-        elif state in (GateState.STARTUP, GateState.MAINTAINING, GateState.STARTING):
+            return ErrorReply(rid, ErrorCode.FAILED, f"service failed: {self.failed_reason}")
+        if state in (GateState.STARTUP, GateState.MAINTAINING, GateState.STARTING):
             self.counters["rejected_busy"] += 1
             if self._running_slow is not None:
                 _, name, started, _ = self._running_slow
-                exc = BusyError(
+                return ErrorReply(
+                    rid,
+                    ErrorCode.BUSY,
                     f"busy: slow call {name!r} running for {now - started:.1f}s",
-                    retry_after=self._retry_after(now),
+                    self._retry_after(now),
                 )
-            else:
-                exc = BusyError("busy: the service is starting", retry_after=None)
+            return ErrorReply(rid, ErrorCode.BUSY, "busy: the service is starting")
+        self.counters["rejected_unavailable"] += 1
+        if state is GateState.RESTARTING:
+            text = f"unavailable: restarting the host ({self.last_restart_reason})"
         else:
-            self.counters["rejected_unavailable"] += 1
-            if state is GateState.RESTARTING:
-                text = f"unavailable: restarting the host ({self.last_restart_reason})"
-            else:
-                text = "unavailable: the service is shutting down"
-            exc = UnavailableError(text, retry_after=self._restart_estimate(now))
-        return error_reply(rid, exc)
+            text = "unavailable: the service is shutting down"
+        return ErrorReply(rid, ErrorCode.UNAVAILABLE, text, self._restart_estimate(now))
 
     def _retry_after(self, now: float) -> float | None:
         """Seconds until the running slow call (and any start-up calls queued after it) is

@@ -261,6 +261,20 @@ _unpackb: Callable[..., Any] = msgpack.unpackb
 
 def encode_body(msg: Message) -> bytes:
     """The canonical msgpack body of ``msg``: ``kind``, then the fields in order (R6)."""
+    if type(msg) is Result:  # the hot kinds, spelled out
+        return _packb({"kind": "result", "id": msg.id, "value": msg.value})
+    if type(msg) is Call:
+        return _packb(
+            {
+                "kind": "call",
+                "id": msg.id,
+                "method": msg.method,
+                "args": msg.args,
+                "kwargs": msg.kwargs,
+                "timeout": msg.timeout,
+                "fingerprint": msg.fingerprint,
+            }
+        )
     body = {"kind": msg.kind}
     for name in _FIELDS[type(msg)]:
         body[name] = getattr(msg, name)

@@ -420,6 +420,15 @@ def hold_idle(system: str, endpoint: str, n: int) -> dict[str, Any]:
     return {"held": len(_idle)}
 
 
+def close_callers() -> dict[str, Any]:
+    """Close the cached callers of this process (they reconnect on next use), except the
+    seed's: its PAIR broker takes one client for its whole life."""
+    closed = [key for key in _callers if key[0] != "seed"]
+    for key in closed:
+        _callers.pop(key).close()
+    return {"closed": len(closed)}
+
+
 def release_idle() -> dict[str, Any]:
     n = len(_idle)
     for c in _idle:
@@ -441,6 +450,7 @@ TASKS = {
         pipelined_async,
         pipelined_raw,
         hold_idle,
+        close_callers,
         release_idle,
     )
 }

@@ -472,6 +472,11 @@ class Bench:
         if name == "seed":
             self.r.note(metric, name, "n/a: PAIR takes one peer")
             return
+        # exactly the idle clients counted: the clients earlier scenarios left connected
+        # (each worker keeps its callers between tasks) disconnect first, and the broker
+        # gets a moment without traffic, as a service between two busy periods would
+        self.pool.run([(i, "close_callers", {}) for i in range(len(self.pool.conns))])
+        time.sleep(1.0)
         before = sysm.rss()
         n, procs = self.s.idle_clients, self.s.idle_procs
         per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]

@@ -237,9 +237,12 @@ def busy_probe(
     duration: float,
     pause: float,
     expect_busy: bool = True,
+    every_call: bool = False,
 ) -> dict[str, Any]:
     """Sequential calls every ``pause`` seconds during a slow call; the latency of each
-    *busy* answer (stops early once the service answers a call again)."""
+    *busy* answer (stops early once the service answers a call again). ``every_call``: a
+    system without a gate, whose calls are all answered — the latency of every call, for
+    the whole ``duration`` (the same load shape, as a reference)."""
     c = caller(system, endpoint)
     _sleep_until(start_at)
     end = start_at + duration
@@ -250,7 +253,9 @@ def busy_probe(
         t0 = clock()
         ok = c.calc()
         dt = clock() - t0
-        if ok:
+        if every_call:
+            lat.append(dt)
+        elif ok:
             answered += 1
             if expect_busy:
                 break
@@ -262,9 +267,12 @@ def busy_probe(
 
 
 def busy_hammer(
-    system: str, endpoint: str, start_at: float, duration: float, slot: int = 0
+    system: str, endpoint: str, start_at: float, duration: float, slot: int = 0,
+    every_call: bool = False,
 ) -> dict[str, Any]:
-    """Back-to-back calls during a slow call; count and latency of the busy answers."""
+    """Back-to-back calls during a slow call; count and latency of the busy answers
+    (``every_call``: of every call, for the whole ``duration``, on a system without a
+    gate)."""
     c = caller(system, endpoint, slot)
     _sleep_until(start_at)
     end = start_at + duration
@@ -274,7 +282,7 @@ def busy_hammer(
         t0 = clock()
         ok = c.calc()
         lat.append(clock() - t0)
-        if ok:
+        if ok and not every_call:
             break
     return {"lat_ns": lat}
 

@@ -26,8 +26,8 @@ EXPECTED = {
     "tp8_cpu_broker_us": {"threadhost", "floor"},
     "pipe_async_calls_s": {"threadhost"},
     "pipe_raw_calls_s": {"threadhost", "seed", "floor", "direct"},
-    "busy_alone_p99_us": {"threadhost", "seed"},
-    "busy_p99_us": {"threadhost"},
+    "busy_alone_p99_us": {"threadhost", "seed", "floor", "direct"},
+    "busy_p99_us": {"threadhost", "floor", "direct"},
     "paced1_p50_us": {"threadhost", "seed", "floor", "direct"},
     "paced100_p50_us": {"threadhost", "floor", "direct"},
     "rss_idle_mb": {"threadhost", "floor", "direct"},
@@ -76,3 +76,19 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         "targets",
     ):
         assert label in table, label
+
+
+def test_hop_decomposition_runs_and_reports_each_variant() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hop", "--calls", "50", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}
+    assert set(rows) == {"floor", "th-frames", "th-client"}
+    for values in rows.values():
+        assert float(values[0]) > 0 and float(values[2]) > 0

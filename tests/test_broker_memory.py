@@ -58,9 +58,9 @@ def test_trims_once_per_pause_in_client_traffic() -> None:
 
 
 def test_malloc_trim_is_found_with_glibc() -> None:
-    from threadhost.broker import _malloc_trim
-
     import platform
+
+    from threadhost.broker import _malloc_trim
 
     trim = _malloc_trim()
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":

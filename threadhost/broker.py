@@ -34,9 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
@@ -70,7 +70,6 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:6000"
 # plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
 log = logging.getLogger("threadhost.broker")
@@ -82,34 +81,21 @@ class BrokerError(ThreadhostError):
     code = "broker"
 
 
-def _messages(sock: zmq.Socket[bytes]) -> Iterator[list[bytes]]:
-    """Every message waiting on ``sock`` (called when the poll said there is one).
+def _recv(sock: zmq.Socket[bytes]) -> list[bytes]:
+    """One whole message from ``sock`` (the poll said there is one).
 
-    Cheapest way through pyzmq, measured: frames as ``zmq.Frame`` (their ``more`` flag is
-    read from the message itself; ``getsockopt(RCVMORE)`` costs ~2 µs a frame), and one
-    ``EVENTS`` check after the first message instead of ending every drain on a raised
-    ``zmq.Again`` (~6 µs) — a lone message, the common case when calls are sequential,
-    costs no exception at all."""
+    Frames come as ``zmq.Frame``: their ``more`` flag is read from the message itself,
+    where ``getsockopt(RCVMORE)`` costs ~2 µs a frame through pyzmq. The loop takes one
+    message per ready socket per poll instead of draining until ``zmq.Again`` (a raised
+    exception, ~6 µs) or checking ``EVENTS`` (~2.5 µs): the poll it returns to costs less
+    and is needed anyway (measured in docs/performance.md)."""
     recv = sock.recv
-    get = sock.get
     frame = recv(_NOBLOCK, copy=False)
     frames = [frame.bytes]
     while frame.more:
         frame = recv(_NOBLOCK, copy=False)
         frames.append(frame.bytes)
-    yield frames
-    if not cast(int, get(_EVENTS)) & _POLLIN:
-        return
-    while True:
-        try:
-            frame = recv(_NOBLOCK, copy=False)
-        except zmq.Again:
-            return
-        frames = [frame.bytes]
-        while frame.more:
-            frame = recv(_NOBLOCK, copy=False)
-            frames.append(frame.bytes)
-        yield frames
+    return frames
 
 
 _TRIM_AFTER_IDLE = 0.25
@@ -289,19 +275,30 @@ class Broker:
             wake_at = gate.next_wakeup(now)
             trim = _malloc_trim()
             trim_at: float | None = None  # when to hand freed heap back to the system
+            rfd = rsock.fileno()
+            items: list[tuple[Any, int]] = [(front, _POLLIN), (back, _POLLIN), (rfd, _POLLIN)]
+            poll = zmq.zmq_poll
+            monotonic = time.monotonic
             while exit_code is None:
-                now = time.monotonic()
+                now = monotonic()
                 due = wake_at if trim_at is None else min(wake_at, trim_at)
                 timeout_ms = max(0, int((due - now) * 1000) + 1)
-                events = dict(poller.poll(timeout_ms))
-                if front in events:  # client traffic (host heartbeats do not count)
+                on_front = on_back = on_signal = False
+                for sock, _ in poll(items, timeout_ms):
+                    if sock is front:
+                        on_front = True
+                    elif sock is back:
+                        on_back = True
+                    else:
+                        on_signal = True
+                if on_front:  # client traffic (host heartbeats do not count)
                     if trim is not None:
                         trim_at = now + _TRIM_AFTER_IDLE
-                elif trim_at is not None and time.monotonic() >= trim_at:
+                elif trim_at is not None and monotonic() >= trim_at:
                     trim_at = None
                     if trim is not None:
                         trim()
-                if rsock.fileno() in events or rsock in events:
+                if on_signal:
                     with contextlib.suppress(BlockingIOError):
                         rsock.recv(4096)
                     signals, self._signals = self._signals, []
@@ -310,18 +307,18 @@ class Broker:
                             continue
                         stop_signals += 1
                         name = signal.Signals(sig).name
-                        now = time.monotonic()
+                        now = monotonic()
                         if stop_signals == 1:
                             acts = gate.shutdown(now, f"{name} received")
                         else:
                             acts = gate.force_stop(now, f"second signal ({name}): forced stop")
                         exit_code = _first(exit_code, self._act(acts, front, back, backend))
                     exit_code = _first(exit_code, self._reap(gate, front, back, backend))
-                if front in events:
-                    exit_code = _first(exit_code, self._drain_front(gate, front, back, backend))
-                if back in events:
-                    exit_code = _first(exit_code, self._drain_back(gate, front, back, backend))
-                now = time.monotonic()
+                if on_front:
+                    exit_code = _first(exit_code, self._on_front(gate, front, back, backend))
+                if on_back:
+                    exit_code = _first(exit_code, self._on_back(gate, front, back, backend))
+                now = monotonic()
                 if exit_code is None and (now >= wake_at or gate.wake_dirty):
                     gate.wake_dirty = False
                     exit_code = self._act(gate.tick(now), front, back, backend)
@@ -338,62 +335,51 @@ class Broker:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals.append(signum)
 
-    def _drain_front(
+    def _on_front(
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
-        max_size = self.max_size
-        for frames in _messages(front):
-            now = time.monotonic()
-            if len(frames) == 3 and frames[1] == HEADER:  # a DEALER's message: the common case
-                route: tuple[bytes, ...] = (frames[0],)
-                payload = frames[1:]
-            elif len(frames) > 1 and frames[1] == b"":  # REQ-style envelope
-                route = (frames[0], b"")
-                payload = frames[2:]
-            else:
-                route = (frames[0],)
-                payload = frames[1:]
-            try:
-                if len(payload) != 2:
-                    raise protocol_error(
-                        f"expected 2 frames (header, body), got {len(payload)}"
-                    )
-                if payload[0] != HEADER:
-                    check_header(payload[0])
-                msg = decode_body(payload[1], max_size)
-            except ProtocolError as exc:
-                gate.counters["protocol_errors"] += 1
-                self._send(front, route, error_reply(exc.request_id, exc))
-                continue
-            code = self._act(gate.client_message(now, route, msg), front, back, backend)
-            if code is not None:
-                return code
-        return None
+        """Handle one client message."""
+        frames = _recv(front)
+        now = time.monotonic()
+        if len(frames) == 3 and frames[1] == HEADER:  # a DEALER's message: the common case
+            route: tuple[bytes, ...] = (frames[0],)
+            payload = frames[1:]
+        elif len(frames) > 1 and frames[1] == b"":  # REQ-style envelope
+            route = (frames[0], b"")
+            payload = frames[2:]
+        else:
+            route = (frames[0],)
+            payload = frames[1:]
+        try:
+            if len(payload) != 2:
+                raise protocol_error(f"expected 2 frames (header, body), got {len(payload)}")
+            if payload[0] != HEADER:
+                check_header(payload[0])
+            msg = decode_body(payload[1], self.max_size)
+        except ProtocolError as exc:
+            gate.counters["protocol_errors"] += 1
+            self._send(front, route, error_reply(exc.request_id, exc))
+            return None
+        return self._act(gate.client_message(now, route, msg), front, back, backend)
 
-    def _drain_back(
+    def _on_back(
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
-        max_size = self.max_size
-        for frames in _messages(back):
-            ident = frames[0].decode("utf-8", "replace")
-            host_id = ident[:-3] if ident.endswith("/hb") else ident
-            try:
-                if len(frames) != 3:
-                    raise protocol_error(
-                        f"expected 2 frames (header, body), got {len(frames) - 1}"
-                    )
-                if frames[1] != HEADER:
-                    check_header(frames[1])
-                msg = decode_body(frames[2], max_size)
-            except ProtocolError as exc:
-                gate.counters["protocol_errors"] += 1
-                log.warning("dropped a bad message from host %s: %s", host_id, exc)
-                continue
-            code = self._act(gate.host_message(time.monotonic(), host_id, msg), front, back,
-                             backend)
-            if code is not None:
-                return code
-        return None
+        """Handle one host message."""
+        frames = _recv(back)
+        ident = frames[0].decode("utf-8", "replace")
+        host_id = ident[:-3] if ident.endswith("/hb") else ident
+        try:
+            if len(frames) != 3:
+                raise protocol_error(f"expected 2 frames (header, body), got {len(frames) - 1}")
+            if frames[1] != HEADER:
+                check_header(frames[1])
+            msg = decode_body(frames[2], self.max_size)
+        except ProtocolError as exc:
+            gate.counters["protocol_errors"] += 1
+            log.warning("dropped a bad message from host %s: %s", host_id, exc)
+            return None
+        return self._act(gate.host_message(time.monotonic(), host_id, msg), front, back, backend)
 
     def _reap(
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str

@@ -708,6 +708,9 @@ def table(r: Results, names: list[str], idle_clients: int) -> str:
     if notes:
         out.append("")
         out.extend(f"  {LABELS[n]} {m}: {t}" for m, n, t in notes)
+    if any(r.get("busy_p99_us", n) is not None for n in ("floor", "direct") if n in names):
+        out.append("  busy rows: (c) and (d) have no gate; they carry the same probe and hammering"
+                   " load, every call answered: the reference for that load on this machine")
     return "\n".join(out)
 
 

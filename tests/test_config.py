@@ -114,3 +114,26 @@ def test_config_error_is_value_error() -> None:
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "error", "critical"])
 def test_log_levels_normalised(level: str) -> None:
     assert ServeConfig(log_level=level).log_level == level.upper()
+
+
+def test_python_m_threadhost_config_prints_resolved_settings(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    import json
+
+    from threadhost.config import main
+
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text('adapter = "examples.mylib_adapter"\nfast_call_limit = "90s"\n'
+                   'restart_limit = 2\nlog_level = "debug"\n[policies]\nread_config = "manual"\n')
+    assert main([str(cfg)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {
+        "adapter": "examples.mylib_adapter", "endpoint": None, "policy": None,
+        "policies": {"read_config": "manual"}, "log_level": "DEBUG", "fast_call_limit": 90.0,
+        "heartbeat_timeout": None, "restart_window": None, "restart_limit": 2,
+    }
+    cfg.write_text('polcy = "x"\n')
+    assert main([str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("unknown key 'polcy'") and len(err.splitlines()) == 1

@@ -249,3 +249,12 @@ def test_the_broker_imports_no_pydantic() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.binary(max_size=40), min_size=0, max_size=3), st.binary(max_size=60))
+def test_random_frames_agree_and_raise_only_protocol_errors(frames: list[bytes],
+                                                            body: bytes) -> None:
+    cases = [frames, [wire.HEADER, body], [b"TH\x01", body[:1] + body]]
+    for f in cases:
+        assert _outcome(wire.decode, f) == _outcome(protocol.decode, f)

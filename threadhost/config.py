@@ -138,3 +138,42 @@ def load_config(path: str | Path) -> ServeConfig:
         return ServeConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_describe(exc)}") from None
+
+
+def resolved(cfg: ServeConfig) -> dict[str, object]:
+    """The settings as plain JSON-able values, durations in seconds."""
+    return {
+        "adapter": cfg.adapter,
+        "endpoint": cfg.endpoint,
+        "policy": cfg.policy,
+        "policies": dict(cfg.policies),
+        "log_level": cfg.log_level,
+        "fast_call_limit": cfg.seconds("fast_call_limit"),
+        "heartbeat_timeout": cfg.seconds("heartbeat_timeout"),
+        "restart_window": cfg.seconds("restart_window"),
+        "restart_limit": cfg.restart_limit,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m threadhost.config FILE``: validate FILE, print its settings as JSON (exit
+    0) or its one-line error on stderr (exit 2). ``threadhost serve --config`` runs this in a
+    throw-away process, so pydantic never enters the broker's (~12 MB)."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m threadhost.config FILE", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args[0])
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(resolved(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -339,7 +339,10 @@ class Broker:
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
         """Handle one client message."""
-        frames = _recv(front)
+        try:
+            frames = _recv(front)
+        except zmq.Again:  # the poll said readable; never seen, but never fatal either
+            return None
         now = time.monotonic()
         if len(frames) == 3 and frames[1] == HEADER:  # a DEALER's message: the common case
             route: tuple[bytes, ...] = (frames[0],)
@@ -366,7 +369,10 @@ class Broker:
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
         """Handle one host message."""
-        frames = _recv(back)
+        try:
+            frames = _recv(back)
+        except zmq.Again:
+            return None
         ident = frames[0].decode("utf-8", "replace")
         host_id = ident[:-3] if ident.endswith("/hb") else ident
         try:

@@ -6,6 +6,8 @@ loopback TCP, sequential round trips, the variants interleaved over several roun
 * ``floor``      — one msgpack frame ``[id, "calc", [5]]`` -> ``[id, 6]`` (baseline (c)'s wire);
 * ``th-frames``  — the threadhost wire, hand-driven: header frame + canonical ``call`` map,
                    answered with header frame + ``result`` map; minimal parsing;
+* ``one-frame``  — not threadhost's wire: the same header and map in *one* frame (what a
+                   single-frame protocol version would cost);
 * ``th-client``  — ``threadhost.connect(...).calc(5)``: the same wire through the real client
                    (request ids, lazy socket options, validation of the reply, typed errors).
 
@@ -46,6 +48,10 @@ def echo(endpoint: str) -> None:
             rid = unpackb(frames[2])["id"]
             sock.send_multipart([frames[0], frames[1], packb({"kind": "result", "id": rid,
                                                                "value": 6})])
+        elif frames[1][:3] == b"TH\x01":  # [client, header + body]
+            rid = unpackb(frames[1][3:])["id"]
+            sock.send_multipart([frames[0], b"TH\x01" + packb({"kind": "result", "id": rid,
+                                                                "value": 6})])
         else:  # [client, body]
             rid, _, _ = unpackb(frames[1])
             sock.send_multipart([frames[0], packb([rid, 6])])
@@ -82,11 +88,16 @@ def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
             _, body = frames_sock.recv_multipart()
             return unpackb(body)["value"]
 
+        def one_frame() -> Any:
+            frames_sock.send(header + wire.encode_call(next(ids), "calc", [5], {}, 10.0, None))
+            return unpackb(frames_sock.recv()[3:])["value"]
+
         def th_client() -> Any:
             return lib.calc(5)
 
         variants: dict[str, Callable[[], Any]] = {
-            "floor": floor, "th-frames": th_frames, "th-client": th_client,
+            "floor": floor, "th-frames": th_frames, "one-frame": one_frame,
+            "th-client": th_client,
         }
         for f in variants.values():  # connected and warm
             for _ in range(200):

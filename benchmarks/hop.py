@@ -11,9 +11,11 @@ loopback TCP, sequential round trips, the variants interleaved over several roun
 * ``th-client``  — ``threadhost.connect(...).calc(5)``: the same wire through the real client
                    (request ids, lazy socket options, validation of the reply, typed errors).
 
-Each call crosses four such hops in a two-hop design (client -> broker -> host and back), so
-``4 x (th-frames - floor)`` is what the protocol's framing costs a call, whatever the
-broker does, and ``th-client - th-frames`` is the client library's own cost.
+``th-frames - floor`` is what the wire format costs a straightforward implementation (the
+echo reads with ``recv_multipart``, a ``getsockopt`` per frame), ``one-frame - floor`` how
+much of that is the separate header frame, and ``th-client - th-frames`` the client
+library's own cost. (threadhost's own broker, host and client read frames without a
+``getsockopt``; end to end, a one-frame build measured no faster: docs/performance.md.)
 
     python -m benchmarks.hop [--calls 3000] [--rounds 5]
 """

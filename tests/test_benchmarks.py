@@ -92,3 +92,9 @@ def test_hop_decomposition_runs_and_reports_each_variant() -> None:
     assert set(rows) == {"floor", "th-frames", "one-frame", "th-client"}
     for values in rows.values():
         assert float(values[0]) > 0 and float(values[2]) > 0
+
+
+def test_broker_micro_benchmark_runs() -> None:
+    from benchmarks.micro import broker_call_us
+
+    assert broker_call_us(50) > 0

@@ -1,0 +1,66 @@
+"""Tight-loop cost of the Python a call runs through in the broker, without sockets.
+
+One call as the broker sees it: decode the client's ``call``, the gate forwards it, encode
+it for the host; decode the host's ``result``, the gate routes it back, encode it for the
+client. Minimum of 5 repeats.
+
+    python -m benchmarks.micro [--calls 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import timeit
+
+from threadhost import wire
+from threadhost.gate import Gate, GateConfig, ToClient, ToHost
+from threadhost.policy import parse_policy
+
+
+def broker_call_us(calls: int) -> float:
+    gate = Gate(GateConfig(policy="manual"), parse_policy, 0.0)
+    gate.start(0.0)
+    assert gate.host is not None
+    host = gate.host.host_id
+    adapter = {
+        "adapter": "bench",
+        "default_policy": None,
+        "calls": [
+            {"name": "calc", "kind": "fast"},
+            {"name": "read_config", "kind": "slow", "startup": False, "policy": None,
+             "deadline": None},
+        ],
+    }
+    gate.host_message(0.1, host, wire.Ready(host, 1, adapter, "fp"))
+    gate.tick(0.2)
+    if gate.state != "ready":
+        raise RuntimeError(f"gate not ready: {gate.state}")
+    call_body = wire.encode_call(1, "calc", [5], {}, 10.0, None)
+    route = (b"client",)
+
+    def one() -> None:
+        (to_host,) = gate.client_message(1.0, route, wire.decode_body(call_body))
+        assert type(to_host) is ToHost
+        wire.encode_body(to_host.message)
+        reply = wire.decode_body(wire.encode_result(to_host.message.id, 6))
+        (to_client,) = gate.host_message(1.0, host, reply)
+        assert type(to_client) is ToClient
+        wire.encode_body(to_client.message)
+
+    return min(timeit.repeat(one, number=calls, repeat=5)) / calls * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=100_000)
+    ns = parser.parse_args(argv)
+    us = broker_call_us(ns.calls)
+    print(f"broker Python per call (decode, gate, encode; both directions): {us:.2f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-One thread, one ``zmq.Poller``, no callbacks. Each turn of the loop is
+One thread, one ``zmq_poll``, no callbacks. Each turn of the loop is
 **poll → decode → gate → act**:
 
 * the *front end* is a ROUTER bound to the public endpoint (default
@@ -13,7 +13,11 @@ One thread, one ``zmq.Poller``, no callbacks. Each turn of the loop is
 * a self-pipe (``signal.set_wakeup_fd``) wakes the poll at once on SIGINT, SIGTERM and
   SIGCHLD, so shutdown and host deaths are seen without polling delays.
 
-Every ready message is drained per wake-up. All decisions are the gate's; this module
+Each turn takes one message from each ready socket (clients and hosts take turns; the poll
+is cheaper than draining to ``zmq.Again``). Messages are decoded with the lean codec
+(:mod:`threadhost.wire`): the broker process never imports pydantic in normal operation,
+and hands freed heap back to the system after each pause in client traffic
+(``malloc_trim``). All decisions are the gate's; this module
 only decodes frames, feeds the gate with ``time.monotonic()``, and carries out the
 actions it returns: send (never blocking: ROUTER_MANDATORY + NOBLOCK, a vanished peer is
 dropped), start a host process (``python -m threadhost.host``), kill one, log, stop.

@@ -5,7 +5,11 @@ frames, and turns a reply into a value or a typed exception, discarding any repl
 is not the one awaited (a late answer to an earlier, timed-out call is never taken for this
 call's answer). The sync :class:`Client` adds a DEALER socket guarded by a lock (one socket,
 one request at a time, safe to share between threads); :class:`AsyncClient` adds a
-``zmq.asyncio`` socket and can pipeline many calls.
+``zmq.asyncio`` socket and can pipeline many calls: it sends without blocking and one
+reader task, woken by the socket's file descriptor, delivers every reply already queued
+per wake-up. Messages go through the lean codec (:mod:`threadhost.wire`); pydantic is
+imported only for a value msgpack cannot pack natively or a reply only the reference
+codec can judge.
 
 Every call returns or raises within its timeout. Sockets use ``IMMEDIATE`` (requests are
 never queued for a broker that is not connected, so a restarted broker never receives a

@@ -272,3 +272,34 @@ def test_async_client_times_out_and_recovers(service_factory: Any) -> None:
             await lib.call("calc", 1)
 
     asyncio.run(main())
+
+
+def test_async_client_without_fd_watching_still_pipelines(service_factory: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an event loop that cannot watch a file descriptor (Windows' proactor), the
+    AsyncClient sends and receives through zmq.asyncio alone: same answers, same errors."""
+    import asyncio
+
+    from threadhost.client import AsyncClient
+
+    def no_fd_watching(self: AsyncClient, loop: Any, raw: Any) -> bool:
+        self._portable = True
+        return False
+
+    monkeypatch.setattr(AsyncClient, "_watchable", no_fd_watching)
+    svc: Service = service_factory()
+    svc.wait_state("ready")
+
+    async def main() -> None:
+        async with threadhost.AsyncClient(svc.endpoint, timeout=5.0) as lib:
+            got = await asyncio.gather(*(lib.call("calc", i) for i in range(300)))
+            assert got == [i + 1 for i in range(300)]
+            with pytest.raises(threadhost.UnknownCallError):
+                await lib.call("nope")
+            assert (await lib.status())["state"] == "ready"
+        dead = threadhost.AsyncClient(free_endpoint(), timeout=0.3)
+        with pytest.raises(threadhost.CallTimeoutError):
+            await dead.call("calc", 1)
+        await dead.close()
+
+    asyncio.run(main())

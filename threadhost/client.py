@@ -370,6 +370,7 @@ class AsyncClient:
         self._reader: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None  # set to wake the reader
         self._check_scheduled = False
+        self._portable: bool | None = None  # True: the loop cannot watch the socket's fd
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -382,14 +383,13 @@ class AsyncClient:
         sock, raw = self._sock, self._raw
         if sock is None or raw is None:
             return
+        if self._portable:
+            await self._read_loop_portable(sock)
+            return
         loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         fd = cast(int, raw.get(zmq.FD))
-        try:
-            loop.add_reader(fd, wake.set)
-        except NotImplementedError:  # an event loop without add_reader (Windows' proactor)
-            await self._read_loop_portable(sock)
-            return
+        loop.add_reader(fd, wake.set)
         try:
             recv = raw.recv
             get = raw.get
@@ -455,11 +455,41 @@ class AsyncClient:
         if fut is not None and not fut.done():
             fut.set_result(msg)
 
+    def _watchable(self, loop: asyncio.AbstractEventLoop, raw: zmq.Socket[bytes]) -> bool:
+        """Whether ``loop`` can watch the socket's file descriptor (selector loops, uvloop);
+        Windows' proactor loop cannot: the client then sends and receives through
+        ``zmq.asyncio`` alone (slower, same behaviour)."""
+        if self._portable is None:
+            fd = cast(int, raw.get(zmq.FD))
+            try:
+                loop.add_reader(fd, lambda: None)
+            except NotImplementedError:
+                self._portable = True
+            else:
+                loop.remove_reader(fd)
+                self._portable = False
+        return not self._portable
+
+    async def _send_portable(self, frames: list[bytes], deadline: float, what: str,
+                             timeout: float) -> None:
+        sock = self._sock
+        if sock is None:
+            raise ThreadhostError("client is closed")
+        try:
+            await asyncio.wait_for(sock.send_multipart(frames),
+                                   max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise CallTimeoutError(
+                f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
+            ) from None
+
     async def _roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
         raw = self._raw
         if raw is None:
             raise ThreadhostError("client is closed")
         loop = asyncio.get_running_loop()
+        if not self._watchable(loop, raw):
+            return await self._roundtrip_portable(rid, frames, timeout, what)
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
         deadline = time.monotonic() + timeout
@@ -495,6 +525,24 @@ class AsyncClient:
         finally:
             if expiry is not None:
                 expiry.cancel()
+            self._pending.pop(rid, None)
+
+    async def _roundtrip_portable(self, rid: int, frames: list[bytes], timeout: float,
+                                  what: str) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending[rid] = fut
+        deadline = time.monotonic() + timeout
+        try:
+            await self._send_portable(frames, deadline, what, timeout)
+            self._ensure_reader()
+            try:
+                return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise CallTimeoutError(
+                    f"{what}: no answer from {self.endpoint} within {timeout:g}s"
+                ) from None
+        finally:
             self._pending.pop(rid, None)
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:

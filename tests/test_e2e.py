@@ -303,3 +303,34 @@ def test_async_client_without_fd_watching_still_pipelines(service_factory: Any,
         await dead.close()
 
     asyncio.run(main())
+
+
+def test_timeout_covers_the_wait_for_a_broker_too() -> None:
+    """A call that first waits for a broker to appear, then for an answer that never
+    comes, still raises within its timeout (not the timeout after the send)."""
+    import zmq
+
+    endpoint = free_endpoint()
+    ctx = zmq.Context()
+    silent = ctx.socket(zmq.ROUTER)  # takes the request and never answers
+    silent.setsockopt(zmq.LINGER, 0)
+
+    def appear_later() -> None:
+        time.sleep(0.6)
+        silent.bind(endpoint)
+
+    t = threading.Thread(target=appear_later)
+    lib = threadhost.connect(endpoint, timeout=1.2)
+    try:
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(threadhost.CallTimeoutError, match="no answer"):
+            lib.calc(5)
+        elapsed = time.monotonic() - t0
+        assert 1.15 < elapsed < 1.5, elapsed
+        assert silent.poll(1000), "the request reached the late broker"
+    finally:
+        t.join()
+        lib.close()
+        silent.close()
+        ctx.term()

@@ -235,7 +235,7 @@ def test_error_reply_and_exception_agree_with_the_reference() -> None:
 
 def test_the_broker_imports_no_pydantic() -> None:
     """The broker process stays lean: the gate, policies, CLI and broker import neither
-    pydantic (a body only the reference codec can judge imports it on first need), nor
+    pydantic (only a known kind with a field to coerce or refuse imports it), nor
     OpenSSL through hashlib, nor croniter (until a cron policy is used), nor the client."""
     code = (
         "import sys, threadhost, threadhost.broker, threadhost.cli\n"
@@ -243,6 +243,16 @@ def test_the_broker_imports_no_pydantic() -> None:
         "from threadhost.policy import parse_policy\n"
         "parse_policy('idle=10s | stale=5m | every=1m~5s | file=/tmp/x')\n"
         "wire.decode([wire.HEADER, wire.encode_call(1, 'calc', [5], {}, 1.0, None)])\n"
+        "for body in (b'\\xc1', b'\\x93\\x01\\x02\\x03', b'\\x81\\xa4kind\\xa3zzz'):\n"
+        "    try:\n"
+        "        wire.decode([wire.HEADER, body])\n"
+        "    except threadhost.ProtocolError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError(body)\n"
+        "for msg in (wire.StatusReply(1, {'s': 1}), wire.MaintainReply(2, True, ''),\n"
+        "            wire.Description(3, {}, 'f'), wire.Ready('h', 1, {}, 'f')):\n"
+        "    assert wire.decode(wire.encode(msg)) == msg\n"
         "heavy = ('pydantic', 'pydantic_core', '_hashlib', 'croniter', 'asyncio')\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
         "bad += [m for m in ('threadhost.client', 'threadhost.adapter') if m in sys.modules]\n"

@@ -12,9 +12,11 @@ Equivalence with the reference codec is by construction, not by imitation:
 * :func:`decode` accepts a body on its fast path only when every field already has the
   exact Python type the model would produce (``type(x) is int`` for an id, ``str`` for a
   name...); it then builds the message from those values, which is what pydantic does for
-  such input. Anything else — a coercion pydantic would make (``1`` for a ``float``), an
-  invalid field, an unknown kind — goes to the reference codec (imported on first need),
-  so it is accepted, coerced or rejected with pydantic's own decision and wording;
+  such input. Undecodable bytes, a body that is not a map and an unknown kind are refused
+  here, in the reference codec's words. Anything else — a coercion pydantic would make
+  (``1`` for a ``float``), an invalid field of a known kind — goes to the reference codec
+  (imported on first need), so it is accepted, coerced or rejected with pydantic's own
+  decision and wording;
 * :func:`encode` packs ``kind`` then the fields in declaration order: the canonical form,
   byte for byte what :func:`threadhost.protocol.encode` writes (R6; pinned by the golden
   vectors).
@@ -464,6 +466,39 @@ def _read_shutdown(raw: dict[Any, Any]) -> Shutdown | None:
     return Shutdown(reason) if type(reason) is str else None
 
 
+def _read_description(raw: dict[Any, Any]) -> Description | None:
+    rid = raw.get("id", _MISSING)
+    adapter = raw.get("adapter", _MISSING)
+    fp = raw.get("fingerprint", _MISSING)
+    protocol = raw.get("protocol", PROTOCOL_VERSION)
+    if (
+        not _rid(rid)
+        or type(adapter) is not dict
+        or not _str_keys(adapter)
+        or type(fp) is not str
+        or type(protocol) is not int
+    ):
+        return None
+    return Description(rid, adapter, fp, protocol)
+
+
+def _read_maintain_reply(raw: dict[Any, Any]) -> MaintainReply | None:
+    rid = raw.get("id", _MISSING)
+    started = raw.get("started", _MISSING)
+    reason = raw.get("reason", "")
+    if not _rid(rid) or type(started) is not bool or type(reason) is not str:
+        return None
+    return MaintainReply(rid, started, reason)
+
+
+def _read_status_reply(raw: dict[Any, Any]) -> StatusReply | None:
+    rid = raw.get("id", _MISSING)
+    status = raw.get("status", _MISSING)
+    if not _rid(rid) or type(status) is not dict or not _str_keys(status):
+        return None
+    return StatusReply(rid, status)
+
+
 _READERS: Final[dict[str, _Reader]] = {
     "call": _read_call,
     "result": _read_result,
@@ -477,8 +512,9 @@ _READERS: Final[dict[str, _Reader]] = {
     "ready": _read_ready,
     "goodbye": _read_goodbye,
     "shutdown": _read_shutdown,
-    # description, maintain_reply and status_reply only ever travel broker -> client;
-    # they are decoded by the reference codec.
+    "description": _read_description,
+    "maintain_reply": _read_maintain_reply,
+    "status_reply": _read_status_reply,
 }
 
 
@@ -505,14 +541,18 @@ def decode_body(body: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
         raw = _unpackb(body, raw=False, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise protocol_error(f"body is not valid msgpack: {exc}") from None
-    if type(raw) is dict:
-        kind = raw.get("kind")
-        read = _READERS.get(kind) if type(kind) is str else None
-        if read is not None:
-            msg = read(raw)
-            if msg is not None:
-                return msg
-    # anything unusual: the reference codec decides (and words any error)
+    if type(raw) is not dict:  # worded as the reference codec words it
+        raise protocol_error("body is not a msgpack map")
+    kind = raw.get("kind")
+    read = _READERS.get(kind) if type(kind) is str else None
+    if read is None:
+        rid = raw.get("id")
+        raise protocol_error(f"unknown message kind {kind!r}", rid if _rid(rid) else None)
+    msg = read(raw)
+    if msg is not None:
+        return msg
+    # a known kind with a field the fast path does not take as is: the reference codec
+    # decides (accepts, coerces or rejects, and words any error)
     from threadhost.protocol import validate_body
 
     return _from_model(validate_body(raw))

@@ -328,53 +328,45 @@ class Bench:
 
     # -- busy replies during a slow call
 
+    def _probe_and_hammer(self, name: str, every_call: bool) -> None:
+        """The probe alone (the reference), then with 8 clients hammering; records the
+        probe's and the hammers' latencies. ``every_call``: a system without a gate, every
+        call answered (otherwise only busy answers count)."""
+        d = self.s.duration
+        endpoint = self.systems[name].endpoint
+        extra = {"every_call": True} if every_call else {}
+        probe_kw = {"system": name, "endpoint": endpoint, "duration": d,
+                    "pause": self.s.probe_pause, **extra}
+        (alone,) = self.pool.run([(0, "busy_probe", {**probe_kw, "start_at": self._start_at(1)})])
+        start_at = self._start_at(self.s.hammers + 1)
+        hammer_kw = {"system": name, "endpoint": endpoint, "start_at": start_at,
+                     "duration": d, **extra}
+        results = self._timed(
+            name,
+            "busy",
+            [(0, "busy_probe", {**probe_kw, "start_at": start_at})]
+            + [(1 + i, "busy_hammer", hammer_kw) for i in range(self.s.hammers)],
+            start_at,
+        )
+        probe = results[0]["lat_ns"]
+        hammer = [x for r in results[1:] for x in r["lat_ns"]]
+        if not probe or not alone["lat_ns"]:
+            raise RuntimeError(f"{name}: the probe saw no answer to time")
+        self.r.add("busy_alone_p99_us", name, pct(alone["lat_ns"], 0.99) / 1000)
+        self.r.add("busy_p50_us", name, pct(probe, 0.50) / 1000)
+        self.r.add("busy_p99_us", name, pct(probe, 0.99) / 1000)
+        self.r.add("busy_hammer_p99_us", name, pct(hammer, 0.99) / 1000)
+        self.r.add("busy_hammer_calls_s", name, len(hammer) / d)
+
     def busy(self, name: str) -> None:
         d = self.s.duration
         sysm = self.systems[name]
         if isinstance(sysm, Threadhost):
             sysm.begin_slow(2 * d + 0.8)
-            probe_kw = {
-                "system": name,
-                "endpoint": sysm.endpoint,
-                "duration": d,
-                "pause": self.s.probe_pause,
-            }
             try:
-                # the probe alone first (the reference), then with 8 clients hammering
-                (alone,) = self.pool.run(
-                    [(0, "busy_probe", {**probe_kw, "start_at": self._start_at(1)})]
-                )
-                start_at = self._start_at(self.s.hammers + 1)
-                results = self._timed(
-                    name,
-                    "busy",
-                    [(0, "busy_probe", {**probe_kw, "start_at": start_at})]
-                    + [
-                        (
-                            1 + i,
-                            "busy_hammer",
-                            {
-                                "system": name,
-                                "endpoint": sysm.endpoint,
-                                "start_at": start_at,
-                                "duration": d,
-                            },
-                        )
-                        for i in range(self.s.hammers)
-                    ],
-                    start_at,
-                )
+                self._probe_and_hammer(name, every_call=False)
             finally:
                 sysm.end_slow()
-            probe = results[0]["lat_ns"]
-            hammer = [x for r in results[1:] for x in r["lat_ns"]]
-            if not probe or not alone["lat_ns"]:
-                raise RuntimeError("threadhost: the probe saw no busy answer")
-            self.r.add("busy_alone_p99_us", name, pct(alone["lat_ns"], 0.99) / 1000)
-            self.r.add("busy_p50_us", name, pct(probe, 0.50) / 1000)
-            self.r.add("busy_p99_us", name, pct(probe, 0.99) / 1000)
-            self.r.add("busy_hammer_p99_us", name, pct(hammer, 0.99) / 1000)
-            self.r.add("busy_hammer_calls_s", name, len(hammer) / d)
         elif isinstance(sysm, Seed):
             ready_at = sysm.begin_slow(d + sysm.idle_timeout + 0.6)
             try:
@@ -413,44 +405,7 @@ class Bench:
             # no gate: the same load shape (a probe every 2 ms, alone, then with 8 clients
             # calling back to back), every call answered — what any design costs on this
             # machine under that load, the reference for the busy-reply target
-            probe_kw = {
-                "system": name,
-                "endpoint": sysm.endpoint,
-                "duration": d,
-                "pause": self.s.probe_pause,
-                "every_call": True,
-            }
-            (alone,) = self.pool.run(
-                [(0, "busy_probe", {**probe_kw, "start_at": self._start_at(1)})]
-            )
-            start_at = self._start_at(self.s.hammers + 1)
-            results = self._timed(
-                name,
-                "busy",
-                [(0, "busy_probe", {**probe_kw, "start_at": start_at})]
-                + [
-                    (
-                        1 + i,
-                        "busy_hammer",
-                        {
-                            "system": name,
-                            "endpoint": sysm.endpoint,
-                            "start_at": start_at,
-                            "duration": d,
-                            "every_call": True,
-                        },
-                    )
-                    for i in range(self.s.hammers)
-                ],
-                start_at,
-            )
-            probe = results[0]["lat_ns"]
-            hammer = [x for r in results[1:] for x in r["lat_ns"]]
-            self.r.add("busy_alone_p99_us", name, pct(alone["lat_ns"], 0.99) / 1000)
-            self.r.add("busy_p50_us", name, pct(probe, 0.50) / 1000)
-            self.r.add("busy_p99_us", name, pct(probe, 0.99) / 1000)
-            self.r.add("busy_hammer_p99_us", name, pct(hammer, 0.99) / 1000)
-            self.r.add("busy_hammer_calls_s", name, len(hammer) / d)
+            self._probe_and_hammer(name, every_call=True)
 
     # -- latency with 100 connected clients vs 1, same total rate
 

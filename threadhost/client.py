@@ -63,7 +63,6 @@ _RECONNECT_IVL_MAX_MS = 1000
 # plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
-_RCVMORE = int(zmq.RCVMORE)
 _RCVTIMEO = int(zmq.RCVTIMEO)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)

@@ -59,7 +59,13 @@ def make_gate(**cfg: Any) -> Gate:
 
 
 def sent_to_host(actions: list[Any]) -> list[Any]:
-    return [a.message for a in actions if isinstance(a, ToHost)]
+    """Messages to hosts' call sockets (broker heartbeats left out)."""
+    return [a.message for a in actions if isinstance(a, ToHost) and not a.heartbeat_socket]
+
+
+def quiet(actions: list[Any]) -> list[Any]:
+    """``actions`` without the broker's periodic heartbeats to hosts."""
+    return [a for a in actions if not (isinstance(a, ToHost) and a.heartbeat_socket)]
 
 
 def sent_to_client(actions: list[Any], route: tuple[bytes, ...] = CLIENT) -> list[Any]:
@@ -144,9 +150,16 @@ def test_unknown_and_slow_calls_are_refused_without_touching_the_host(method: st
     assert reply.code is ErrorCode.UNKNOWN_CALL and method in reply.message
 
 
+def answered_call(gate: Gate, now: float) -> None:
+    """A client call at ``now``, answered at once (it arms the ``idle`` term)."""
+    for msg in sent_to_host(gate.client_message(now, OTHER, call())):
+        gate.host_message(now, "h1", Result(id=msg.id, value=6))
+
+
 def test_idle_policy_starts_slow_call_and_gate_rejects_with_measured_retry_after() -> None:
     gate = ready_gate(slow_duration=2.0)  # ready at t=2, first slow call measured 2 s
-    assert gate.tick(11.9) == []
+    answered_call(gate, 2.0)  # idle counts from the last call
+    assert quiet(gate.tick(11.9)) == []
     assert gate.next_wakeup(11.9) == pytest.approx(12.0)
     acts = gate.tick(12.0)
     (slow,) = sent_to_host(acts)
@@ -157,6 +170,7 @@ def test_idle_policy_starts_slow_call_and_gate_rejects_with_measured_retry_after
     assert reply.retry_after == pytest.approx(1.5)  # estimate 2.0 - elapsed 0.5
     gate.host_message(16.0, "h1", Result(id=slow.id))  # took 4 s this time
     assert gate.state is GateState.READY and gate.generation == 2
+    answered_call(gate, 16.0)
     # next estimate is an EWMA of 2 s and 4 s
     acts = gate.tick(26.0)
     assert sent_to_host(acts)
@@ -236,8 +250,8 @@ def test_first_host_failing_before_ready_stops_the_service() -> None:
 def test_missed_heartbeats_kill_the_host_but_not_during_a_slow_call() -> None:
     gate = ready_gate(heartbeat_timeout=3.0, slow_duration=0.0)
     gate.host_message(1.0, "h1", Heartbeat(host_id="h1"))
-    assert gate.tick(3.9) == []
-    assert [type(a) for a in gate.tick(4.1)] == [KillHost]
+    assert quiet(gate.tick(3.9)) == []
+    assert [type(a) for a in quiet(gate.tick(4.1))] == [KillHost]
 
     gate = ready_gate(heartbeat_timeout=3.0, slow_duration=0.0,
                       adapter_desc=adapter(deadline=30.0))
@@ -254,7 +268,7 @@ def test_hung_fast_call_kills_host() -> None:
     gate.client_message(10.0, CLIENT, call())
     for t in (11.0, 13.0, 14.9):
         gate.host_message(t, "h1", Heartbeat(host_id="h1", busy_id=1))
-        assert gate.tick(t) == []
+        assert quiet(gate.tick(t)) == []
     gate.host_message(15.1, "h1", Heartbeat(host_id="h1"))
     kill = [a for a in gate.tick(15.1) if isinstance(a, KillHost)]
     assert kill and "calc" in kill[0].reason
@@ -325,7 +339,7 @@ def test_graceful_shutdown() -> None:
 def test_shutdown_timeout_kills_host_and_exits_nonzero() -> None:
     gate = ready_gate(shutdown_timeout=5.0)
     gate.shutdown(10.0)
-    assert gate.tick(14.0) == []
+    assert quiet(gate.tick(14.0)) == []
     assert any(isinstance(a, KillHost) for a in gate.tick(15.5))
     (stopped,) = [a for a in gate.host_exited(15.6, "h1", "x") if isinstance(a, Stopped)]
     assert stopped.exit_code == 1
@@ -344,6 +358,7 @@ def test_control_requests() -> None:
 
 def test_status_while_maintaining_shows_elapsed_and_expected() -> None:
     gate = ready_gate(slow_duration=2.0)
+    answered_call(gate, 2.0)
     gate.tick(12.0)
     st = gate.status(13.0)
     assert st["state"] == "maintaining"
@@ -358,20 +373,23 @@ def test_client_may_not_send_host_messages() -> None:
 
 
 def test_attach_mode_adopts_a_host_and_waits_for_the_next_after_death() -> None:
-    gate = Gate(GateConfig(spawn=False, heartbeat_timeout=3.0), parse_policy, now=0.0)
+    gate = Gate(GateConfig(spawn=False, heartbeat_timeout=3.0, hosts=1), parse_policy, now=0.0)
     assert not any(isinstance(a, StartHost) for a in gate.start(0.0))
-    assert gate.host_message(0.1, "x", Heartbeat(host_id="x")) == []  # not adopted
+    # an unknown host's heartbeat is not an adoption: it is told a broker is here
+    (nudge,) = gate.host_message(0.1, "x", Heartbeat(host_id="x"))
+    assert isinstance(nudge, ToHost) and nudge.heartbeat_socket and nudge.host_id == "x"
+    assert len(gate.pool) == 0
     acts = gate.host_message(0.2, "x", Ready(host_id="x", pid=1, adapter=adapter(startup=False),
                                              fingerprint="fp"))
     assert gate.state is GateState.READY and not sent_to_host(acts)
     assert sent_to_host(gate.client_message(0.3, CLIENT, call()))
-    # a second host is not adopted while one is attached
+    # a second host is not adopted while the pool (of 1) is full
     gate.host_message(0.4, "y", Ready(host_id="y", pid=2, adapter=adapter(), fingerprint="fp"))
-    assert gate.host is not None and gate.host.host_id == "x"
+    assert [h.host_id for h in gate.pool] == ["x"]
     # silence: the host is declared dead (it is not ours to kill) and in-flight calls crash
     acts = gate.tick(3.5)
     assert sent_to_client(acts)[0].code is ErrorCode.CRASHED
-    assert gate.state is GateState.RESTARTING and gate.host is None
+    assert gate.state is GateState.RESTARTING and len(gate.pool) == 0
     assert not any(isinstance(a, StartHost) for a in acts)
     gate.host_message(4.0, "y", Ready(host_id="y", pid=2, adapter=adapter(startup=False),
                                       fingerprint="fp"))

@@ -63,7 +63,6 @@ from threadhost.wire import (
     check_header,
     decode_body,
     encode_body,
-    error_reply,
     protocol_error,
 )
 
@@ -261,7 +260,8 @@ class Broker:
         poller.register(rsock, zmq.POLLIN)
         now = time.monotonic()
         gate = Gate(self.config, self.make_policy, now,
-                    info={"broker_pid": os.getpid(), "endpoint": self.bound_endpoint})
+                    info={"broker_pid": os.getpid(), "endpoint": self.bound_endpoint},
+                    token=f"broker-{os.getpid()}-{os.urandom(6).hex()}")
         exit_code: int | None = None
         stop_signals = 0
         if self.target is None:
@@ -323,8 +323,7 @@ class Broker:
                 if on_back:
                     exit_code = _first(exit_code, self._on_back(gate, front, back, backend))
                 now = monotonic()
-                if exit_code is None and (now >= wake_at or gate.wake_dirty):
-                    gate.wake_dirty = False
+                if exit_code is None and (now >= wake_at or gate.needs_tick):
                     exit_code = self._act(gate.tick(now), front, back, backend)
                     wake_at = gate.next_wakeup(now)
         finally:
@@ -364,9 +363,7 @@ class Broker:
                 check_header(payload[0])
             msg = decode_body(payload[1], self.max_size)
         except ProtocolError as exc:
-            gate.counters["protocol_errors"] += 1
-            self._send(front, route, error_reply(exc.request_id, exc))
-            return None
+            return self._act(gate.bad_client_message(route, exc), front, back, backend)
         return self._act(gate.client_message(now, route, msg), front, back, backend)
 
     def _on_back(
@@ -386,9 +383,7 @@ class Broker:
                 check_header(frames[1])
             msg = decode_body(frames[2], self.max_size)
         except ProtocolError as exc:
-            gate.counters["protocol_errors"] += 1
-            log.warning("dropped a bad message from host %s: %s", host_id, exc)
-            return None
+            return self._act(gate.bad_host_message(host_id, exc), front, back, backend)
         return self._act(gate.host_message(time.monotonic(), host_id, msg), front, back, backend)
 
     def _reap(
@@ -430,9 +425,10 @@ class Broker:
         exit_code: int | None = None
         for action in actions:
             if type(action) is ToHost:
-                route = self._host_routes.get(action.host_id)
+                key = (action.host_id + "/hb") if action.heartbeat_socket else action.host_id
+                route = self._host_routes.get(key)
                 if route is None:
-                    route = self._host_routes[action.host_id] = (action.host_id.encode(),)
+                    route = self._host_routes[key] = (key.encode(),)
                 self._send(back, route, action.message)
             elif type(action) is ToClient:
                 self._send(front, action.route, action.message)

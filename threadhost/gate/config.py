@@ -1,0 +1,58 @@
+"""The gate's tunables, in one frozen declaration (the CLI and config file fill it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["GateConfig"]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Tunables of the gate; every duration is in seconds."""
+
+    policy: str | None = None
+    """Overrides the adapter's default policy for slow calls that declare none."""
+    policies: Mapping[str, str] = field(default_factory=dict)
+    """Per slow-call policy overrides (by call name)."""
+    hosts: int | None = 1
+    """``serve``: how many host processes (each its own library instance). Attach mode: at
+    most this many attached hosts are adopted (``None``: no limit)."""
+    max_maintaining: int = 1
+    """How many hosts of a pool may run (or drain for) a maintenance slow call at once."""
+    route_away_after: float | None = None
+    """A host whose current fast call has run longer gets no new calls. ``None``: derived
+    from measured fast-call durations (see :mod:`threadhost.gate.routing`)."""
+    heartbeat_timeout: float = 3.0
+    """No heartbeat for this long (outside a slow call) means the host is hung or dead."""
+    heartbeat_interval: float = 0.5
+    """How often the broker sends each host a heartbeat (so attached hosts notice when their
+    broker is gone or replaced)."""
+    fast_call_limit: float = 60.0
+    """A fast call running longer than this gets its host killed and restarted."""
+    slow_call_deadline: float = 120.0
+    """Deadline of a slow call that declares none (and whose policy sets none)."""
+    startup_timeout: float = 60.0
+    """From host start to ``ready`` (import + setup)."""
+    shutdown_timeout: float = 60.0
+    """From shutdown request to goodbye before the host is killed."""
+    restart_limit: int = 5
+    """Host failures tolerated within ``restart_window``, counted across the whole pool."""
+    restart_window: float = 60.0
+    min_retry_after: float = 0.05
+    fail_fast_on_first_start: bool = True
+    """If a host fails before the gate ever opened, stop (exit non-zero) instead of
+    restarting: a broken adapter or library install will not heal by itself."""
+    spawn: bool = True
+    """Start host processes (``serve``). ``False`` is *attach mode* (``threadhost broker``):
+    hosts are started by someone else and attach to the back end; a host's ``ready`` is
+    adopted while there is room, and a dead host is replaced by the next one that attaches."""
+
+    def __post_init__(self) -> None:
+        if self.hosts is not None and self.hosts < 1:
+            raise ValueError(f"hosts must be at least 1, got {self.hosts}")
+        if self.max_maintaining < 1:
+            raise ValueError(f"max_maintaining must be at least 1, got {self.max_maintaining}")
+        if self.route_away_after is not None and self.route_away_after <= 0:
+            raise ValueError(f"route_away_after must be positive, got {self.route_away_after}")

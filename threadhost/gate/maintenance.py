@@ -1,0 +1,177 @@
+"""Maintenance scheduling: which slow call is due, and its staggered rollout over the pool.
+
+* :class:`Schedule` — the adapter's slow calls, each with its own policy (a deadline
+  calculator, :mod:`threadhost.policy`), deadline and measured duration. :meth:`due` asks
+  the policies; of several due calls the one that waited longest goes first.
+* :class:`Rollout` — one maintenance round: the slow call runs on one host at a time (at
+  most ``max_maintaining`` at once), each taken out of rotation for it, until every host
+  that was in the pool when the round began has run it (or died). A host is only taken
+  out while another host stays in rotation, so a pool of two or more never answers
+  ``busy`` because of maintenance; a single host has nobody to cover for it. The round's
+  policy hooks fire once: ``on_slow_started`` when it begins, ``on_slow_finished`` when the
+  last host is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadhost.gate.measure import Estimate
+from threadhost.gate.pool import HostRecord
+from threadhost.gate.states import HostState
+from threadhost.policy import Policy
+
+__all__ = ["Rollout", "Schedule", "SlowCall"]
+
+
+@dataclass(slots=True)
+class SlowCall:
+    name: str
+    policy: Policy
+    spec: str
+    deadline: float
+    startup: bool
+    estimate: Estimate = field(default_factory=Estimate)
+    last_end: float = float("-inf")
+    runs: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+    def measure(self, duration: float, error: str | None) -> None:
+        self.runs += 1
+        self.estimate.add(duration)
+        if error is not None:
+            self.failures += 1
+            self.last_error = error
+
+
+class Schedule:
+    """The slow calls of the served adapter, configured once from its description."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, SlowCall] = {}
+        self.startup_names: tuple[str, ...] = ()
+        self.last_slow_end: float | None = None
+
+    @classmethod
+    def from_description(
+        cls,
+        description: Mapping[str, Any],
+        *,
+        policy: str | None,
+        policies: Mapping[str, str],
+        default_deadline: float,
+        make_policy: Callable[[str], Policy],
+    ) -> tuple[Schedule, list[str]]:
+        """The schedule, and one error line per slow call whose policy does not parse.
+        ``policy`` (the operator's) overrides the calls' own; ``policies`` win over both."""
+        self = cls()
+        errors: list[str] = []
+        default = policy or description.get("default_policy") or "manual"
+        slow = [c for c in description.get("calls", []) if c.get("kind") == "slow"]
+        for c in slow:
+            name = c["name"]
+            spec = policies.get(name) or (c.get("policy") if policy is None else None)
+            spec = spec or default
+            try:
+                pol = make_policy(spec)
+            except ValueError as exc:
+                errors.append(f"slow call {name!r}: {exc}")
+                continue
+            deadline = c.get("deadline") or getattr(pol, "deadline", None) or default_deadline
+            self.calls[name] = SlowCall(name, pol, spec, float(deadline), bool(c.get("startup")))
+        self.startup_names = tuple(c["name"] for c in slow if c.get("startup"))
+        return self, errors
+
+    def deadline(self, name: str, default: float) -> float:
+        call = self.calls.get(name)
+        return call.deadline if call is not None else default
+
+    def remaining(self, name: str, elapsed: float) -> float | None:
+        call = self.calls.get(name)
+        return None if call is None else call.estimate.remaining(elapsed)
+
+    def startup_total(self, names: Iterable[str]) -> float | None:
+        """Measured total of the start-up calls ``names``; None if one is unmeasured."""
+        total = 0.0
+        for name in names:
+            call = self.calls.get(name)
+            if call is None or call.estimate.value is None:
+                return None
+            total += call.estimate.value
+        return total
+
+    def start_policies(self, now: float) -> None:
+        for call in self.calls.values():
+            call.policy.start(now)
+
+    def on_call(self, now: float) -> None:
+        for call in self.calls.values():
+            call.policy.on_call(now)
+
+    def due(self, now: float) -> tuple[str, str] | None:
+        """(name, reason) of the slow call to run now, or None. Every policy is polled (a
+        ``file`` term must keep reading); the one that waited longest wins."""
+        best: tuple[float, str, str] | None = None
+        for name, call in self.calls.items():
+            reason = call.policy.poll(now)
+            if reason is not None and (best is None or (call.last_end, name) < best[:2]):
+                best = (call.last_end, name, reason)
+        return None if best is None else (best[1], best[2])
+
+    def next_wakeup(self, now: float) -> float | None:
+        times = [t for c in self.calls.values() if (t := c.policy.next_wakeup(now)) is not None]
+        return min(times) if times else None
+
+
+@dataclass
+class Rollout:
+    """One maintenance round of slow call ``name`` over the hosts ``pending``."""
+
+    name: str
+    reason: str
+    round: int
+    started: float
+    pending: list[str]
+    active: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return not self.pending and not self.active
+
+    def take_next(
+        self, hosts: Mapping[str, HostRecord], max_maintaining: int, in_rotation: int
+    ) -> list[str]:
+        """Pending hosts to take out of rotation now (moved to ``active``).
+
+        ``in_rotation`` counts the hosts serving calls (ready, not stuck). A host is taken
+        only if it is ready, fewer than ``max_maintaining`` hosts are active, and — when
+        the pool has more than one live host — at least one other host stays in rotation.
+        Pending hosts that are gone are dropped."""
+        self.pending = [h for h in self.pending if h in hosts]
+        taken: list[str] = []
+        live = len(hosts)
+        for host_id in list(self.pending):
+            if len(self.active) >= max_maintaining:
+                break
+            host = hosts[host_id]
+            if host.state is not HostState.READY or host.killed is not None:
+                continue
+            if live > 1 and in_rotation - 1 < 1:
+                break
+            self.pending.remove(host_id)
+            self.active.append(host_id)
+            taken.append(host_id)
+            in_rotation -= 1
+        return taken
+
+    def host_done(self, host_id: str, ok: bool) -> None:
+        if host_id in self.active:
+            self.active.remove(host_id)
+        if host_id in self.pending:
+            self.pending.remove(host_id)
+        (self.done if ok else self.failed).append(host_id)

@@ -19,10 +19,12 @@ from typing import Any
 
 from threadhost.errors import FingerprintMismatchError, ProtocolError, UnknownCallError
 from threadhost.gate.actions import Action, KillHost, Log, StartHost, Stopped, ToClient, ToHost
+from threadhost.gate.attach import Nudges, adoption_refused
 from threadhost.gate.config import GateConfig
 from threadhost.gate.maintenance import Rollout, Schedule
 from threadhost.gate.measure import Estimate
 from threadhost.gate.pool import FastCall, HostRecord, Pool, SlowRun
+from threadhost.gate.report import ago, host_view, rollout_view, running_view, slow_calls_view
 from threadhost.gate.routing import FastCallStats, is_stuck, pick, refusal
 from threadhost.gate.states import (
     SERVICE_TRANSITIONS,
@@ -109,7 +111,7 @@ class Gate:
         self._start_estimate = Estimate()  # measured host start (spawn/attach to ready)
         self._fast_stats = FastCallStats(config.fast_call_limit, config.route_away_after)
         self._beat_at = now  # next broker -> host heartbeat
-        self._nudged: dict[str, float] = {}  # unknown host id -> when we last answered it
+        self._nudges = Nudges(config.heartbeat_interval)  # answers to unknown hosts
         self._refused: set[str] = set()  # attached hosts refused (logged once)
         self._dirty = True
 
@@ -365,8 +367,12 @@ class Gate:
 
     def _stranger(self, now: float, host_id: str, msg: Any) -> list[Action]:
         """Attach mode: a message from a host not in the pool."""
+        closing = self.state.value if self._stopping or self._failed else None
         if type(msg) is Ready:
-            why = self._adoption_refused(msg)
+            why = adoption_refused(
+                closing=closing, pool_fingerprint=self.fingerprint,
+                fingerprint=msg.fingerprint, adapter=self._adapter, attached=len(self.pool),
+                room=self.pool.free_slot() is not None, limit=self.config.hosts)
             if why is None:
                 self._refused.discard(host_id)
                 slot = self.pool.free_slot()
@@ -379,27 +385,10 @@ class Gate:
                 return []
             self._refused.add(host_id)
             return [Log("warning", f"refused attached host {host_id} (pid {msg.pid}): {why}")]
-        if type(msg) is Heartbeat and host_id not in self._refused and not (
-            self._stopping or self._failed
-        ):  # tell it a (new) broker is here: it answers with ready
-            last = self._nudged.get(host_id)
-            if last is None or now - last >= self.config.heartbeat_interval:
-                self._nudged[host_id] = now
-                return [ToHost(host_id, self._beat(), heartbeat_socket=True)]
+        if (type(msg) is Heartbeat and host_id not in self._refused and closing is None
+                and self._nudges.due(host_id, now)):  # a (new) broker is here: say ready
+            return [ToHost(host_id, self._beat(), heartbeat_socket=True)]
         return []
-
-    def _adoption_refused(self, msg: Ready) -> str | None:
-        if self._stopping or self._failed:
-            return f"the service is {self.state.value}"
-        if self.fingerprint and msg.fingerprint != self.fingerprint:
-            return (f"adapter fingerprint {msg.fingerprint[:12]}… differs from the pool's "
-                    f"{self.fingerprint[:12]}…")
-        live = len(self.pool)
-        if live and not self._adapter.get("replicable", False):
-            return "the adapter is not replicable and a host is already attached"
-        if self.pool.free_slot() is None:
-            return f"the pool is full ({self.config.hosts} hosts)"
-        return None
 
     def _beat(self) -> Heartbeat:
         return Heartbeat(host_id=self.token, pid=int(self.info.get("broker_pid", 0)))
@@ -562,7 +551,7 @@ class Gate:
         if host is None:
             return []
         self._dirty = True
-        self._nudged.pop(host_id, None)
+        self._nudges.forget(host_id)
         if self._stopping:
             actions = self._fail_calls(host, ErrorCode.UNAVAILABLE, "service stopped")
             if not len(self.pool):
@@ -723,22 +712,11 @@ class Gate:
 
     # ------------------------------------------------------------------ introspection
 
-    def _host_status(self, host: HostRecord, now: float) -> dict[str, Any]:
-        state = host.state.value
-        if host.state is _READY and is_stuck(host, now, self._fast_stats.route_away_after):
-            state = "stuck"
-        last = None
-        if host.last_maintenance is not None:
-            last = dict(host.last_maintenance)
-            last["ended_ago"] = round(now - last.pop("ended_ago_from"), 3)
-        return {"id": host.host_id, "pid": host.pid, "state": state,
-                "generation": host.generation, "in_flight": len(host.calls),
-                "restarts": self.pool.restarts[host.slot], "last_maintenance": last}
-
     def status(self, now: float) -> dict[str, Any]:
         """A JSON-able snapshot for ``threadhost status``."""
         hosts = sorted(self.pool, key=lambda h: h.slot)
         first = next(iter(hosts), None)
+        away = self._fast_stats.route_away_after
         out: dict[str, Any] = {
             **self.info,
             "state": self.state.value,
@@ -748,42 +726,24 @@ class Gate:
             "host_pid": first.pid if first is not None else None,
             "host_pids": [h.pid for h in hosts if h.pid is not None],
             "host_id": first.host_id if first is not None else None,
-            "hosts": [self._host_status(h, now) for h in hosts],
+            "hosts": [host_view(h, now, away, self.pool.restarts[h.slot]) for h in hosts],
             "pool_size": self.config.hosts,
             "generation": self.generation,
             "restart_count": self.restart_count,
             "last_restart_reason": self.last_restart_reason,
             "failed_reason": self.failed_reason,
             "in_flight": sum(len(h.calls) for h in hosts),
-            "route_away_after": round(self._fast_stats.route_away_after, 3),
+            "route_away_after": round(away, 3),
             "counters": dict(self.counters),
         }
-        running = [h for h in hosts if h.slow is not None]
-        if running:
-            slow = running[0].slow
-            assert slow is not None
-            est = self._schedule.calls.get(slow.name)
-            expected = est.estimate.value if est is not None else None
-            out["maintenance"] = {
-                "call": slow.name, "reason": slow.why, "host": running[0].host_id,
-                "elapsed": round(now - slow.started, 3),
-                "expected": round(expected, 3) if expected is not None else None,
-            }
+        for host in hosts:
+            running = running_view(host, now, self._schedule.calls)
+            if running is not None:
+                out["maintenance"] = running
+                break
         if self._rollout is not None:
-            r = self._rollout
-            out["rollout"] = {"call": r.name, "reason": r.reason, "round": r.round,
-                              "done": list(r.done), "failed": list(r.failed),
-                              "active": list(r.active), "pending": list(r.pending),
-                              "elapsed": round(now - r.started, 3)}
+            out["rollout"] = rollout_view(self._rollout, now)
         if self.last_maintenance is not None:
-            last = dict(self.last_maintenance)
-            last["ended_ago"] = round(now - last.pop("ended_ago_from"), 3)
-            out["last_maintenance"] = last
-        out["slow_calls"] = {
-            name: {"runs": s.runs, "failures": s.failures,
-                   "estimate": round(s.estimate.value, 3) if s.estimate.value is not None
-                   else None,
-                   "deadline": s.deadline, "last_error": s.last_error}
-            for name, s in self._schedule.calls.items()
-        }
+            out["last_maintenance"] = ago(self.last_maintenance, now)
+        out["slow_calls"] = slow_calls_view(self._schedule.calls)
         return out

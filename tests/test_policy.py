@@ -149,13 +149,15 @@ def test_format_parse_roundtrip(ms: int) -> None:
 @pytest.mark.parametrize(
     ("calls", "due_at"),
     [
-        ([], 10.0),
         ([3.0], 13.0),
         ([3.0, 8.0], 18.0),
         ([9.5], 19.5),
     ],
 )
 def test_idle_due_after_quiet_period(calls: list[float], due_at: float) -> None:
+    """Due ``idle`` after the last call. (The case without any call moved to
+    test_idle_is_disarmed_at_start: since idle fires once per idle period, the start no
+    longer arms it.)"""
     p = IdlePolicy(10.0)
     p.start(0.0)
     for t in calls:
@@ -165,16 +167,37 @@ def test_idle_due_after_quiet_period(calls: list[float], due_at: float) -> None:
     assert p.poll(due_at) == "idle 10s"
 
 
-def test_idle_restarts_when_slow_call_ends_and_is_quiet_while_it_runs() -> None:
+def test_idle_is_disarmed_at_start() -> None:
+    """The start counts as just maintained (the start-up slow call has just run): idle
+    waits for the first call. (Until the once-per-idle-period change it was due ``idle``
+    after the start.)"""
+    p = IdlePolicy(10.0)
+    p.start(0.0)
+    assert p.next_wakeup(0.0) is None
+    assert p.poll(10.0) is None
+    assert p.poll(1000.0) is None
+    p.on_call(1000.0)
+    assert p.next_wakeup(1000.0) == pytest.approx(1010.0)
+    assert p.poll(1010.0) == "idle 10s"
+
+
+def test_idle_stays_disarmed_after_slow_call_and_is_quiet_while_it_runs() -> None:
+    """Changed on purpose: idle fires once per idle period. It used to re-arm when a slow
+    call ended (due at 70 here); now it stays disarmed until the next client call."""
     p = IdlePolicy(10.0)
     assert p.poll(100.0) is None  # not started: never due
     p.start(0.0)
+    p.on_call(1.0)
     p.on_slow_started(10.0)
     assert p.poll(50.0) is None
     assert p.next_wakeup(50.0) is None
     p.on_slow_finished(60.0)
-    assert p.poll(69.9) is None
-    assert p.poll(70.0) == "idle 10s"
+    assert p.next_wakeup(60.0) is None
+    assert p.poll(70.0) is None
+    assert p.poll(1000.0) is None
+    p.on_call(1000.0)
+    assert p.poll(1009.9) is None
+    assert p.poll(1010.0) == "idle 10s"
 
 
 def test_stale_ignores_traffic() -> None:
@@ -205,11 +228,18 @@ def test_stale_rescues_idle_under_steady_traffic() -> None:
     assert len(fired) == 17
 
 
-def test_idle_fires_when_traffic_stops() -> None:
+def test_idle_fires_once_when_traffic_stops() -> None:
+    """Changed on purpose: idle used to repeat every 1 s while quiet (10.8, 11.8, ...);
+    now it fires once per idle period and ``stale`` alone bounds the age afterwards."""
     sim = Sim(parse_policy("idle=1s | stale=3s"), calls=lambda t: t < 10 and every_ms(200)(t))
-    fired = sim.run(until=12.0)
-    # last call at 9.8; while quiet, idle repeats every 1 s (timer restarts after a slow call)
-    assert [(t, r) for t, r in fired if t > 9.8] == [(10.8, "idle 1s"), (11.8, "idle 1s")]
+    fired = sim.run(until=20.0)
+    # last call at 9.8: idle once at 10.8, then stale every 3 s from the end of the last
+    assert [(t, r) for t, r in fired if t > 9.8] == [
+        (10.8, "idle 1s"),
+        (13.8, "stale 3s"),
+        (16.8, "stale 3s"),
+        (19.8, "stale 3s"),
+    ]
 
 
 @settings(max_examples=200, deadline=None)
@@ -221,6 +251,76 @@ def test_idle_or_stale_never_waits_longer_than_stale(call_ms: list[int]) -> None
     late = 0.011  # one 10 ms tick: float sums like 1.06 + 3 land just after a tick
     assert all(b - a <= 3.0 + late for a, b in itertools.pairwise(starts))
     assert 20.0 - starts[-1] <= 3.0 + late
+
+
+def busy_seconds(fired: list[tuple[float, str]], slow: float, until: float) -> float:
+    return sum(min(slow, until - t) for t, _ in fired)
+
+
+def test_idle_service_does_not_reload_back_to_back() -> None:
+    """The users' complaint: with the default ``idle=10s | stale=5m`` and a 15 s readConfig,
+    an idle service re-read its configuration every 25 s (idle re-armed when each reload
+    ended): in this simulation 24 reloads and 360 s busy out of 606 s of silence (users
+    measured ~347 s). Now idle waits for a call, and only ``stale`` reloads a quiet
+    service."""
+    sim = Sim(parse_policy("idle=10s | stale=5m"), slow_duration=15.0)
+    fired = sim.run(until=606.0)
+    assert fired == [(300.0, "stale 5m")]
+    assert len(fired) <= 2
+    assert busy_seconds(fired, 15.0, 606.0) == pytest.approx(15.0)
+
+
+def test_idle_fires_exactly_once_after_a_burst_then_silence() -> None:
+    sim = Sim(
+        parse_policy("idle=10s | stale=5m"),
+        slow_duration=15.0,
+        calls=lambda t: t <= 30.0 and every_ms(1000)(t),  # a call a second up to 30 s
+    )
+    fired = sim.run(until=636.0)
+    # idle 10 s after the last call (30 -> 40, ends 55); then stale 5 m after that end
+    assert fired == [(40.0, "idle 10s"), (355.0, "stale 5m")]
+    assert [r for _, r in fired].count("idle 10s") == 1
+
+
+def test_idle_rearms_with_each_new_burst() -> None:
+    sim = Sim(
+        parse_policy("idle=10s | stale=5m"),
+        slow_duration=15.0,
+        calls=lambda t: (t <= 5.0 or 100.0 <= t <= 105.0) and every_ms(1000)(t),
+    )
+    assert sim.run(until=200.0) == [(15.0, "idle 10s"), (115.0, "idle 10s")]
+
+
+def test_idle_call_during_slow_call_counts_from_its_end() -> None:
+    """A call that comes in while a slow call runs arms idle: due at
+    ``max(last call, end of the slow call) + idle``, never while the slow call runs."""
+    p = IdlePolicy(10.0)
+    p.start(0.0)
+    p.on_slow_started(100.0)  # e.g. a manual maintain
+    p.on_call(101.0)  # an in-flight call that got through
+    assert p.next_wakeup(200.0) is None  # never due while the slow call runs
+    assert p.poll(200.0) is None
+    p.on_slow_finished(200.0)
+    assert p.next_wakeup(200.0) == pytest.approx(210.0)  # not at once (101 + 10 is long past)
+    assert p.poll(209.9) is None
+    assert p.poll(210.0) == "idle 10s"
+    # a call during a short slow call, later than its end minus idle: counted from the call
+    p.on_slow_started(210.0)
+    p.on_call(211.0)
+    p.on_slow_finished(211.0)
+    p.on_call(215.0)
+    assert p.next_wakeup(215.0) == pytest.approx(225.0)
+
+
+def test_idle_manual_slow_call_disarms_it() -> None:
+    p = parse_policy("idle=10s | stale=1h")
+    p.start(0.0)
+    p.on_call(5.0)
+    assert p.next_wakeup(5.0) == pytest.approx(15.0)
+    p.on_slow_started(8.0)  # threadhost maintain: the state is fresh again
+    p.on_slow_finished(9.0)
+    assert p.poll(15.0) is None
+    assert p.next_wakeup(15.0) == pytest.approx(3609.0)  # only stale is armed
 
 
 # --------------------------------------------------------------------------- every
@@ -521,11 +621,14 @@ def test_manual_never_fires() -> None:
 
 
 def test_composite_returns_first_due_terms_reason() -> None:
+    # a call at the start arms idle (the start alone no longer does)
     p = parse_policy("idle=10s | stale=10s")
     p.start(0.0)
+    p.on_call(0.0)
     assert p.poll(10.0) == "idle 10s"
     p = parse_policy("stale=10s | idle=10s")
     p.start(0.0)
+    p.on_call(0.0)
     assert p.poll(10.0) == "stale 10s"
 
 
@@ -536,14 +639,17 @@ def test_composite_is_quiet_while_slow_call_runs() -> None:
     assert p.poll(100.0) is None
     assert p.next_wakeup(100.0) is None
     p.on_slow_finished(100.0)
-    assert p.next_wakeup(100.0) == pytest.approx(101.0)
+    # idle stays disarmed after a slow call until the next call: stale's 2 s are next
+    # (before the once-per-idle-period change idle re-armed here: 101.0)
+    assert p.next_wakeup(100.0) == pytest.approx(102.0)
 
 
 def test_composite_starts_lazily() -> None:
-    p = parse_policy("idle=5s")
+    # stale, not idle: idle is no longer armed by the start (once per idle period)
+    p = parse_policy("stale=5s")
     assert p.next_wakeup(100.0) == pytest.approx(105.0)
     assert p.poll(104.0) is None
-    assert p.poll(105.0) == "idle 5s"
+    assert p.poll(105.0) == "stale 5s"
 
 
 def test_min_gap_holds_back_triggers_and_says_why() -> None:

@@ -19,6 +19,11 @@ is one :class:`Policy`; :class:`CompositePolicy` combines them: any due term tri
 subject to the ``min_gap`` guard. ``deadline`` is only carried as an attribute; the
 broker acts on an overrun. While a slow call runs the composite is never due.
 
+``idle`` fires once per idle period: only a client call arms it (due = ``max(last call,
+end of the last slow call) + idle``); a slow call, and the start, disarm it until the
+next call. ``stale``/``every`` count from the start or the end of the last slow call, so
+``stale`` alone bounds the age of a quiet service.
+
 ``cron`` needs wall-clock time: it computes the next fire time as epoch seconds and maps
 it onto the monotonic scale by the offset ``wall - now`` taken each time it is asked, so
 a wall-clock jump is noticed at the next evaluation. ``file`` polls an injected reader
@@ -158,19 +163,49 @@ class _CountdownPolicy(Policy):
         return self.reason if self._due is not None and now >= self._due else None
 
 
-class IdlePolicy(_CountdownPolicy):
-    """Due after ``idle`` seconds without client calls; restarts when a slow call ends."""
+class IdlePolicy(Policy):
+    """Due once per idle period: ``idle`` seconds after the last client call, then not
+    again until another call comes in.
+
+    Only a client call arms it: due = ``max(last call, end of the last slow call) + idle``.
+    A slow call (automatic or manual) disarms it, and it stays disarmed after the slow call
+    ends until the next :meth:`on_call`; :meth:`start` counts as "just maintained" (the
+    start-up slow call has just run), so it is disarmed until the first call. A call that
+    comes in while a slow call runs arms it, counted from the end of that slow call at the
+    earliest. Never due while a slow call runs.
+    """
 
     def __init__(self, idle: float) -> None:
-        super().__init__(f"idle={format_duration(idle)}")
+        self.term = f"idle={format_duration(idle)}"
+        self.reason = self.term.replace("=", " ", 1)  # "idle=10s" -> "idle 10s"
         self.idle = idle
+        self._last_call: float | None = None  # last call since maintenance; None = disarmed
+        self._slow_end = float("-inf")  # end of the last slow call
+        self._running = False
 
-    def _period(self) -> float:
-        return self.idle
+    def start(self, now: float) -> None:
+        self._last_call = None
+        self._running = False
 
     def on_call(self, now: float) -> None:
-        if self._due is not None:
-            self._due = now + self.idle
+        self._last_call = now
+
+    def on_slow_started(self, now: float) -> None:
+        self._last_call = None
+        self._running = True
+
+    def on_slow_finished(self, now: float) -> None:
+        self._running = False
+        self._slow_end = now
+
+    def next_wakeup(self, now: float) -> float | None:
+        if self._running or self._last_call is None:
+            return None
+        return max(self._last_call, self._slow_end) + self.idle
+
+    def poll(self, now: float) -> str | None:
+        due = self.next_wakeup(now)
+        return self.reason if due is not None and now >= due else None
 
 
 class StalePolicy(_CountdownPolicy):

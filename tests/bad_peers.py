@@ -187,7 +187,16 @@ def _patch_broker(flaw: str) -> None:
 
         B.Broker._send = send_wrong_id  # type: ignore[method-assign]
     elif flaw == "forward-busy":
+        from threadhost.gate import core as GC
+
         client_call = G.Gate._client_call
+
+        def pick_any(hosts: Any, now: float, route_away_after: float) -> Any:
+            # any live host that said ready, in a slow call or not
+            return next((h for h in hosts if h.killed is None
+                         and h.state is not G.HostState.STARTING), None)
+
+        GC.pick = pick_any  # type: ignore[assignment]
 
         def forward_anyway(self: Any, now: float, route: Any, call: Any) -> Any:
             if self.state in (G.GateState.STARTUP, G.GateState.MAINTAINING):
@@ -217,7 +226,9 @@ def _patch_broker(flaw: str) -> None:
 
         B.check_header = any_version
     elif flaw == "no-liveness":
-        G.Gate._liveness_problem = lambda self, now, host: None  # type: ignore[method-assign]
+        from threadhost.gate import core as GC
+
+        GC.liveness_problem = lambda *args, **kwargs: None  # type: ignore[assignment]
     else:
         raise SystemExit(f"unknown broker flaw {flaw!r}")
 

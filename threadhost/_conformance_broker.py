@@ -1090,3 +1090,146 @@ def _crashed(s: BrokerSession) -> str:
     if sil.forwarded_after:
         raise CheckFailed("a call was forwarded to the dead host")
     return f"crashed, then {a.code.value}; nothing sent to the dead host"
+
+
+# --------------------------------------------------------------------------- broker heartbeats
+# (after the destructive checks: they attach fresh fake hosts of their own)
+
+
+def _calls_on(s: BrokerSession, hosts: tuple[FakeHost, ...], within: float
+              ) -> list[tuple[FakeHost, Call]]:
+    """The calls any of ``hosts`` received within ``within`` s (at least one, if any)."""
+    found: list[tuple[FakeHost, Call]] = []
+
+    def arrived() -> bool:
+        for h in hosts:
+            found.extend((h, m) for m in h.drain() if isinstance(m, Call))
+        return bool(found)
+
+    if not arrived() and within > 0:
+        s.wait(arrived, within)
+    return found
+
+
+def _broker_beats(s: BrokerSession, host: FakeHost, within: float) -> list[Heartbeat]:
+    """Heartbeats the broker sent to ``host``'s heartbeat socket within ``within`` s."""
+    got: list[Heartbeat] = []
+
+    def arrived() -> bool:
+        while (item := host.hb.take()) is not None:
+            msg = parse(item[1], "a message from the broker to a heartbeat socket")
+            if isinstance(msg, Heartbeat):
+                got.append(msg)
+        return len(got) >= 2
+
+    s.wait(arrived, within)
+    return got
+
+
+@check("gate.broker-heartbeat", "R52",
+       "the broker sends heartbeats to a known host's heartbeat socket",
+       needs_backend=True, budget=lambda s: 6 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
+def _broker_heartbeat(s: BrokerSession) -> str:
+    host = s._attach(10)
+    try:
+        s._open(host, s._adopt(host))
+        host.hb.inbox.clear()
+        t0 = time.monotonic()
+        beats = _broker_beats(s, host, 3.0)
+        if len(beats) < 2:
+            raise CheckFailed(f"{len(beats)} broker heartbeat(s) reached the host's heartbeat "
+                              f"socket in {time.monotonic() - t0:.1f}s; expected one at "
+                              f"least every 0.5 s")
+        if any(b.host_id == host.host_id for b in beats):
+            raise CheckFailed("a broker heartbeat carries the host's id, not the broker's "
+                              "instance token")
+        return f"{len(beats)} heartbeats in {time.monotonic() - t0:.1f}s, token " \
+               f"{beats[0].host_id!r}"
+    finally:
+        host.close()
+        s.sleep(1.5 * s.heartbeat_timeout + 0.5)  # let the broker declare it dead
+
+
+@check("gate.stranger-heartbeat", "R52",
+       "a heartbeat from an unknown host is answered with a broker heartbeat",
+       needs_backend=True, budget=lambda s: 2 * s.timeout + 3.0)
+def _stranger_heartbeat(s: BrokerSession) -> str:
+    host = s._attach(11)  # beats on its own, never says ready
+    try:
+        beats = _broker_beats(s, host, 2.5)
+        if not beats:
+            raise CheckFailed("an attached host that only sent heartbeats got no broker "
+                              "heartbeat within 2.5 s, so it cannot learn that a broker is "
+                              "there and announce itself")
+        return f"answered with {len(beats)} heartbeat(s)"
+    finally:
+        host.close()
+
+
+# --------------------------------------------------------------------------- pools
+
+
+@check("gate.pool", "R53",
+       "with two hosts: least-loaded routing, staggered maintenance without busy",
+       needs_backend=True, budget=lambda s: 12 * s.timeout + 4.0)
+def _pool(s: BrokerSession) -> str:
+    a, b = s._attach(20), s._attach(21)
+    try:
+        s._open(a, s._adopt(a))
+        b.drain()
+        b.send(Ready(host_id=b.host_id, pid=os.getpid(), adapter=fake_adapter(s.slow_deadline),
+                     fingerprint=FAKE_FINGERPRINT))
+        startup = b.next_call(s.timeout)
+        if startup is None:
+            raise CheckSkipped("the broker did not adopt a second host (one host per broker, "
+                               "or --hosts 1)")
+        b.send(Result(id=startup.id))
+        s.sleep(0.2)
+        c = s.client()
+        for rid in (1, 2):
+            c.send(encode(Call(id=rid, method="echo", args=[rid])), s.left(s.timeout))
+        got_a, got_b = a.next_call(s.timeout), b.next_call(s.timeout)
+        if got_a is None or got_b is None:
+            raise CheckFailed(f"two calls with two idle hosts: host A got {describe_msg(got_a)},"
+                              f" host B got {describe_msg(got_b)}; each should get one")
+        a.send(Result(id=got_a.id, value=1))
+        b.send(Result(id=got_b.id, value=2))
+        for rid in (1, 2):
+            if s.await_reply(c, rid, s.timeout) is None:
+                raise CheckFailed(f"no answer to call {rid}")
+        reply = s.ask(Maintain(id=s.rid(), method="reload"))
+        if not isinstance(reply, MaintainReply) or not reply.started:
+            raise CheckFailed(f"maintain: {describe_msg(reply)}")
+        reloads = _calls_on(s, (a, b), s.timeout)
+        s.sleep(s.quiet)
+        reloads += _calls_on(s, (a, b), 0.0)
+        if len(reloads) != 1 or reloads[0][1].method != "reload":
+            raise CheckFailed(f"after maintain, the hosts got {len(reloads)} call(s): "
+                              f"{', '.join(describe_msg(m) for _, m in reloads) or 'none'}; "
+                              f"expected reload on exactly one host")
+        maint, first = reloads[0]
+        other = b if maint is a else a
+        rid = s.rid()
+        msg: Message | None
+        c.send(encode(Call(id=rid, method="echo", args=[rid])), s.left(s.timeout))
+        fwd = other.next_call(s.timeout)
+        if fwd is None:
+            msg = s.await_reply(c, rid, s.timeout)
+            raise CheckFailed(f"during maintenance of one host of two, a call got "
+                              f"{describe_msg(msg)} instead of going to the other host")
+        if fwd.method == "reload":
+            raise CheckFailed("both hosts were taken out for maintenance at once")
+        other.send(Result(id=fwd.id, value=3))
+        msg = s.await_reply(c, rid, s.timeout)
+        if not isinstance(msg, Result):
+            raise CheckFailed(f"the call during maintenance got {describe_msg(msg)}")
+        maint.send(Result(id=first.id))
+        second = other.next_call(s.timeout)
+        if second is None or second.method != "reload":
+            raise CheckFailed(f"after the first host's slow call, the second host got "
+                              f"{describe_msg(second)} instead of reload")
+        other.send(Result(id=second.id))
+        return "one call per idle host; reload on one host at a time, calls served meanwhile"
+    finally:
+        a.close()
+        b.close()

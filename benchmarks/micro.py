@@ -14,25 +14,25 @@ import sys
 import timeit
 
 from threadhost import wire
-from threadhost.gate import Gate, GateConfig, ToClient, ToHost
+from threadhost.gate import Gate, GateConfig, StartHost, ToClient, ToHost
 from threadhost.policy import parse_policy
 
 
-def broker_call_us(calls: int) -> float:
-    gate = Gate(GateConfig(policy="manual"), parse_policy, 0.0)
-    gate.start(0.0)
-    assert gate.host is not None
-    host = gate.host.host_id
+def broker_call_us(calls: int, hosts: int = 1) -> float:
+    gate = Gate(GateConfig(policy="manual", hosts=hosts), parse_policy, 0.0)
+    host_ids = [a.host_id for a in gate.start(0.0) if isinstance(a, StartHost)]
     adapter = {
         "adapter": "bench",
         "default_policy": None,
+        "replicable": True,
         "calls": [
             {"name": "calc", "kind": "fast"},
             {"name": "read_config", "kind": "slow", "startup": False, "policy": None,
              "deadline": None},
         ],
     }
-    gate.host_message(0.1, host, wire.Ready(host, 1, adapter, "fp"))
+    for host in host_ids:
+        gate.host_message(0.1, host, wire.Ready(host, 1, adapter, "fp"))
     gate.tick(0.2)
     if gate.state != "ready":
         raise RuntimeError(f"gate not ready: {gate.state}")
@@ -44,7 +44,7 @@ def broker_call_us(calls: int) -> float:
         assert type(to_host) is ToHost
         wire.encode_body(to_host.message)
         reply = wire.decode_body(wire.encode_result(to_host.message.id, 6))
-        (to_client,) = gate.host_message(1.0, host, reply)
+        (to_client,) = gate.host_message(1.0, to_host.host_id, reply)
         assert type(to_client) is ToClient
         wire.encode_body(to_client.message)
 
@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--hosts", type=int, default=1, help="pool size the gate routes over")
     ns = parser.parse_args(argv)
-    us = broker_call_us(ns.calls)
-    print(f"broker Python per call (decode, gate, encode; both directions): {us:.2f} us")
+    us = broker_call_us(ns.calls, ns.hosts)
+    print(f"broker Python per call (decode, gate, encode; both directions; "
+          f"{ns.hosts} host(s)): {us:.2f} us")
     return 0
 
 

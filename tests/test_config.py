@@ -74,6 +74,21 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ('fast_call_limit = "soon"\n', "fast_call_limit: bad duration 'soon'"),
         ('fast_call_limit = "0s"\n', "fast_call_limit: bad duration '0s': must be greater than 0"),
         ('log_level = "loud"\n', "log_level: expected one of debug, info"),
+        ("hosts = 0\n", "hosts: Input should be greater than or equal to 1"),
+        ("hosts = -2\n", "hosts: Input should be greater than or equal to 1"),
+        ("hosts = 1.5\n", "hosts: Input should be a valid integer"),
+        ("hosts = 2.0\n", "hosts: Input should be a valid integer"),
+        ('hosts = "2"\n', "hosts: Input should be a valid integer"),
+        ("hosts = true\n", "hosts: Input should be a valid integer"),
+        ("max_maintaining = 0\n", "max_maintaining: Input should be greater than or equal to 1"),
+        ('max_maintaining = "1"\n', "max_maintaining: Input should be a valid integer"),
+        ('route_away_after = "0s"\n',
+         "route_away_after: bad duration '0s': must be greater than 0"),
+        ('route_away_after = "soon"\n', "route_away_after: bad duration 'soon'"),
+        ("route_away_after = 2\n", "route_away_after: Input should be a valid string"),
+        ('heartbeat_timeout = "0"\n',
+         "heartbeat_timeout: bad duration '0': must be greater than 0"),
+        ("restart_limit = -3\n", "restart_limit: Input should be greater than or equal to 0"),
         ('polcy = 1\npolicy = "x=1"\n', "(and 1 more error)"),
     ],
 )
@@ -132,8 +147,36 @@ def test_python_m_threadhost_config_prints_resolved_settings(tmp_path: Path,
         "adapter": "examples.mylib_adapter", "endpoint": None, "policy": None,
         "policies": {"read_config": "manual"}, "log_level": "DEBUG", "fast_call_limit": 90.0,
         "heartbeat_timeout": None, "restart_window": None, "restart_limit": 2,
+        "hosts": None, "max_maintaining": None, "route_away_after": None,
     }
     cfg.write_text('polcy = "x"\n')
     assert main([str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("unknown key 'polcy'") and len(err.splitlines()) == 1
+
+
+def test_pool_keys(tmp_path: Path) -> None:
+    text = 'hosts = 3\nmax_maintaining = 2\nroute_away_after = "1500ms"\n'
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.hosts, cfg.max_maintaining, cfg.route_away_after) == (3, 2, "1500ms")
+    assert cfg.seconds("route_away_after") == 1.5
+
+
+def test_pool_keys_default_to_unset(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, ""))
+    assert cfg.hosts is None and cfg.max_maintaining is None and cfg.route_away_after is None
+
+
+def test_python_m_threadhost_config_resolves_pool_keys(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    import json
+
+    from threadhost.config import main
+
+    cfg = write(tmp_path, 'hosts = 4\nmax_maintaining = 2\nroute_away_after = "250ms"\n'
+                          "restart_limit = 0\n")
+    assert main([str(cfg)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["hosts"], out["max_maintaining"], out["route_away_after"]) == (4, 2, 0.25)
+    assert out["restart_limit"] == 0

@@ -7,6 +7,9 @@ Example::
     policy = "idle=10s | stale=5m"
     fast_call_limit = "30s"
     log_level = "info"
+    hosts = 2                       # a pool of host processes (the adapter must be replicable)
+    max_maintaining = 1             # hosts running a slow call at once during a rollout
+    route_away_after = "2s"         # a host whose fast call runs longer gets no new calls
 
     [policies]                      # per slow-call overrides
     readConfig = "idle=10s | stale=5m | file=/etc/mylib.conf"
@@ -47,6 +50,9 @@ class ServeConfig(BaseModel):
     heartbeat_timeout: str | None = None  # duration: a silent host is dead after this long
     restart_limit: int | None = Field(default=None, ge=0)  # restarts allowed within the window
     restart_window: str | None = None  # duration
+    hosts: int | None = Field(default=None, ge=1, strict=True)  # host processes in the pool
+    max_maintaining: int | None = Field(default=None, ge=1, strict=True)  # hosts in a slow call
+    route_away_after: str | None = None  # duration: a host whose fast call runs longer is avoided
     log_level: str | None = None  # debug, info, warning, error, critical
 
     @field_validator("adapter")
@@ -80,9 +86,9 @@ class ServeConfig(BaseModel):
                 raise ValueError(f"{name}: {exc}") from None
         return v
 
-    @field_validator("fast_call_limit", "heartbeat_timeout", "restart_window")
+    @field_validator("fast_call_limit", "heartbeat_timeout", "restart_window", "route_away_after")
     @classmethod
-    def _check_fast_call_limit(cls, v: str | None) -> str | None:
+    def _check_positive_duration(cls, v: str | None) -> str | None:
         if v is not None and parse_duration(v) <= 0:
             raise ValueError(f"bad duration {v!r}: must be greater than 0")
         return v
@@ -152,6 +158,9 @@ def resolved(cfg: ServeConfig) -> dict[str, object]:
         "heartbeat_timeout": cfg.seconds("heartbeat_timeout"),
         "restart_window": cfg.seconds("restart_window"),
         "restart_limit": cfg.restart_limit,
+        "hosts": cfg.hosts,
+        "max_maintaining": cfg.max_maintaining,
+        "route_away_after": cfg.seconds("route_away_after"),
     }
 
 

@@ -450,3 +450,24 @@ def test_attach_answers_an_unknown_hosts_heartbeat_so_it_announces_itself() -> N
     gate.host_message(1.7, "a", ready_msg("a"))
     assert gate.state is GateState.READY
     assert gate.host_message(1.8, "a", ready_msg("a")) == []  # a second ready: nothing new
+
+
+@pytest.mark.parametrize("maintenance", [False, True])
+def test_slow_call_answered_after_shutdown_leaves_the_host_stopping(maintenance: bool) -> None:
+    gate = Gate(GateConfig(hosts=2, heartbeat_timeout=1e9), parse_policy, now=0.0)
+    gate.start(0.0)
+    slow: dict[str, Call] = {}
+    for hid in ("h1", "h2"):
+        for h, m in to_hosts(gate.host_message(0.1, hid, Ready(host_id=hid, pid=1,
+                                                                adapter=desc(),
+                                                                fingerprint="fp"))):
+            slow[h] = m
+    if maintenance:  # h1 finished start-up; a maintenance round runs on it
+        gate.host_message(0.5, "h1", Result(id=slow["h1"].id))
+        gate.host_message(0.5, "h2", Result(id=slow["h2"].id))
+        ((_, slow["h1"]),) = to_hosts(gate.client_message(1.0, C1, Maintain(id=1)))
+    gate.shutdown(2.0, "SIGTERM")
+    assert gate.host_message(2.5, "h1", Result(id=slow["h1"].id)) is not None
+    assert gate.pool.get("h1") is not None
+    assert gate.pool.hosts["h1"].state is HostState.STOPPING
+    assert gate.state is GateState.STOPPING

@@ -507,7 +507,9 @@ class Gate:
             actions.append(Log("warning", f"slow call {slow.name!r} failed on {host.host_id} "
                                           f"after {duration:.2f}s: {error} "
                                           "(keeping the previous state)"))
-        if slow.startup:
+        if host.state is HostState.STOPPING:
+            pass  # shut down meanwhile: it only finishes what it runs
+        elif slow.startup:
             self._schedule.last_slow_end = now  # min_gap counts from any slow call
             actions.extend(self._next_startup(now, host))
         else:

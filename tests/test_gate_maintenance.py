@@ -1,0 +1,429 @@
+"""threadhost.gate.maintenance on its own: SlowCall measurements, the Schedule built from an
+adapter description (policy precedence, deadlines, start-up calls, errors), which slow call
+is due, and the staggered Rollout (take_next's rules, host_done). Pure: policies here are
+scripted fakes or parsed specs; time is a number we pass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from threadhost.gate.maintenance import Rollout, Schedule, SlowCall
+from threadhost.gate.measure import Estimate
+from threadhost.gate.pool import HostRecord
+from threadhost.gate.states import HostState
+from threadhost.policy import Policy, parse_policy
+
+
+class Fake(Policy):
+    """A scripted policy: ``reason`` is what poll says; every hook call is recorded."""
+
+    def __init__(self, reason: str | None = None, wakeup: float | None = None,
+                 deadline: float | None = None, log: list[tuple[str, str, float]] | None = None,
+                 name: str = "") -> None:
+        self.reason = reason
+        self.wakeup = wakeup
+        if deadline is not None:
+            self.deadline = deadline
+        self.log = log if log is not None else []
+        self.name = name
+
+    def _note(self, what: str, now: float) -> None:
+        self.log.append((self.name, what, now))
+
+    def start(self, now: float) -> None:
+        self._note("start", now)
+
+    def on_call(self, now: float) -> None:
+        self._note("on_call", now)
+
+    def next_wakeup(self, now: float) -> float | None:
+        return self.wakeup
+
+    def poll(self, now: float) -> str | None:
+        self._note("poll", now)
+        return self.reason
+
+
+def slow(name: str, *, startup: bool = False, policy: str | None = None,
+         deadline: float | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "slow", "startup": startup, "policy": policy,
+            "deadline": deadline, **extra}
+
+
+def build(calls: list[dict[str, Any]], *, default_policy: str | None = "idle=10s",
+          policy: str | None = None, policies: Mapping[str, str] | None = None,
+          default_deadline: float = 120.0, make_policy: Any = parse_policy,
+          ) -> tuple[Schedule, list[str]]:
+    desc: dict[str, Any] = {"adapter": "t:Lib", "calls": calls}
+    if default_policy is not None:
+        desc["default_policy"] = default_policy
+    return Schedule.from_description(desc, policy=policy, policies=policies or {},
+                                     default_deadline=default_deadline,
+                                     make_policy=make_policy)
+
+
+def schedule_of(**policies: Policy) -> Schedule:
+    sched = Schedule()
+    for name, pol in policies.items():
+        sched.calls[name] = SlowCall(name, pol, "fake", 30.0, False)
+    return sched
+
+
+# =========================================================================== SlowCall
+
+
+def test_slow_call_defaults() -> None:
+    pol = Fake()
+    call = SlowCall("reload", pol, "manual", 30.0, True)
+    assert (call.name, call.policy, call.spec, call.deadline, call.startup) == (
+        "reload", pol, "manual", 30.0, True)
+    assert isinstance(call.estimate, Estimate) and call.estimate.value is None
+    assert call.last_end == float("-inf")
+    assert (call.runs, call.failures, call.last_error) == (0, 0, None)
+    assert SlowCall("x", pol, "", 1.0, False).estimate is not call.estimate
+    assert not hasattr(call, "__dict__")
+
+
+def test_slow_call_measure() -> None:
+    call = SlowCall("reload", Fake(), "manual", 30.0, False)
+    call.measure(2.0, None)
+    assert (call.runs, call.failures, call.last_error, call.estimate.value) == (1, 0, None, 2.0)
+    call.measure(4.0, "boom")
+    assert (call.runs, call.failures, call.last_error, call.estimate.value) == (
+        2, 1, "boom", 3.0)
+    call.measure(1.0, None)  # a success keeps the last error
+    assert (call.runs, call.failures, call.last_error, call.estimate.value) == (
+        3, 1, "boom", 2.0)
+    call.measure(1.0, "")  # an empty message is still an error
+    assert (call.runs, call.failures, call.last_error) == (4, 2, "")
+    assert call.estimate.samples == 4
+
+
+# =========================================================================== Schedule
+
+
+def test_an_empty_schedule() -> None:
+    sched = Schedule()
+    assert sched.calls == {} and sched.startup_names == () and sched.last_slow_end is None
+    assert sched.deadline("x", 42.0) == 42.0
+    assert sched.remaining("x", 1.0) is None
+    assert sched.startup_total([]) == 0.0
+    assert sched.due(5.0) is None
+    assert sched.next_wakeup(5.0) is None
+
+
+def test_from_description_keeps_slow_calls_in_order_and_skips_the_rest() -> None:
+    sched, errors = build([
+        {"name": "calc", "kind": "fast"},
+        slow("b"),
+        {"name": "odd"},
+        slow("a", startup=True),
+        slow("c", startup=True),
+    ])
+    assert errors == []
+    assert isinstance(sched, Schedule)
+    assert list(sched.calls) == ["b", "a", "c"]
+    assert sched.startup_names == ("a", "c")
+    assert [sched.calls[n].startup for n in ("b", "a", "c")] == [False, True, True]
+    assert sched.last_slow_end is None
+
+
+def test_from_description_without_calls() -> None:
+    sched, errors = Schedule.from_description({}, policy=None, policies={},
+                                              default_deadline=1.0, make_policy=parse_policy)
+    assert (sched.calls, sched.startup_names, errors) == ({}, (), [])
+
+
+def test_startup_flag_is_truthiness() -> None:
+    sched, _ = build([{"name": "a", "kind": "slow", "startup": 1},
+                      {"name": "b", "kind": "slow"}])
+    assert sched.calls["a"].startup is True and sched.calls["b"].startup is False
+    assert sched.startup_names == ("a",)
+
+
+def test_policy_precedence() -> None:
+    calls = [slow("own", policy="every=1h"), slow("none")]
+    sched, _ = build(calls, default_policy="idle=10s")
+    assert {n: c.spec for n, c in sched.calls.items()} == {"own": "every=1h",
+                                                           "none": "idle=10s"}
+    # the operator's policy replaces the calls' own and the adapter's default
+    sched, _ = build(calls, default_policy="idle=10s", policy="stale=1h")
+    assert {n: c.spec for n, c in sched.calls.items()} == {"own": "stale=1h",
+                                                           "none": "stale=1h"}
+    # per-call overrides win over both
+    sched, _ = build(calls, policy="stale=1h", policies={"own": "every=5s", "none": "manual"})
+    assert {n: c.spec for n, c in sched.calls.items()} == {"own": "every=5s",
+                                                           "none": "manual"}
+    sched, _ = build(calls, policies={"none": "every=2s"})
+    assert {n: c.spec for n, c in sched.calls.items()} == {"own": "every=1h",
+                                                           "none": "every=2s"}
+    # an empty override counts as none
+    sched, _ = build(calls, policies={"own": ""})
+    assert sched.calls["own"].spec == "every=1h"
+
+
+def test_without_any_policy_a_slow_call_is_manual() -> None:
+    sched, _ = build([slow("a")], default_policy=None)
+    assert sched.calls["a"].spec == "manual"
+    sched, _ = build([slow("a")], default_policy="")
+    assert sched.calls["a"].spec == "manual"
+
+
+def test_the_policy_object_comes_from_make_policy() -> None:
+    made: dict[str, Fake] = {}
+
+    def make(spec: str) -> Fake:
+        made[spec] = Fake(name=spec)
+        return made[spec]
+
+    sched, _ = build([slow("a", policy="x")], make_policy=make)
+    assert sched.calls["a"].policy is made["x"]
+
+
+def test_a_policy_that_does_not_parse_is_an_error_line_and_the_call_is_left_out() -> None:
+    def make(spec: str) -> Policy:
+        if spec == "bad":
+            raise ValueError("bad policy term 'bad'")
+        return Fake()
+
+    sched, errors = build([slow("a", policy="bad"), slow("b", policy="ok"),
+                           slow("c", policy="bad")], make_policy=make)
+    assert errors == ["slow call 'a': bad policy term 'bad'",
+                      "slow call 'c': bad policy term 'bad'"]
+    assert list(sched.calls) == ["b"]
+
+
+def test_a_parse_error_from_parse_policy() -> None:
+    sched, errors = build([slow("a", policy="idle=")])
+    assert errors == ["slow call 'a': bad policy term 'idle=': expected idle=VALUE"]
+    assert sched.calls == {}
+
+
+def test_deadline_precedence() -> None:
+    sched, _ = build([
+        slow("own", deadline=5, policy="manual | deadline=7s"),
+        slow("policy", policy="manual | deadline=7s"),
+        slow("default", policy="manual"),
+    ], default_deadline=99.0)
+    assert {n: c.deadline for n, c in sched.calls.items()} == {
+        "own": 5.0, "policy": 7.0, "default": 99.0}
+    assert type(sched.calls["own"].deadline) is float
+
+
+def test_a_policy_without_a_deadline_attribute_gets_the_default() -> None:
+    sched, _ = build([slow("a")], make_policy=lambda spec: Fake(), default_deadline=12.5)
+    assert sched.calls["a"].deadline == 12.5
+    sched, _ = build([slow("a")], make_policy=lambda spec: Fake(deadline=3.0))
+    assert sched.calls["a"].deadline == 3.0
+
+
+def test_deadline_and_remaining_by_name() -> None:
+    sched, _ = build([slow("a", deadline=30.0)])
+    assert sched.deadline("a", 1.0) == 30.0
+    assert sched.deadline("other", 1.0) == 1.0
+    assert sched.remaining("a", 0.5) is None  # not measured yet
+    sched.calls["a"].measure(2.0, None)
+    assert sched.remaining("a", 0.5) == 1.5
+    assert sched.remaining("a", 3.0) == -1.0
+    assert sched.remaining("other", 0.5) is None
+
+
+def test_startup_total() -> None:
+    sched, _ = build([slow("a", startup=True), slow("b", startup=True), slow("c")])
+    assert sched.startup_total([]) == 0.0
+    assert sched.startup_total(["a"]) is None  # not measured
+    sched.calls["a"].measure(1.5, None)
+    assert sched.startup_total(["a"]) == 1.5
+    assert sched.startup_total(["a", "b"]) is None  # one unmeasured spoils the sum
+    assert sched.startup_total(["b", "a"]) is None
+    sched.calls["b"].measure(2.25, None)
+    assert sched.startup_total(["a", "b"]) == 3.75
+    assert sched.startup_total(("b",)) == 2.25
+    assert sched.startup_total(["a", "ghost"]) is None  # not a slow call
+    assert sched.startup_total(["ghost"]) is None
+
+
+def test_start_policies_and_on_call_reach_every_policy() -> None:
+    log: list[tuple[str, str, float]] = []
+    sched = schedule_of(a=Fake(log=log, name="a"), b=Fake(log=log, name="b"))
+    sched.start_policies(3.0)
+    sched.on_call(4.0)
+    assert log == [("a", "start", 3.0), ("b", "start", 3.0),
+                   ("a", "on_call", 4.0), ("b", "on_call", 4.0)]
+
+
+def test_due_polls_every_policy_and_returns_name_and_reason() -> None:
+    log: list[tuple[str, str, float]] = []
+    sched = schedule_of(a=Fake("idle 10s", log=log, name="a"), b=Fake(log=log, name="b"))
+    assert sched.due(7.0) == ("a", "idle 10s")
+    assert log == [("a", "poll", 7.0), ("b", "poll", 7.0)]
+    sched = schedule_of(a=Fake(None), b=Fake("every 1h"))
+    assert sched.due(7.0) == ("b", "every 1h")
+    assert schedule_of(a=Fake(None), b=Fake(None)).due(7.0) is None
+
+
+def test_of_several_due_calls_the_one_that_waited_longest_goes_first() -> None:
+    sched = schedule_of(a=Fake("ra"), b=Fake("rb"), c=Fake("rc"))
+    sched.calls["a"].last_end = 50.0
+    sched.calls["b"].last_end = 20.0
+    sched.calls["c"].last_end = 30.0
+    assert sched.due(100.0) == ("b", "rb")
+    sched.calls["b"].last_end = 60.0
+    assert sched.due(100.0) == ("c", "rc")
+    sched.calls["c"].policy.reason = None  # type: ignore[attr-defined]
+    assert sched.due(100.0) == ("a", "ra")
+
+
+def test_never_run_calls_tie_and_go_by_name() -> None:
+    sched = schedule_of(zeta=Fake("rz"), alpha=Fake("ra"), mid=Fake(None))
+    assert sched.due(1.0) == ("alpha", "ra")
+    sched = schedule_of(zeta=Fake("rz"), alpha=Fake(None))
+    assert sched.due(1.0) == ("zeta", "rz")
+
+
+def test_next_wakeup_is_the_soonest_of_the_policies() -> None:
+    sched = schedule_of(a=Fake(wakeup=30.0), b=Fake(wakeup=None), c=Fake(wakeup=12.5),
+                        d=Fake(wakeup=20.0))
+    assert sched.next_wakeup(0.0) == 12.5
+    assert schedule_of(a=Fake(wakeup=None)).next_wakeup(0.0) is None
+    assert schedule_of(a=Fake(wakeup=0.0)).next_wakeup(5.0) == 0.0
+
+
+def test_next_wakeup_asks_with_now() -> None:
+    sched, _ = build([slow("a", policy="every=10s")])
+    sched.start_policies(5.0)
+    assert sched.next_wakeup(6.0) == 15.0
+
+
+# =========================================================================== Rollout
+
+
+def hosts(*specs: tuple[str, HostState] | str, killed: tuple[str, ...] = ()
+          ) -> dict[str, HostRecord]:
+    out: dict[str, HostRecord] = {}
+    for i, spec in enumerate(specs):
+        hid, state = (spec, HostState.READY) if isinstance(spec, str) else spec
+        out[hid] = HostRecord(host_id=hid, slot=i, started=0.0, last_heartbeat=0.0,
+                              state=state, killed="dying" if hid in killed else None)
+    return out
+
+
+def rollout(*pending: str) -> Rollout:
+    return Rollout("reload", "manual", 1, 0.0, list(pending))
+
+
+def test_rollout_fields_and_defaults() -> None:
+    r = Rollout("reload", "idle 10s", 4, 12.5, ["h1"])
+    assert (r.name, r.reason, r.round, r.started, r.pending) == (
+        "reload", "idle 10s", 4, 12.5, ["h1"])
+    assert (r.active, r.done, r.failed) == ([], [], [])
+    other = Rollout("x", "y", 1, 0.0, [])
+    other.active.append("a")
+    other.done.append("b")
+    other.failed.append("c")
+    assert (r.active, r.done, r.failed) == ([], [], [])
+
+
+def test_finished_when_nothing_pending_or_active() -> None:
+    assert rollout().finished is True
+    assert rollout("h1").finished is False
+    r = Rollout("reload", "manual", 1, 0.0, [], active=["h1"])
+    assert r.finished is False
+    r = Rollout("reload", "manual", 1, 0.0, [], done=["h1"], failed=["h2"])
+    assert r.finished is True
+
+
+def test_a_single_host_is_taken_though_nobody_covers_for_it() -> None:
+    r = rollout("h1")
+    assert r.take_next(hosts("h1"), 1, 1) == ["h1"]
+    assert (r.pending, r.active) == ([], ["h1"])
+    r = rollout("h1")
+    assert r.take_next(hosts("h1"), 1, 0) == ["h1"]  # stuck, still the only host
+
+
+def test_with_two_hosts_one_is_taken_and_one_keeps_serving() -> None:
+    r = rollout("h1", "h2")
+    pool = hosts("h1", "h2")
+    assert r.take_next(pool, 2, 2) == ["h1"]
+    assert (r.pending, r.active) == (["h2"], ["h1"])
+    assert r.take_next(pool, 2, 1) == []  # h2 is the last one in rotation
+    assert (r.pending, r.active) == (["h2"], ["h1"])
+
+
+def test_a_host_is_not_taken_when_no_other_would_stay_in_rotation() -> None:
+    r = rollout("h1", "h2")
+    assert r.take_next(hosts("h1", "h2"), 1, 1) == []  # the other one is stuck
+    assert r.pending == ["h1", "h2"] and r.active == []
+    r = rollout("h1")
+    assert r.take_next(hosts("h1", ("h2", HostState.STARTING)), 1, 1) == []
+    assert r.take_next(hosts("h1", ("h2", HostState.STARTING)), 1, 2) == ["h1"]
+
+
+def test_max_maintaining_caps_the_active_hosts() -> None:
+    pool = hosts("h1", "h2", "h3", "h4")
+    r = rollout("h1", "h2", "h3", "h4")
+    assert r.take_next(pool, 1, 4) == ["h1"]
+    assert r.take_next(pool, 1, 3) == []  # h1 still active
+    r = rollout("h1", "h2", "h3", "h4")
+    assert r.take_next(pool, 2, 4) == ["h1", "h2"]
+    assert r.take_next(pool, 2, 2) == []
+    assert r.pending == ["h3", "h4"] and r.active == ["h1", "h2"]
+
+
+def test_each_taken_host_leaves_the_rotation() -> None:
+    r = rollout("h1", "h2", "h3")
+    assert r.take_next(hosts("h1", "h2", "h3"), 3, 3) == ["h1", "h2"]  # h3 keeps serving
+    r = rollout("h1", "h2", "h3")
+    assert r.take_next(hosts("h1", "h2", "h3"), 5, 2) == ["h1"]
+
+
+def test_hosts_not_ready_or_being_killed_are_skipped_but_stay_pending() -> None:
+    pool = hosts(("h1", HostState.STARTUP), "h2", ("h3", HostState.MAINTAINING), "h4",
+                 killed=("h2",))
+    r = rollout("h1", "h2", "h3", "h4")
+    assert r.take_next(pool, 1, 3) == ["h4"]
+    assert r.pending == ["h1", "h2", "h3"] and r.active == ["h4"]
+
+
+def test_pending_hosts_that_are_gone_are_dropped() -> None:
+    r = rollout("h1", "gone", "h2")
+    assert r.take_next(hosts("h1", "h2"), 1, 2) == ["h1"]
+    assert r.pending == ["h2"]
+    r = rollout("gone")
+    assert r.take_next(hosts("h1"), 1, 1) == []
+    assert r.pending == [] and r.finished is True
+
+
+def test_take_next_counts_every_host_as_live() -> None:
+    # a pool of one ready host and one starting one: "live" is 2, so the rule applies
+    r = rollout("h1")
+    assert r.take_next(hosts("h1", ("h2", HostState.STARTING)), 1, 1) == []
+
+
+def test_host_done_moves_it_to_done_or_failed() -> None:
+    r = rollout("h1", "h2", "h3")
+    r.take_next(hosts("h1", "h2", "h3"), 2, 3)
+    r.host_done("h1", True)
+    assert (r.pending, r.active, r.done, r.failed) == (["h3"], ["h2"], ["h1"], [])
+    r.host_done("h2", False)
+    assert (r.pending, r.active, r.done, r.failed) == (["h3"], [], ["h1"], ["h2"])
+    r.host_done("h3", False)  # died while pending
+    assert (r.pending, r.active, r.done, r.failed) == ([], [], ["h1"], ["h2", "h3"])
+    assert r.finished is True
+
+
+def test_host_done_of_a_host_outside_the_round_is_recorded_as_given() -> None:
+    r = rollout("h1")
+    r.host_done("stranger", True)
+    assert (r.pending, r.active, r.done, r.failed) == (["h1"], [], ["stranger"], [])
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_host_done_of_an_active_host(ok: bool) -> None:
+    r = Rollout("reload", "manual", 1, 0.0, ["h2"], active=["h1"])
+    r.host_done("h1", ok)
+    assert r.active == [] and r.pending == ["h2"]
+    assert (r.done, r.failed) == ((["h1"], []) if ok else ([], ["h1"]))

@@ -42,3 +42,13 @@ clean:
 bench: setup
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# Mutation testing, on demand only (never in CI; minutes per module): do the tests notice a
+# wrong `<`, a dropped statement...? See docs/testing.md. Each target is
+# MODULE:TESTS[,TESTS...], globs allowed, e.g.
+#   make mutate MUTATE_TARGETS="threadhost/gate/routing.py:tests/test_gate_*.py" MUTATE_ARGS="-j 2"
+MUTATE_TARGETS ?= threadhost/policy.py:tests/test_policy.py
+MUTATE_ARGS ?=
+.PHONY: mutate
+mutate: setup
+	$(PY) -m tools.mutate $(MUTATE_ARGS) $(MUTATE_TARGETS)

@@ -17,6 +17,9 @@ class Mylib(Adapter):
     """mylib hosted by threadhost."""
 
     default_policy = "idle=10s | stale=5m"
+    # calc depends only on the configuration, which every instance reads: a pool of hosts
+    # (`threadhost serve --hosts N`) answers as one instance would
+    replicable = True
 
     def setup(self) -> None:
         """Initialise mylib (on the library thread)."""

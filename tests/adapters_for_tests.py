@@ -422,6 +422,17 @@ def _invalid_default_policy() -> type[Adapter]:
     return Mylib
 
 
+def _replicable_not_bool() -> type[Adapter]:
+    class Mylib(Adapter):
+        replicable = "yes"  # type: ignore[assignment]
+
+        @fast
+        def calc(self, x: int) -> int:
+            return x
+
+    return Mylib
+
+
 def _async_call() -> type[Adapter]:
     class Mylib(Adapter):
         @fast
@@ -537,6 +548,8 @@ BROKEN: list[tuple[str, Callable[[], type[Adapter]], str]] = [
     ("var-keyword", _var_keyword, "Mylib.calc: **kwargs is not supported"),
     ("invalid-slow-policy", _invalid_slow_policy, "Mylib.read_config: invalid policy"),
     ("invalid-default-policy", _invalid_default_policy, "Mylib.default_policy: invalid policy"),
+    ("replicable-not-bool", _replicable_not_bool,
+     "Mylib.replicable must be True or False, got 'yes'"),
     ("async", _async_call, "Mylib.calc: async methods cannot run on the library thread"),
     ("staticmethod-inside", _static_inside, "Mylib.calc: @fast must decorate a plain method"),
     ("staticmethod-outside", _static_outside, "Mylib.calc: @fast must decorate a plain method"),

@@ -66,6 +66,7 @@ def test_mylib_adapter_declares_the_seed_calls(mylib_spec: AdapterSpec) -> None:
     assert mylib_spec.qualname == "Mylib"
     assert mylib_spec.doc == "mylib hosted by threadhost."
     assert mylib_spec.default_policy == "idle=10s | stale=5m"
+    assert mylib_spec.replicable is True
     assert list(mylib_spec.calls) == ["read_config", "calc"]
     read_config, calc = mylib_spec.calls.values()
     assert (read_config.kind, read_config.startup, read_config.params) == ("slow", True, ())
@@ -636,6 +637,7 @@ def test_describe_is_json_and_complete(everything: AdapterSpec) -> None:
     assert description["adapter"] == "tests.adapters_for_tests:Everything"
     assert description["doc"] == "Echoes one value of every carried type."
     assert description["default_policy"] == "manual"
+    assert description["replicable"] is False
     assert description["fingerprint"] == everything.fingerprint
     calls = {call["name"]: call for call in description["calls"]}
     assert calls["load"]["startup"] is True and calls["load"]["deadline"] == 40.0
@@ -734,6 +736,58 @@ def test_fingerprint_matches_for_the_same_contract_elsewhere(mylib_spec: Adapter
             return x
 
     assert inspect_adapter(Renamed).fingerprint == mylib_spec.fingerprint
+
+
+# --------------------------------------------------------------------------- replicable
+
+
+def _one_call(**attrs: Any) -> type[Adapter]:
+    def calc(self: Adapter, x: int) -> int:
+        return x
+
+    return type("Mylib", (Adapter,), {**attrs, "calc": fast(calc)})
+
+
+def test_replicable_defaults_to_false() -> None:
+    assert Adapter.replicable is False
+    spec = inspect_adapter(_one_call())
+    assert spec.replicable is False
+    assert spec.describe()["replicable"] is False
+
+
+def test_replicable_true_is_honoured_and_described(mylib_spec: AdapterSpec) -> None:
+    spec = inspect_adapter(_one_call(replicable=True))
+    assert spec.replicable is True
+    description = spec.describe()
+    assert description["replicable"] is True
+    assert json.loads(json.dumps(description)) == description
+    assert mylib_spec.describe()["replicable"] is True  # examples.mylib_adapter says so
+
+
+def test_replicable_is_inherited() -> None:
+    base = _one_call(replicable=True)
+    child = type("Child", (base,), {})
+    assert inspect_adapter(child).replicable is True
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None, 1.0, [True]])
+def test_replicable_must_be_a_bool(value: Any) -> None:
+    with pytest.raises(AdapterError, match=re.escape(
+            f"Mylib.replicable must be True or False, got {value!r}")):
+        inspect_adapter(_one_call(replicable=value))
+
+
+def test_replicable_does_not_change_the_fingerprint(mylib_spec: AdapterSpec) -> None:
+    assert (inspect_adapter(_one_call(replicable=True)).fingerprint
+            == inspect_adapter(_one_call(replicable=False)).fingerprint
+            == inspect_adapter(_one_call()).fingerprint)
+
+    class NotReplicable(Mylib):
+        replicable = False
+
+    other = inspect_adapter(NotReplicable)
+    assert other.replicable is False and mylib_spec.replicable is True
+    assert other.fingerprint == mylib_spec.fingerprint
 
 
 # --------------------------------------------------------------------------- CallSpec by hand

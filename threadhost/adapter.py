@@ -93,6 +93,12 @@ class Adapter:
     #: Maintenance policy used when the operator gives none (``threadhost.policy`` syntax).
     default_policy: ClassVar[str | None] = None
 
+    #: Whether several instances of the library may run at once, each in its own host
+    #: process (a pool: ``threadhost serve --hosts N``). Say ``True`` only when the calls'
+    #: results do not depend on which instance answers (e.g. they depend only on the
+    #: configuration every instance reads). A deployment fact: not part of the fingerprint.
+    replicable: ClassVar[bool] = False
+
     def setup(self) -> None:
         """Initialise the library (runs on the library thread before any call)."""
 
@@ -488,8 +494,9 @@ def _fingerprint(calls: Iterable[CallSpec]) -> str:
     its parameters (name, kind, required, default, JSON schema) and its return schema, in
     definition order. Docstrings (and schema ``description`` texts, where pydantic puts model
     docstrings) are left out, and so are the adapter's location and operational options
-    (policies, deadlines, timeouts, startup): moving an adapter or retuning its maintenance
-    must not invalidate proxies; changing a signature must.
+    (policies, deadlines, timeouts, startup) and deployment facts (``replicable``): moving
+    an adapter, retuning its maintenance or serving it with a pool must not invalidate
+    proxies; changing a signature must.
     """
     contract = [
         {
@@ -515,7 +522,9 @@ class AdapterSpec:
     ``fingerprint`` (64 hex digits, sha256) covers the calls' wire contract (see
     ``_fingerprint``: names, kinds, parameter and return schemas; not docstrings), so
     clients and generated proxies can tell whether they match the served adapter. It is
-    computed when left empty.
+    computed when left empty. ``replicable`` (the class attribute ``Adapter.replicable``)
+    says whether several hosts may run the library at once; it is described but, being a
+    deployment fact rather than part of the calls' contract, not fingerprinted.
     """
 
     module: str
@@ -525,6 +534,7 @@ class AdapterSpec:
     default_policy: str | None
     calls: Mapping[str, CallSpec] = field(hash=False)
     fingerprint: str = ""
+    replicable: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calls", types.MappingProxyType(dict(self.calls)))
@@ -589,11 +599,12 @@ class AdapterSpec:
             "adapter": self.target,
             "doc": self.doc,
             "default_policy": self.default_policy,
+            "replicable": self.replicable,
             "calls": [call.describe() for call in self.calls.values()],
         }
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able: ``{adapter, doc, default_policy, fingerprint, calls: [...]}``."""
+        """JSON-able: ``{adapter, doc, default_policy, replicable, fingerprint, calls: [...]}``."""
         body = self._describe_body()
         body["fingerprint"] = self.fingerprint
         return body
@@ -731,6 +742,9 @@ def inspect_adapter(cls: type[Adapter]) -> AdapterSpec:
                 f"{cls_name}.default_policy must be a string or None, got {default_policy!r}"
             )
         _check_policy(f"{cls_name}.default_policy", default_policy)
+    replicable = getattr(cls, "replicable", False)
+    if type(replicable) is not bool:
+        raise AdapterError(f"{cls_name}.replicable must be True or False, got {replicable!r}")
     try:
         init_signature = inspect.signature(cls)
     except (TypeError, ValueError):
@@ -763,6 +777,7 @@ def inspect_adapter(cls: type[Adapter]) -> AdapterSpec:
         doc=inspect.cleandoc(raw_doc) if isinstance(raw_doc, str) else "",
         default_policy=default_policy,
         calls=calls,
+        replicable=replicable,
     )
 
 

@@ -5,7 +5,9 @@
     threadhost import), to show that an independent implementation passes the kit. A
     ``--flaw`` breaks one rule on purpose: ``no-echo`` (answers carry id+1),
     ``no-heartbeat`` (no ID/hb socket), ``runs-other-versions`` (ignores the version
-    byte), ``answers-twice``, ``no-goodbye`` (ignores shutdown).
+    byte), ``answers-twice``, ``no-goodbye`` (ignores shutdown), ``no-re-announce``
+    (ignores broker heartbeats: never sends ready again to a new broker),
+    ``always-re-announce`` (answers every broker heartbeat with ready).
 
 ``python -m tests.bad_peers broker --endpoint EP --backend BEP --flaw FLAW``
     threadhost's own broker in attach mode with one rule broken by a patch: ``no-echo``
@@ -52,14 +54,19 @@ def _pack(body: dict[str, Any]) -> list[bytes]:
 
 
 class MiniHost:
-    def __init__(self, endpoint: str, flaw: str | None, interval: float = 0.25) -> None:
+    def __init__(self, endpoint: str, flaw: str | None, interval: float = 0.25,
+                 broker_timeout: float = 3.0) -> None:
         self.endpoint = endpoint
         self.flaw = flaw
         self.interval = interval
+        self.broker_timeout = broker_timeout
         self.host_id = f"mini-{os.getpid()}"
         self.ctx = zmq.Context()
         self.busy: int | None = None
         self.done = threading.Event()
+        self.announced: tuple[list[bytes], float] | None = None  # (ready frames, sent at)
+        self.token: str | None = None  # the last broker heartbeat's token, and when
+        self.heard: float | None = None
 
     def _error(self, rid: int | None, code: str, message: str) -> dict[str, Any]:
         return {"kind": "error", "id": rid, "code": code, "message": message}
@@ -119,9 +126,10 @@ class MiniHost:
         sock.setsockopt(zmq.ROUTING_ID, self.host_id.encode())
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(self.endpoint)
-        sock.send_multipart(_pack({"kind": "ready", "host_id": self.host_id, "pid": os.getpid(),
-                                   "adapter": {"adapter": "mini", "calls": CALLS},
-                                   "fingerprint": "f" * 64}))
+        ready = _pack({"kind": "ready", "host_id": self.host_id, "pid": os.getpid(),
+                       "adapter": {"adapter": "mini", "calls": CALLS}, "fingerprint": "f" * 64})
+        sock.send_multipart(ready)
+        self.announced = (ready, time.monotonic())
         try:
             while True:
                 if not sock.poll(10_000):
@@ -148,6 +156,31 @@ class MiniHost:
             sock.close()
             self.done.set()
 
+    def _broker_said(self, hb: zmq.Socket[bytes]) -> None:
+        """Broker heartbeats on ID/hb: ready again for a new broker (R51), else nothing."""
+        while True:
+            try:
+                frames = hb.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            now = time.monotonic()
+            try:
+                body = msgpack.unpackb(frames[1]) if len(frames) == 2 else None
+            except Exception:
+                body = None
+            if (frames[0] != HEADER or not isinstance(body, dict)
+                    or body.get("kind") != "heartbeat" or self.announced is None):
+                continue  # malformed, another kind, or still before ready: dropped
+            token = str(body.get("host_id", ""))
+            ready, sent_at = self.announced
+            last = self.heard if self.heard is not None else sent_at
+            new = (self.token is not None and token != self.token) or (
+                now - last > self.broker_timeout)
+            self.token, self.heard = token, now
+            if self.flaw == "always-re-announce" or (new and self.flaw != "no-re-announce"):
+                with contextlib.suppress(zmq.Again):
+                    hb.send_multipart(ready, zmq.NOBLOCK)
+
     def run(self) -> int:
         threading.Thread(target=self._library, daemon=True).start()
         hb = None
@@ -156,7 +189,17 @@ class MiniHost:
             hb.setsockopt(zmq.ROUTING_ID, f"{self.host_id}/hb".encode())
             hb.setsockopt(zmq.LINGER, 0)
             hb.connect(self.endpoint)
-        while not self.done.wait(self.interval):
+        next_beat = time.monotonic() + self.interval
+        while not self.done.is_set():
+            left = next_beat - time.monotonic()
+            if hb is None:
+                self.done.wait(max(0.0, left))
+            elif left > 0 and hb.poll(int(left * 1000) + 1):
+                self._broker_said(hb)
+                continue
+            if time.monotonic() < next_beat:
+                continue
+            next_beat += self.interval
             if hb is not None:
                 with contextlib.suppress(zmq.Again):
                     hb.send_multipart(_pack({"kind": "heartbeat", "host_id": self.host_id,

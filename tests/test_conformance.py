@@ -196,6 +196,8 @@ def test_an_independent_host_implementation_conforms() -> None:
         ("runs-other-versions", ["host.version"], "host.version", "R14"),
         ("answers-twice", ["host.answer-once"], "host.answer-once", "R38"),
         ("no-goodbye", ["host.shutdown"], "host.shutdown", "R42"),
+        ("no-re-announce", ["host.re-announce"], "host.re-announce", "R51"),
+        ("always-re-announce", ["host.re-announce"], "host.re-announce", "R51"),
     ],
 )
 def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], check: str,
@@ -205,6 +207,10 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
     assert failed(report).get(check) == requirement, report.format()
     if flaw == "no-heartbeat":
         assert failed(report)["host.sockets"] == "R3"
+    if flaw == "no-re-announce":
+        assert "got no ready on" in report.result(check).detail, report.format()
+    if flaw == "always-re-announce":
+        assert "were answered with ready again" in report.result(check).detail, report.format()
 
 
 @pytest.mark.e2e

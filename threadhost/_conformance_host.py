@@ -4,7 +4,8 @@ The kit is a *fake broker*: it binds a ROUTER on the endpoint and waits for a ho
 connect its two DEALERs (``ID`` for calls, ``ID/hb`` for heartbeats) — a host the user
 starts (``threadhost host MODULE --connect EP``), or one the kit starts itself
 (``--spawn MODULE`` or ``--exec "COMMAND {endpoint}"`` for other implementations). It then
-sends raw frames and watches both sockets.
+sends raw frames and watches both sockets, and plays a broker's heartbeats to ``ID/hb``
+to see that the host announces itself again to a new broker (R51).
 
 The kit never runs library code of its own accord: a fast call is made only with
 ``--probe NAME:JSON_ARGS`` and a slow call only with ``--slow NAME``; checks that need them
@@ -102,6 +103,7 @@ class HostSession(Session):
         self.inbox: deque[tuple[float, list[bytes]]] = deque()
         self.first: tuple[float, list[bytes]] | None = None
         self.beats: list[_Beat] = []
+        self.announcements: list[tuple[float, Ready]] = []  # ready on the heartbeat socket
         self.others: list[str] = []
         self._id = 100
 
@@ -129,6 +131,8 @@ class HostSession(Session):
                 return
             if isinstance(msg, Heartbeat):
                 self.beats.append(_Beat(now, ident, msg, None))
+            elif isinstance(msg, Ready):  # a re-announcement to a (new) broker, R51
+                self.announcements.append((now, msg))
             else:
                 self.beats.append(_Beat(now, ident, None,
                                         f"the heartbeat socket sent {describe_msg(msg)}"))
@@ -146,6 +150,12 @@ class HostSession(Session):
         assert self.router is not None and self.host_id is not None
         frames = msg if isinstance(msg, list) else encode(msg)
         self.router.send([self.host_id.encode(), *frames], self.left(self.timeout))
+
+    def send_hb(self, msg: BaseModel) -> None:
+        """Send to the host's heartbeat socket ``ID/hb`` (broker heartbeats go there, R52)."""
+        assert self.router is not None and self.host_id is not None
+        self.router.send([f"{self.host_id}/hb".encode(), *encode(msg)],
+                         self.left(self.timeout))
 
     def answers_within(self, seconds: float) -> list[Message]:
         self.sleep(seconds)
@@ -525,6 +535,67 @@ def _broker_heartbeat(s: HostSession) -> str:
     if extra:
         raise CheckFailed(f"the host answered a broker heartbeat with {describe_msg(extra[0])}")
     return "3 heartbeats, no answer"
+
+
+def _announced_after(s: HostSession, t: float) -> list[Ready]:
+    return [m for at, m in s.announcements if at >= t]
+
+
+def _beat_for(s: HostSession, token: str, seconds: float, until: Callable[[], bool]) -> bool:
+    """Play a live broker with instance token ``token``: a heartbeat to ``ID/hb`` every
+    interval (never a silence the host could take for a gone broker) until ``until()``
+    holds (True) or ``seconds`` passed (False)."""
+    deadline = time.monotonic() + s.left(seconds)
+    while True:
+        s.send_hb(Heartbeat(host_id=token, pid=os.getpid()))
+        step = min(s.interval, deadline - time.monotonic())
+        if s.wait(until, max(0.0, step)):
+            return True
+        if time.monotonic() >= deadline:
+            return until()
+
+
+@check("host.re-announce", "R51",
+       "a broker heartbeat with a new token gets ready again on ID/hb; the same token not",
+       budget=lambda s: 3 * s.timeout + 3 * s.quiet + 8 * s.interval + 2.0)
+def _re_announce(s: HostSession) -> str:
+    first = s.ready()
+    hb = f"{s.host_id}/hb"
+    # the fake broker can reach ID/hb only once that socket has said something
+    if not s.wait(lambda: any(b.routing_id == hb for b in s.beats), 2 * s.interval + s.timeout):
+        raise CheckFailed(f"no heartbeat from {hb!r} to answer: the heartbeat socket is "
+                          f"missing (R3), so no broker heartbeat can reach it")
+    s.drain()
+    # a first broker: the host may take it for the one its ready went to (no answer), or
+    # — if that ready is older than its broker timeout — for a new one (ready again)
+    s.announcements.clear()
+    old = f"conformance-{os.getpid()}-{os.urandom(4).hex()}-a"
+    _beat_for(s, old, max(s.quiet, 2 * s.interval), lambda: False)
+    new = old[:-1] + "b"
+    t0 = time.monotonic()
+    got = _beat_for(s, new, s.timeout, lambda: bool(_announced_after(s, t0)))
+    on_call = [m for m in s.drain() if isinstance(m, Ready)]
+    if not got:
+        where = " (on the call socket; it belongs on ID/hb)" if on_call else ""
+        raise CheckFailed(f"a broker heartbeat with a new token got no ready on "
+                          f"{s.host_id}/hb within {s.timeout:g}s{where}")
+    again = _announced_after(s, t0)[0]
+    if again != first:
+        diff = [f for f in ("host_id", "pid", "fingerprint", "adapter")
+                if getattr(again, f) != getattr(first, f)]
+        raise CheckFailed(f"the ready sent again differs from the first one in "
+                          f"{', '.join(diff) or 'its fields'}")
+    took = time.monotonic() - t0
+    t1 = time.monotonic()
+    _beat_for(s, new, max(s.quiet, 3 * s.interval), lambda: False)
+    extra = _announced_after(s, t1)
+    answers = [m for m in s.drain() if not isinstance(m, Heartbeat)]
+    if extra or answers:
+        what = "ready again" if extra else describe_msg(answers[0])
+        raise CheckFailed(f"heartbeats with the token it already announced itself to were "
+                          f"answered with {what} (R43: only a new broker gets ready)")
+    return (f"ready again on {s.host_id}/hb {took:.2f}s after a new token, the same "
+            f"message; the same token again: no answer")
 
 
 @check("host.slow-call", "R41", "heartbeats continue during a call and carry its id (--slow)",

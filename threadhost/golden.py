@@ -73,7 +73,7 @@ DIRECTIONS: Final[dict[str, str]] = {
     "ping": "client -> broker",
     "pong": "broker -> client",
     "ready": "host -> broker",
-    "heartbeat": "host -> broker (broker -> host optional)",
+    "heartbeat": "host -> broker, broker -> host",
     "shutdown": "broker -> host",
     "goodbye": "host -> broker",
 }

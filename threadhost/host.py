@@ -16,8 +16,36 @@ the broker (``threadhost serve``), never by users. It runs two threads:
   "dead". It also handles signals (SIGINT is ignored: Ctrl-C reaches the whole process
   group, and the broker decides when the host stops) and exits when its parent is gone.
 
-A library that holds the GIL during a long call silences the heartbeats; the broker then
-judges the host by that call's deadline (see ``threadhost.gate``).
+Broker heartbeats and re-announcement (docs/protocol.md §12, R51)
+----------------------------------------------------------------
+Between its own beats the main thread *listens* on the heartbeat socket. A broker sends
+each host it knows a ``heartbeat`` at least every interval, ``host_id`` carrying the broker's
+*instance token* (fresh for each broker run) and ``pid`` the broker's pid; a broker answers
+a heartbeat from a host it does not know with one (attach mode, after a broker restart). The
+main thread keeps the last token and when it last heard one (the ``ready`` sent on the call
+socket counts as the first sign of the broker that received it):
+
+* a broker heartbeat with the same token, within the broker timeout (``--broker-timeout``,
+  default 3 s = 6 intervals) of the last sign: nothing is answered;
+* a different token (a new broker), or any token after a silence longer than the broker
+  timeout (meanwhile the broker may have declared this host dead and forgotten it, or been
+  restarted without our noticing; the broker that got our ``ready`` may be gone): the host
+  sends its ``ready`` again — the same message, host id, pid, description and fingerprint
+  — on the heartbeat socket. A broker that already knows the host ignores it;
+* silence for the broker timeout after a broker was heard: a warning, once ("broker gone;
+  waiting for a broker on ENDPOINT"). The host keeps running and keeps its sockets (ZeroMQ
+  reconnects by itself).
+
+Nothing is re-announced before the library thread sent the first ``ready`` (during loading
+and ``setup``), and a host that never hears a broker heartbeat (older brokers send none)
+behaves as before. The ``ready`` is handed from the library thread to the main thread once:
+a (message, send time) tuple assigned to one attribute after it was sent (an atomic
+reference swap), never changed afterwards by either thread.
+
+A library that holds the GIL during a long call silences the heartbeats — and the main
+thread's listening: broker heartbeats queued meanwhile are read late, which counts as a
+silence, so such a host may re-announce once after the call (harmless, see above). The
+broker judges it by that call's deadline (see ``threadhost.gate``).
 """
 
 from __future__ import annotations
@@ -28,6 +56,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -57,6 +86,7 @@ from threadhost.wire import (
     Result,
     Shutdown,
     check_header,
+    decode,
     decode_body,
     encode,
     error_reply,
@@ -86,12 +116,14 @@ class Host:
         host_id: str,
         *,
         heartbeat_interval: float = 0.5,
+        broker_timeout: float = 3.0,
         max_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
         self.host_id = host_id
         self.heartbeat_interval = heartbeat_interval
+        self.broker_timeout = broker_timeout
         self.max_size = max_size
         self.ctx = zmq.Context()
         self.stop_requested = threading.Event()
@@ -99,11 +131,22 @@ class Host:
         # (request id, monotonic start) of the call running on the library thread, or None.
         # Written by the library thread, read by the heartbeat thread (a tuple swap is atomic).
         self.busy: tuple[int, float] | None = None
+        # (the ready sent on the call socket, monotonic time it was sent): set once by the
+        # library thread after setup, read by the heartbeat thread to re-announce (R51)
+        self.announced: tuple[Ready, float] | None = None
+        # broker liveness as the heartbeat thread sees it (only that thread touches these)
+        self.broker_token: str | None = None
+        self._broker_heard: float | None = None
+        self._broker_gone = False
         self._parent = os.getppid()
+        # the library thread writes a byte here when it ends, so that the heartbeat thread,
+        # polling its socket, stops at once (made by run)
+        self._wake: socket.socket | None = None
 
     # ------------------------------------------------------------------ main thread
 
     def run(self) -> int:
+        woken, self._wake = socket.socketpair()
         lib = threading.Thread(target=self._library_main, name="threadhost-library", daemon=True)
         lib.start()
         hb = self.ctx.socket(zmq.DEALER)
@@ -111,32 +154,103 @@ class Host:
         hb.setsockopt(zmq.ROUTING_ID, f"{self.host_id}/hb".encode())
         hb.setsockopt(zmq.SNDHWM, 10)
         hb.connect(self.endpoint)
+        poller = zmq.Poller()
+        poller.register(hb, zmq.POLLIN)
+        poller.register(woken, zmq.POLLIN)
         stop_since: float | None = None
+        next_beat = time.monotonic()
         try:
             while lib.is_alive():
-                busy = self.busy
-                beat = Heartbeat(
-                    host_id=self.host_id,
-                    pid=os.getpid(),
-                    busy_id=busy[0] if busy else None,
-                    busy_for=time.monotonic() - busy[1] if busy else 0.0,
-                )
-                with contextlib.suppress(zmq.Again):
-                    hb.send_multipart(encode(beat), zmq.NOBLOCK)
-                if os.getppid() != self._parent:
-                    log.error("host %s: parent process gone, stopping", self.host_id)
-                    self.stop_requested.set()
-                    self.exit_code = EXIT_ORPHANED
-                if self.stop_requested.is_set():
-                    stop_since = stop_since or time.monotonic()
-                    if time.monotonic() - stop_since > 60.0:
-                        log.error("host %s: library thread did not stop, exiting", self.host_id)
-                        os._exit(EXIT_ORPHANED)
-                lib.join(self.heartbeat_interval)
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat += self.heartbeat_interval
+                    if next_beat <= now:  # late (a frozen process): no burst of beats
+                        next_beat = now + self.heartbeat_interval
+                    self._beat(hb)
+                    if os.getppid() != self._parent:
+                        log.error("host %s: parent process gone, stopping", self.host_id)
+                        self.stop_requested.set()
+                        self.exit_code = EXIT_ORPHANED
+                    if self.stop_requested.is_set():
+                        stop_since = stop_since or now
+                        if now - stop_since > 60.0:
+                            log.error("host %s: library thread did not stop, exiting",
+                                      self.host_id)
+                            os._exit(EXIT_ORPHANED)
+                wait = max(0.0, next_beat - time.monotonic())
+                events = dict(poller.poll(int(wait * 1000) + 1))
+                if hb in events:
+                    self._listen(hb)
+                if woken in events:  # the library thread is ending
+                    lib.join(5.0)
+                self._watch_broker(time.monotonic())
         finally:
             hb.close(linger=0)
+            woken.close()
+            self._wake.close()
         self.ctx.term()
         return self.exit_code
+
+    def _beat(self, hb: zmq.Socket[bytes]) -> None:
+        busy = self.busy
+        beat = Heartbeat(
+            host_id=self.host_id,
+            pid=os.getpid(),
+            busy_id=busy[0] if busy else None,
+            busy_for=time.monotonic() - busy[1] if busy else 0.0,
+        )
+        with contextlib.suppress(zmq.Again):
+            hb.send_multipart(encode(beat), zmq.NOBLOCK)
+
+    def _listen(self, hb: zmq.Socket[bytes]) -> None:
+        """Read what the broker sent to the heartbeat socket: only its heartbeats count."""
+        while True:
+            try:
+                frames = hb.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode(frames, max_size=self.max_size)
+            except ProtocolError as exc:  # nothing is answered on this socket
+                log.debug("host %s: dropped a bad message on the heartbeat socket: %s",
+                          self.host_id, exc)
+                continue
+            if type(msg) is Heartbeat:
+                self._broker_beat(hb, msg, time.monotonic())
+            else:
+                log.debug("host %s: ignored a %r message on the heartbeat socket",
+                          self.host_id, msg.kind)
+
+    def _broker_beat(self, hb: zmq.Socket[bytes], beat: Heartbeat, now: float) -> None:
+        """A heartbeat from a broker: re-send ``ready`` if it is a new broker (R51)."""
+        announced = self.announced
+        if announced is None:
+            return  # still loading or in setup: the first ready is yet to come (R37)
+        ready, sent_at = announced
+        token = beat.host_id
+        last = self._broker_heard if self._broker_heard is not None else sent_at
+        new_token = self.broker_token is not None and token != self.broker_token
+        silence = now - last > self.broker_timeout
+        self.broker_token, self._broker_heard = token, now
+        if self._broker_gone:
+            self._broker_gone = False
+            log.info("host %s: a broker is back (token %s, pid %d)", self.host_id, token,
+                     beat.pid)
+        if new_token or silence:
+            why = "a new broker" if new_token else f"a broker after {now - last:.1f}s of silence"
+            log.info("host %s: %s (token %s, pid %d): sending ready again", self.host_id, why,
+                     token, beat.pid)
+            with contextlib.suppress(zmq.Again):
+                hb.send_multipart(encode(ready), zmq.NOBLOCK)
+
+    def _watch_broker(self, now: float) -> None:
+        """Warn once when a broker that was heard falls silent for the broker timeout."""
+        heard = self._broker_heard
+        if (heard is not None and not self._broker_gone
+                and now - heard > self.broker_timeout):
+            self._broker_gone = True
+            log.warning("host %s: broker gone; waiting for a broker on %s", self.host_id,
+                        self.endpoint)
 
     # ------------------------------------------------------------------ library thread
 
@@ -152,6 +266,9 @@ class Host:
             self.exit_code = self.exit_code or 1
         finally:
             sock.close(linger=2000)
+            if self._wake is not None:
+                with contextlib.suppress(OSError):
+                    self._wake.send(b"x")
 
     def _send(self, sock: zmq.Socket[bytes], msg: Any) -> None:
         try:
@@ -195,15 +312,14 @@ class Host:
                           f"{spec.qualname}.setup failed: {type(exc).__name__}: {exc}")
             self.exit_code = EXIT_SETUP
             return
-        self._send(
-            sock,
-            Ready(
-                host_id=self.host_id,
-                pid=os.getpid(),
-                adapter=spec.describe(),
-                fingerprint=spec.fingerprint,
-            ),
+        ready = Ready(
+            host_id=self.host_id,
+            pid=os.getpid(),
+            adapter=spec.describe(),
+            fingerprint=spec.fingerprint,
         )
+        self._send(sock, ready)
+        self.announced = (ready, time.monotonic())  # the heartbeat thread may re-send it
         self._loop(sock, spec, instance)
         ok, text = True, ""
         try:
@@ -248,7 +364,7 @@ class Host:
             elif type(msg) is Shutdown:
                 log.info("host %s: shutdown (%s)", self.host_id, msg.reason)
                 return
-            elif type(msg) is Heartbeat:  # a broker MAY send them; nothing to answer (R43)
+            elif type(msg) is Heartbeat:  # brokers send them to ID/hb; never answered (R43)
                 continue
             else:
                 log.warning("host %s: ignored an unexpected %r message", self.host_id, msg.kind)
@@ -325,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--describe", action="store_true",
                         help="only load the adapter and print its description as JSON")
     parser.add_argument("--heartbeat", type=float, default=0.5, help="seconds between beats")
+    parser.add_argument("--broker-timeout", type=float, default=3.0,
+                        help="seconds without a broker heartbeat after which the broker "
+                             "counts as gone (its next heartbeat gets ready again)")
     parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE)
     parser.add_argument("--log-level", default="INFO")
     ns = parser.parse_args(argv)
@@ -337,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s host[{os.getpid()}] %(levelname)s %(message)s",
     )
     _die_with_parent()
+    if not ns.heartbeat > 0 or not ns.broker_timeout > 0:
+        parser.error("--heartbeat and --broker-timeout must be positive numbers of seconds")
     host = Host(ns.target, ns.connect, ns.host_id, heartbeat_interval=ns.heartbeat,
-                max_size=ns.max_size)
+                broker_timeout=ns.broker_timeout, max_size=ns.max_size)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: host.stop_requested.set())
     return host.run()

@@ -1,6 +1,6 @@
 """threadhost wire protocol, version 1: msgpack-framed, typed messages (sans-IO).
 
-The normative specification is ``docs/protocol.md`` (requirements R1..R50); this module is
+The normative specification is ``docs/protocol.md`` (requirements R1..R53); this module is
 its reference codec and must agree with it (``tests/test_conformance.py`` checks that the
 two describe the same kinds, codes, header and limit, and ``tests/test_golden.py`` pins the
 exact bytes of every kind against ``threadhost/data/golden.json``). No socket is touched
@@ -24,7 +24,8 @@ Message kinds, by direction (R10):
 
     client -> broker   call, describe, maintain, status, ping
     broker -> client   result, error, description, maintain_reply, status_reply, pong
-    broker -> host     call, shutdown (heartbeat: optional, hosts ignore it; R43)
+    broker -> host     call, shutdown; heartbeat (to ID/hb: R52; a new broker's gets ready
+                       again on ID/hb, R51)
     host   -> broker   ready, result, error, heartbeat, goodbye
 
 Request ids are unsigned 64-bit integers chosen by the requester and echoed unchanged in the
@@ -209,7 +210,9 @@ class Ready(_Msg):
 class Heartbeat(_Msg):
     """Host -> broker, at least every heartbeat interval, from a thread that never runs
     library code; ``busy_id`` is the request id the library thread is running, if any (R41).
-    A broker MAY send heartbeats to a host too; hosts ignore them (R43)."""
+    Broker -> host too (R52): to ``ID/hb`` every interval, ``host_id`` carrying the broker's
+    instance token and ``pid`` its pid; a host answers a new broker's with ``ready`` again
+    (R51) and nothing else (R43)."""
 
     kind: Literal["heartbeat"] = "heartbeat"
     host_id: str = ""

@@ -1181,8 +1181,6 @@ def test_a_host_dying_in_maintenance_is_replaced_and_the_rollout_ends() -> None:
     assert gate.last_maintenance is not None and gate.last_maintenance["ok"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="core.host_exited counts any host dying during a round "
-                   "as a failed host of it, also one that already finished it")
 def test_a_host_that_finished_its_maintenance_and_dies_later_is_not_a_failed_host() -> None:
     gate = serving(2, adapter=desc(slow(startup=False)))
     gate.client_message(10.0, C, Maintain(id=1))

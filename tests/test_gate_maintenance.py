@@ -415,10 +415,16 @@ def test_host_done_moves_it_to_done_or_failed() -> None:
     assert r.finished is True
 
 
-def test_host_done_of_a_host_outside_the_round_is_recorded_as_given() -> None:
+@pytest.mark.parametrize("ok", [True, False])
+def test_host_done_of_a_host_outside_the_round_does_not_count(ok: bool) -> None:
+    """A host that already finished the round (or joined after it began) is not counted
+    again when it dies: the round's record says what the round did."""
     r = rollout("h1")
-    r.host_done("stranger", True)
-    assert (r.pending, r.active, r.done, r.failed) == (["h1"], [], ["stranger"], [])
+    r.host_done("stranger", ok)
+    assert (r.pending, r.active, r.done, r.failed) == (["h1"], [], [], [])
+    r = Rollout("reload", "manual", 1, 0.0, [], done=["h1"])
+    r.host_done("h1", False)
+    assert (r.done, r.failed) == (["h1"], [])
 
 
 @pytest.mark.parametrize("ok", [True, False])

@@ -471,3 +471,23 @@ def test_slow_call_answered_after_shutdown_leaves_the_host_stopping(maintenance:
     assert gate.pool.get("h1") is not None
     assert gate.pool.hosts["h1"].state is HostState.STOPPING
     assert gate.state is GateState.STOPPING
+
+
+def test_attached_host_that_vanishes_while_stopping_is_given_up_by_its_silence() -> None:
+    gate = attach_gate(hosts=None, heartbeat_timeout=3.0, shutdown_timeout=60.0)
+    gate.host_message(0.1, "a", ready_msg("a"))
+    gate.shutdown(1.0, "SIGTERM")
+    gate.tick(2.9)  # (broker heartbeats due now)
+    assert gate.next_wakeup(2.9) == pytest.approx(3.1)
+    assert not any(isinstance(a, Stopped) for a in gate.tick(3.0))
+    acts = gate.tick(3.2)
+    assert any(isinstance(a, KillHost) and "while stopping" in a.reason for a in acts)
+    (stopped,) = [a for a in acts if isinstance(a, Stopped)]
+    assert stopped.exit_code == 1
+
+
+def test_spawned_host_tearing_down_is_not_judged_by_heartbeats() -> None:
+    p = Pool(1, heartbeat_timeout=3.0)
+    p.gate.shutdown(5.0, "SIGTERM")
+    assert not [a for a in p.gate.tick(30.0) if isinstance(a, KillHost)]
+    assert [a for a in p.gate.tick(65.1) if isinstance(a, KillHost)]

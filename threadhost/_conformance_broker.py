@@ -1171,7 +1171,7 @@ def _stranger_heartbeat(s: BrokerSession) -> str:
 
 @check("gate.pool", "R53",
        "with two hosts: least-loaded routing, staggered maintenance without busy",
-       needs_backend=True, budget=lambda s: 12 * s.timeout + 4.0)
+       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
 def _pool(s: BrokerSession) -> str:
     a, b = s._attach(20), s._attach(21)
     try:
@@ -1233,3 +1233,4 @@ def _pool(s: BrokerSession) -> str:
     finally:
         a.close()
         b.close()
+        s.sleep(1.5 * s.heartbeat_timeout + 0.5)  # let the broker declare them dead

@@ -443,12 +443,20 @@ def broker(endpoint: str, backend: str, policy: str | None, hosts: int | None,
 @click.argument("target")
 @click.option("--connect", "endpoint", required=True, help="the broker's back-end endpoint")
 @click.option("--host-id", default=None, help="routing id [default: host-PID]")
+@click.option("--broker-timeout", callback=_positive_duration, default=None,
+              help="no broker heartbeat for this long: the broker is gone; the host waits "
+                   "and announces itself to the next one [default: 3s]")
 @click.option("--log-level", default="INFO",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def host(target: str, endpoint: str, host_id: str | None, log_level: str) -> None:
-    """Run a host process for adapter TARGET that attaches to a broker's back end."""
+def host(target: str, endpoint: str, host_id: str | None, broker_timeout: float | None,
+         log_level: str) -> None:
+    """Run a host process for adapter TARGET that attaches to a broker's back end. It
+    announces itself again to a new broker on the same endpoint (after a broker restart)."""
     from threadhost.host import main as host_main
 
+    extra: list[str] = []
+    if broker_timeout is not None:
+        extra = ["--broker-timeout", str(broker_timeout)]
     sys.path.insert(0, os.getcwd())
     sys.exit(host_main([target, "--connect", endpoint, "--host-id",
-                        host_id or f"host-{os.getpid()}", "--log-level", log_level]))
+                        host_id or f"host-{os.getpid()}", "--log-level", log_level, *extra]))

@@ -170,6 +170,10 @@ class Rollout:
         return taken
 
     def host_done(self, host_id: str, ok: bool) -> None:
+        """``host_id`` ran the slow call (``ok``) or left the pool; a host that is neither
+        pending nor active (it finished earlier, or joined later) does not count."""
+        if host_id not in self.active and host_id not in self.pending:
+            return
         if host_id in self.active:
             self.active.remove(host_id)
         if host_id in self.pending:

@@ -4,7 +4,9 @@
   dead, or None. A host that has not said ``ready`` is judged by the start-up timeout; a
   host running a slow call by that call's deadline only (a library holding the GIL may
   silence its heartbeats: it is busy, not dead); otherwise by heartbeat silence and by its
-  oldest fast call against the fast-call limit. While stopping, only the shutdown deadline.
+  oldest fast call against the fast-call limit. While stopping, by the shutdown deadline
+  (and, for an attached host outside a slow call, by heartbeat silence: no process exit will
+  tell that it vanished).
 * :func:`liveness_deadline` — when that verdict could next change (the shell's wake-up).
 * :class:`RestartBudget` — Erlang-style intensity: at most ``limit`` host failures within
   ``window`` seconds, counted across the whole pool; one more and the service gives up.
@@ -34,6 +36,10 @@ def liveness_problem(
     if stop_deadline is not None:
         if now >= stop_deadline:
             return f"no goodbye within the shutdown timeout ({config.shutdown_timeout:g}s)"
+        if (not config.spawn and host.slow is None
+                and now - host.last_heartbeat > config.heartbeat_timeout):
+            # an attached host that vanished: no process exit will ever tell us
+            return f"no heartbeat for {config.heartbeat_timeout:g}s while stopping"
         return None
     if host.state is HostState.STARTING:
         if now - host.started > config.startup_timeout:
@@ -57,6 +63,8 @@ def liveness_deadline(
 ) -> float:
     """The earliest time at which :func:`liveness_problem` could find a problem."""
     if stop_deadline is not None:
+        if not config.spawn and host.slow is None:
+            return min(stop_deadline, host.last_heartbeat + config.heartbeat_timeout)
         return stop_deadline
     if host.state is HostState.STARTING:
         return host.started + config.startup_timeout

@@ -13,7 +13,9 @@
     threadhost's own broker in attach mode with one rule broken by a patch: ``no-echo``
     (client ids +1), ``forward-busy`` (forwards calls while a slow call runs),
     ``silent-on-garbage`` (drops malformed client messages), ``ignores-version`` (reads any
-    version as 1), ``no-liveness`` (never declares a host dead).
+    version as 1), ``no-liveness`` (never declares a host dead), ``no-broker-heartbeat``
+    (never sends hosts heartbeats), ``maintain-all`` (a maintenance round takes every host
+    out of rotation at once).
 
 :func:`echo_router` (in-process): a ROUTER that sends every message back.
 """
@@ -272,6 +274,25 @@ def _patch_broker(flaw: str) -> None:
         from threadhost.gate import core as GC
 
         GC.liveness_problem = lambda *args, **kwargs: None  # type: ignore[assignment]
+    elif flaw == "no-broker-heartbeat":
+        from threadhost.gate import core as GC
+
+        tick = GC.Gate.tick
+
+        def tick_without_beats(self: Any, now: float) -> Any:
+            return [a for a in tick(self, now) if not getattr(a, "heartbeat_socket", False)]
+
+        GC.Gate.tick = tick_without_beats  # type: ignore[method-assign]
+    elif flaw == "maintain-all":
+        from threadhost.gate import maintenance as GM
+
+        def take_all(self: Any, hosts: Any, max_maintaining: int, in_rotation: int) -> Any:
+            taken = [h for h in self.pending if h in hosts]
+            self.pending = []
+            self.active.extend(taken)
+            return taken
+
+        GM.Rollout.take_next = take_all  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown broker flaw {flaw!r}")
 
@@ -284,7 +305,7 @@ def run_broker(endpoint: str, backend: str, flaw: str, heartbeat_timeout: float)
 
     _patch_broker(flaw)
     logging.basicConfig(level=logging.ERROR)
-    config = GateConfig(spawn=False, heartbeat_timeout=heartbeat_timeout)
+    config = GateConfig(spawn=False, hosts=None, heartbeat_timeout=heartbeat_timeout)
     return Broker(None, endpoint=endpoint, backend=backend, config=config).run()
 
 

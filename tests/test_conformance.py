@@ -224,6 +224,9 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
         ("ignores-version", ["broker.version", "gate.version-call"],
          {"broker.version": "R13", "gate.version-call": "R12"}),
         ("no-liveness", ["gate.heartbeat-timeout"], {"gate.heartbeat-timeout": "R44"}),
+        ("no-broker-heartbeat", ["gate.broker-heartbeat", "gate.stranger-heartbeat"],
+         {"gate.broker-heartbeat": "R52"}),
+        ("maintain-all", ["gate.pool"], {"gate.pool": "R53"}),
     ],
 )
 def test_wrong_brokers_fail_the_right_requirement(flaw: str, select: list[str],

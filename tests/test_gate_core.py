@@ -1491,3 +1491,165 @@ def test_attach_silence_is_death_without_a_kill_of_our_own() -> None:
                     Log("error", "host x died: no heartbeat for 3s"),
                     Log("info", "waiting for a host to attach")]
     assert len(gate.pool) == 0 and gate.state is GateState.RESTARTING
+
+
+# =========================================================================== needs_tick
+
+
+def test_events_that_may_move_the_next_wakeup_earlier_ask_for_a_tick() -> None:
+    gate = make(spawn=False)
+    gate.start(0.0)
+    gate.tick(0.5)
+    gate.shutdown(1.0)  # no host: finished at once
+    assert gate.needs_tick is True
+    gate = make(spawn=False)
+    gate.start(0.0)
+    gate.tick(0.5)
+    gate.force_stop(1.0, "now")
+    assert gate.needs_tick is True
+
+
+def test_a_host_opening_without_changing_the_service_state_asks_for_a_tick() -> None:
+    gate = make(hosts=2)
+    gate.start(0.0)
+    bring_up(gate, "h1", 1.0, adapter=PLAIN)
+    gate.tick(2.0)
+    assert gate.needs_tick is False
+    gate.host_message(2.5, "h2", ready_msg("h2", PLAIN))
+    assert gate.needs_tick is True and gate.state is GateState.READY
+
+
+def test_a_drained_host_starting_its_slow_call_asks_for_a_tick() -> None:
+    gate = serving()
+    (fwd,) = calls_to(gate.client_message(9.0, C2, fast(1)))
+    gate.client_message(10.0, C, Maintain(id=2))
+    gate.tick(10.1)
+    assert gate.needs_tick is False
+    gate.host_message(10.5, "h1", Result(id=fwd.id))
+    assert gate.needs_tick is True
+
+
+def test_a_slow_call_ending_after_shutdown_asks_for_a_tick() -> None:
+    gate = serving(2)
+    gate.client_message(5.0, C, Maintain(id=1))
+    gate.shutdown(5.5)
+    gate.tick(5.6)
+    assert gate.needs_tick is False
+    gate.host_message(6.0, "h1", Result(id=3))
+    assert gate.needs_tick is True
+
+
+def test_a_host_exiting_while_others_stop_asks_for_a_tick() -> None:
+    gate = serving(2)
+    gate.shutdown(5.0)
+    gate.tick(5.1)
+    gate.host_exited(5.5, "h1", "exit code 0")
+    assert gate.needs_tick is True and gate.state is GateState.STOPPING
+
+
+def test_a_kill_by_tick_changes_the_state_and_asks_for_a_tick() -> None:
+    gate = serving(heartbeat_timeout=3.0)  # last heard from at 3.0
+    assert gate.tick(6.5) == [KillHost("h1", "no heartbeat for 3s")]
+    assert gate.state is GateState.RESTARTING
+    assert gate.needs_tick is True
+
+
+# =========================================================================== more edges
+
+
+def test_the_last_configuration_error_is_the_failed_reason() -> None:
+    adapter = desc(slow("a", startup=False, policy="idle="),
+                   slow("b", startup=False, policy="nope=1"))
+    gate = make()
+    gate.start(0.0)
+    acts = gate.host_message(1.0, "h1", ready_msg("h1", adapter))
+    assert [a.text for a in acts if isinstance(a, Log) and a.level == "error"] == [
+        "slow call 'a': bad policy term 'idle=': expected idle=VALUE",
+        "slow call 'b': bad policy term 'nope=1': unknown key 'nope' (expected one of idle, "
+        "every, cron, file, stale, manual, min_gap, deadline)"]
+    assert gate.failed_reason == (
+        "slow call 'b': bad policy term 'nope=1': unknown key 'nope' (expected one of idle, "
+        "every, cron, file, stale, manual, min_gap, deadline)")
+
+
+def test_status_rounds_the_route_away_time() -> None:
+    gate = serving(route_away_after=1.23456)
+    assert gate.status(5.0)["route_away_after"] == 1.235
+    assert gate.route_away_after == 1.23456
+
+
+def test_durations_are_rounded_to_microseconds() -> None:
+    gate = serving(adapter=desc(slow(startup=False)))
+    gate.client_message(10.0, C, Maintain(id=1))
+    gate.host_message(11.23456789, "h1", Result(id=1))
+    assert gate.last_maintenance is not None
+    assert gate.last_maintenance["duration"] == 1.234568
+    host = gate.pool.get("h1")
+    assert host is not None and host.last_maintenance is not None
+    assert host.last_maintenance["duration"] == 1.234568
+
+
+def test_a_stuck_host_is_not_counted_as_serving_when_a_rollout_takes_hosts() -> None:
+    gate = serving(3, route_away_after=1.0)
+    for i in range(3):  # one call each; h1 and h2 answer, h3 hangs
+        (fwd,) = calls_to(gate.client_message(10.0, C, fast(i)))
+        if i < 2:
+            gate.host_message(10.1, f"h{i + 1}", Result(id=fwd.id))
+    gate.client_message(12.0, C, Maintain(id=9))  # h3 stuck: h2 alone must keep serving
+    assert [h.state for h in gate.pool] == [HostState.MAINTAINING, HostState.READY,
+                                             HostState.READY]
+    gate2 = serving(2, route_away_after=1.0)
+    (fwd,) = calls_to(gate2.client_message(10.0, C, fast(1)))  # h1 hangs
+    gate2.client_message(12.0, C, Maintain(id=9))
+    assert [h.state for h in gate2.pool] == [HostState.READY, HostState.READY]
+
+
+def test_manual_maintain_counts_only_ready_hosts() -> None:
+    gate = serving(2)
+    gate.host_exited(5.0, "h2", "x")  # h3 starting
+    assert replies(gate.client_message(5.5, C, Maintain(id=1))) == [MaintainReply(
+        id=1, started=True, reason="'read_config' on 1 host")]
+    assert gate.status(5.5)["rollout"]["pending"] == ["h1"]
+
+
+def test_shutting_down_a_failed_service_does_not_stop_its_stopping_hosts_again() -> None:
+    gate = serving(2, restart_limit=0)
+    gate.host_exited(5.0, "h1", "x")  # h2 told to shut down
+    assert gate.pool.get("h2").state is HostState.STOPPING  # type: ignore[union-attr]
+    assert gate.shutdown(6.0, "SIGTERM received") == [Log("info", "stopping: SIGTERM received")]
+    assert gate.state is GateState.STOPPING
+
+
+@pytest.mark.xfail(strict=True, reason="a failed service exits 0 when a surviving host is "
+                   "still stopping at shutdown (1 when none is left)")
+def test_a_failed_service_exits_1_even_if_a_host_was_still_stopping() -> None:
+    gate = serving(2, restart_limit=0)
+    gate.host_exited(5.0, "h1", "x")  # failed; h2 told to shut down
+    gate.shutdown(6.0, "SIGTERM received")
+    assert gate.host_exited(6.5, "h2", "exit code 0") == [Stopped(1, "host exit code 0")]
+
+
+def test_nothing_happens_after_stopped() -> None:
+    gate = serving()
+    gate.shutdown(5.0)
+    gate.host_exited(5.5, "h1", "exit code 0")
+    assert gate.state is GateState.STOPPED
+    assert gate.tick(6.0) == []
+    assert gate.state is GateState.STOPPED
+
+
+def test_force_stop_during_maintenance_clears_the_running_call() -> None:
+    gate = serving()
+    gate.client_message(5.0, C, Maintain(id=1))
+    assert "maintenance" in gate.status(5.5)
+    gate.force_stop(6.0, "now")
+    st = gate.status(6.0)
+    assert "maintenance" not in st and "rollout" not in st
+
+
+def test_a_failing_service_drops_its_rollout() -> None:
+    gate = serving(2, restart_limit=0)
+    gate.client_message(5.0, C, Maintain(id=1))
+    gate.host_exited(5.5, "h2", "x")
+    assert gate.state is GateState.FAILED
+    assert "rollout" not in gate.status(5.5)

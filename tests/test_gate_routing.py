@@ -239,6 +239,18 @@ def test_the_ring_overwrites_oldest_first() -> None:
     assert sorted(stats._ring)[-5:] == [1000.0] * 5
 
 
+def test_the_first_overwrite_replaces_the_first_sample() -> None:
+    stats = FastCallStats(60.0)
+    stats.record(1000.0)  # position 0
+    for _ in range(506):  # positions 1..506
+        stats.record(1.0)
+    for _ in range(5):  # positions 507..511
+        stats.record(1000.0)
+    assert stats.p99() == 1000.0  # 6 large: index 506 is large
+    stats.record(0.5)  # the 513th replaces the 1st (large), not the 2nd (small)
+    assert stats.p99() == 1.0
+
+
 # =========================================================================== refusal
 
 

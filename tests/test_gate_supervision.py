@@ -230,3 +230,39 @@ def test_exhausted_reason() -> None:
     assert budget.exhausted_reason(75.0, "x") == "2 host failures within 60s (limit 2); last: x"
     half = RestartBudget(0, 2.5)
     assert half.exhausted_reason(0.0, "y") == "1 host failures within 2.5s (limit 0); last: y"
+
+
+# =========================================================================== attach mode, stopping
+
+ATTACHED = GateConfig(spawn=False, heartbeat_timeout=3.0, shutdown_timeout=7.5)
+
+
+def test_an_attached_host_silent_while_stopping_is_given_up() -> None:
+    h = host(heartbeat=100.0)
+    assert problem(h, 103.0, stop_deadline=200.0, config=ATTACHED) is None
+    assert problem(h, 103.0001, stop_deadline=200.0, config=ATTACHED) == (
+        "no heartbeat for 3s while stopping")
+    # the shutdown deadline still comes first once it is reached
+    assert problem(h, 200.0, stop_deadline=200.0, config=ATTACHED) == (
+        "no goodbye within the shutdown timeout (7.5s)")
+
+
+def test_a_spawned_host_silent_while_stopping_waits_for_the_deadline() -> None:
+    h = host(heartbeat=100.0)
+    assert problem(h, 150.0, stop_deadline=200.0) is None
+
+
+def test_an_attached_host_running_a_slow_call_while_stopping_is_not_judged_by_silence() -> None:
+    h = host(HostState.STOPPING, heartbeat=100.0, slow_started=100.0)
+    assert problem(h, 150.0, stop_deadline=200.0, config=ATTACHED) is None
+    assert problem(h, 200.0, stop_deadline=200.0, config=ATTACHED) == (
+        "no goodbye within the shutdown timeout (7.5s)")
+
+
+def test_deadline_of_an_attached_host_while_stopping() -> None:
+    h = host(heartbeat=100.0)
+    assert deadline(h, stop_deadline=200.0, config=ATTACHED) == 103.0
+    assert deadline(h, stop_deadline=101.0, config=ATTACHED) == 101.0
+    assert deadline(h, stop_deadline=200.0) == 200.0  # spawned: the deadline only
+    busy = host(heartbeat=100.0, slow_started=100.0)
+    assert deadline(busy, stop_deadline=200.0, config=ATTACHED) == 200.0

@@ -1653,3 +1653,15 @@ def test_a_failing_service_drops_its_rollout() -> None:
     gate.host_exited(5.5, "h2", "x")
     assert gate.state is GateState.FAILED
     assert "rollout" not in gate.status(5.5)
+
+
+def test_attach_a_host_silent_while_stopping_is_given_up_with_exit_1() -> None:
+    gate = attach(hosts=1, heartbeat_timeout=3.0)
+    gate.host_message(1.0, "x", ready_msg("x1", PLAIN))
+    assert gate.shutdown(2.0, "SIGTERM received") == [
+        Log("info", "stopping: SIGTERM received"), ToHost("x", Shutdown(reason="SIGTERM received"))]
+    assert gate.next_wakeup(3.5) == 4.0
+    assert gate.tick(4.0) == []
+    assert gate.tick(4.0001) == [KillHost("x", "no heartbeat for 3s while stopping"),
+                                 Stopped(1, "host no heartbeat for 3s while stopping")]
+    assert gate.state is GateState.STOPPED

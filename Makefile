@@ -52,3 +52,11 @@ MUTATE_ARGS ?=
 .PHONY: mutate
 mutate: setup
 	$(PY) -m tools.mutate $(MUTATE_ARGS) $(MUTATE_TARGETS)
+
+# What a pool of hosts (serve --hosts N) buys, measured (about 3 minutes): maintenance
+# rejections with 1/2/3 hosts, a host killed under load, throughput and CPU per call, a
+# stuck host. Table on stdout, JSON in benchmarks/results/hosts.json. See docs/pool.md.
+# BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench-hosts
+bench-hosts: setup
+	$(PY) -m benchmarks.hosts $(BENCH_ARGS)

@@ -184,6 +184,27 @@ def test_killed_host_fails_only_its_calls_and_is_replaced(service_factory: Any) 
     assert svc.client().calc(1) == 2
 
 
+def test_host_stopped_on_its_own_loses_no_call(service_factory: Any) -> None:
+    """SIGTERM to one host of two (an operator, or its parent check): it leaves the rotation
+    at its goodbye and answers calls it had not run with ``unavailable``; a sequential caller
+    sees no error at all, and no call is reported with an unknown outcome."""
+    svc: Service = service_factory("--hosts", "2")
+    st = all_hosts_ready(svc, 2)
+    lib = svc.client()
+    for _ in range(20):
+        assert lib.calc(1) == 2
+    os.kill(st["hosts"][0]["pid"], signal.SIGTERM)
+    errors = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.5:
+        try:
+            lib.calc(1)
+        except threadhost.UnavailableError as exc:  # a call it received but did not run
+            errors.append(exc)
+    assert len(errors) <= 1, errors
+    assert svc.status()["counters"]["crashed"] == 0
+
+
 # --------------------------------------------------------------------------- (c) a stuck host
 
 

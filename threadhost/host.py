@@ -320,14 +320,35 @@ class Host:
         )
         self._send(sock, ready)
         self.announced = (ready, time.monotonic())  # the heartbeat thread may re-send it
-        self._loop(sock, spec, instance)
+        told = self._loop(sock, spec, instance)
         ok, text = True, ""
         try:
             instance.teardown()
         except Exception as exc:
             log.error("host %s: teardown failed:\n%s", self.host_id, traceback.format_exc())
             ok, text = False, f"{spec.qualname}.teardown failed: {type(exc).__name__}: {exc}"
+        if not told:
+            self._refuse_unread(sock)
         self._goodbye(sock, ok, None if ok else ErrorCode.REMOTE_EXCEPTION, text)
+
+    def _refuse_unread(self, sock: zmq.Socket[bytes]) -> None:
+        """Stopping on its own (SIGTERM, parent gone), not told by its broker: calls that
+        arrived and were not run are answered ``unavailable`` — they did not run, so the
+        caller may retry them safely (instead of ``crashed``, outcome unknown)."""
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode_body(frames[-1], self.max_size) if len(frames) == 2 else None
+            except ProtocolError:
+                continue
+            if type(msg) is Call:
+                self._send(sock, ErrorReply(
+                    id=msg.id, code=ErrorCode.UNAVAILABLE,
+                    message=f"unavailable: host {self.host_id} is stopping; the call did "
+                            "not run"))
 
     def _goodbye(self, sock: zmq.Socket[bytes], ok: bool, code: ErrorCode | None, text: str
                  ) -> None:
@@ -335,7 +356,8 @@ class Host:
             log.error("host %s: %s", self.host_id, text)
         self._send(sock, Goodbye(host_id=self.host_id, ok=ok, code=code, message=text))
 
-    def _loop(self, sock: zmq.Socket[bytes], spec: AdapterSpec, instance: Adapter) -> None:
+    def _loop(self, sock: zmq.Socket[bytes], spec: AdapterSpec, instance: Adapter) -> bool:
+        """Serve calls until a stop; True if the broker said ``shutdown``."""
         max_size = self.max_size
         stopping = self.stop_requested.is_set
         recv = sock.recv
@@ -363,11 +385,12 @@ class Host:
                 self._send(sock, self._invoke(spec, instance, msg))
             elif type(msg) is Shutdown:
                 log.info("host %s: shutdown (%s)", self.host_id, msg.reason)
-                return
+                return True
             elif type(msg) is Heartbeat:  # brokers send them to ID/hb; never answered (R43)
                 continue
             else:
                 log.warning("host %s: ignored an unexpected %r message", self.host_id, msg.kind)
+        return False
 
     def _invoke(self, spec: AdapterSpec, instance: Adapter, call: Call) -> Result | ErrorReply:
         decl = spec.calls.get(call.method)

@@ -526,6 +526,9 @@ class Gate:
         if not self.config.spawn:  # an attached host's goodbye is its exit
             how = "said goodbye" if msg.ok else f"failed: {msg.message}"
             return self.host_exited(now, host.host_id, how)
+        if host.state is not HostState.STOPPING:  # it is leaving: no new calls
+            host.move(HostState.STOPPING)
+            self._sync(now)
         if msg.ok:
             return [Log("info", f"host {host.host_id} said goodbye")]
         actions: list[Action] = [Log("error", f"host {host.host_id} failed: {msg.message}")]
@@ -594,6 +597,7 @@ class Gate:
     def _replace(self, now: float, dead: HostRecord, reason: str) -> list[Action]:
         if not self._budget.allow(now):
             self._failed = True
+            self._stop_exit_code = 1  # a failed service exits 1, however it is stopped
             self.failed_reason = self._budget.exhausted_reason(now, reason)
             self._rollout = None
             actions: list[Action] = [Log("error", f"giving up: {self.failed_reason}")]
@@ -624,12 +628,11 @@ class Gate:
             return []
         actions: list[Action] = []
         if not self._stopping:
-            in_rotation = sum(
-                1 for h in self.pool
-                if h.state is _READY and h.killed is None
-                and not is_stuck(h, now, self._fast_stats.route_away_after))
+            away = self._fast_stats.route_away_after
+            ready = [h for h in self.pool if h.state is _READY and h.killed is None]
+            stuck = frozenset(h.host_id for h in ready if is_stuck(h, now, away))
             for host_id in rollout.take_next(self.pool.hosts, self.config.max_maintaining,
-                                             in_rotation):
+                                             len(ready) - len(stuck), stuck):
                 host = self.pool.hosts[host_id]
                 host.move(HostState.DRAINING)
                 if not host.calls:

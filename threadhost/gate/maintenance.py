@@ -144,14 +144,19 @@ class Rollout:
         return not self.pending and not self.active
 
     def take_next(
-        self, hosts: Mapping[str, HostRecord], max_maintaining: int, in_rotation: int
+        self,
+        hosts: Mapping[str, HostRecord],
+        max_maintaining: int,
+        in_rotation: int,
+        stuck: frozenset[str] = frozenset(),
     ) -> list[str]:
         """Pending hosts to take out of rotation now (moved to ``active``).
 
-        ``in_rotation`` counts the hosts serving calls (ready, not stuck). A host is taken
-        only if it is ready, fewer than ``max_maintaining`` hosts are active, and — when
-        the pool has more than one live host — at least one other host stays in rotation.
-        Pending hosts that are gone are dropped."""
+        ``in_rotation`` counts the hosts serving calls (ready, not ``stuck``). A host is
+        taken only if it is ready, fewer than ``max_maintaining`` hosts are active, and —
+        when the pool has more than one live host — at least one other host stays in
+        rotation (taking a stuck host takes nobody out of it). Pending hosts that are gone
+        are dropped."""
         self.pending = [h for h in self.pending if h in hosts]
         taken: list[str] = []
         live = len(hosts)
@@ -161,12 +166,14 @@ class Rollout:
             host = hosts[host_id]
             if host.state is not HostState.READY or host.killed is not None:
                 continue
-            if live > 1 and in_rotation - 1 < 1:
+            serving = host_id not in stuck
+            if live > 1 and serving and in_rotation - 1 < 1:
                 break
             self.pending.remove(host_id)
             self.active.append(host_id)
             taken.append(host_id)
-            in_rotation -= 1
+            if serving:
+                in_rotation -= 1
         return taken
 
     def host_done(self, host_id: str, ok: bool) -> None:

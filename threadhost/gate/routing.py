@@ -4,7 +4,8 @@
   the fewest calls in flight ("least outstanding requests"); among equals, the one whose
   state is from the newest maintenance round (``epoch``: a client that has seen the new
   configuration should not meet the old one while a host with the new one is free), then
-  the one used least recently. A host never gets a second call while another host in
+  the one whose oldest call in flight started last (a long call may be about to get its
+  host stuck), then the one used least recently. A host never gets a second call while another host in
   rotation has none, so nothing waits in a host's queue that another host could run now.
 * A host is *stuck* when its oldest fast call has run longer than the route-away time;
   it leaves the rotation until that call ends (:class:`FastCallStats` derives the time from
@@ -52,14 +53,17 @@ def is_stuck(host: HostRecord, now: float, route_away_after: float) -> bool:
 def pick(hosts: Iterable[HostRecord], now: float, route_away_after: float) -> HostRecord | None:
     """The host a new fast call goes to, or None when no host is in rotation."""
     best: HostRecord | None = None
-    best_key: tuple[int, int, int] | None = None
+    best_key: tuple[int, int, float, int] | None = None
     for host in hosts:
         if host.state is not _READY or host.killed is not None:
             continue
         calls = host.calls
         if calls and now - next(iter(calls.values())).started > route_away_after:
             continue  # stuck in a long fast call: route around it
-        key = (len(calls), -host.epoch, host.last_used)
+        # among equally loaded hosts: the newest state, then the one whose oldest call
+        # started last (the other may be about to get stuck), then the least recently used
+        oldest = -next(iter(calls.values())).started if calls else 0.0
+        key = (len(calls), -host.epoch, oldest, host.last_used)
         if best_key is None or key < best_key:
             best, best_key = host, key
     return best

@@ -12,6 +12,8 @@ A caller decides what to do from the exception type alone::
     ├── UnknownCallError              the adapter declares no such client-callable call
     ├── BadArgumentsError             arguments do not match the declared signature
     ├── RemoteError                   the library raised; carries remote type, message, traceback
+    ├── PoisonedCallError             this call killed hosts again and again: quarantined
+    ├── UnfitError                    (host to broker) ``verify`` failed: instance not fit
     ├── ProtocolError                 a peer sent bytes that are not valid threadhost protocol
     │   ├── ProtocolMismatchError     peer speaks another protocol version
     │   └── FingerprintMismatchError  a generated proxy does not match the served adapter
@@ -30,6 +32,7 @@ __all__ = [
     "CallTimeoutError",
     "FingerprintMismatchError",
     "HostCrashedError",
+    "PoisonedCallError",
     "ProtocolError",
     "ProtocolMismatchError",
     "RemoteError",
@@ -37,6 +40,7 @@ __all__ = [
     "ThreadhostError",
     "TryLaterError",
     "UnavailableError",
+    "UnfitError",
     "UnknownCallError",
 ]
 
@@ -169,6 +173,20 @@ class AdapterError(ThreadhostError):
     code = "adapter"
 
 
+class PoisonedCallError(ThreadhostError):
+    """Raised when this very call (method and arguments) killed hosts again and again: it is
+    quarantined and refused without reaching any host, until the service restarts."""
+
+    code = "poisoned"
+
+
+class UnfitError(ThreadhostError):
+    """Raised (by a host, toward its broker) when the adapter's ``verify`` failed after a
+    slow call: the library instance is not fit to serve. Callers see ``UnavailableError``."""
+
+    code = "unfit"
+
+
 _BY_CODE: dict[str, type[ThreadhostError]] = {
     cls.code: cls
     for cls in (
@@ -184,6 +202,8 @@ _BY_CODE: dict[str, type[ThreadhostError]] = {
         ProtocolMismatchError,
         FingerprintMismatchError,
         AdapterError,
+        PoisonedCallError,
+        UnfitError,
     )
 }
 

@@ -136,6 +136,10 @@ EXAMPLES: Final[list[tuple[str, Message]]] = [
     ("error-fingerprint", ErrorReply(id=1, code=ErrorCode.FINGERPRINT,
                                      message="regenerate the proxy")),
     ("error-adapter", ErrorReply(id=1, code=ErrorCode.ADAPTER, message="bad adapter")),
+    ("error-poisoned", ErrorReply(id=1, code=ErrorCode.POISONED,
+                                  message="poisoned: calc(...) killed 2 hosts within 600s")),
+    ("error-unfit", ErrorReply(id=1, code=ErrorCode.UNFIT,
+                               message="verify failed after 'read_config': offset missing")),
 ]
 
 _PING_BODY = msgpack.packb({"kind": "ping", "id": 1})

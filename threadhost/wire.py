@@ -91,6 +91,8 @@ class ErrorCode(enum.StrEnum):
     VERSION = "version"
     FINGERPRINT = "fingerprint"
     ADAPTER = "adapter"
+    POISONED = "poisoned"
+    UNFIT = "unfit"
 
 
 # --------------------------------------------------------------------------- messages

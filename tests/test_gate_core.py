@@ -167,8 +167,9 @@ def test_route_away_after_follows_the_measurements() -> None:
 
 def test_start_spawns_every_slot() -> None:
     gate = make(hosts=3)
-    assert gate.start(0.0) == [StartHost("h1", "initial start"), StartHost("h2", "initial start"),
-                               StartHost("h3", "initial start")]
+    assert gate.start(0.0) == [StartHost("h1", "initial start", 0),
+                               StartHost("h2", "initial start", 1),
+                               StartHost("h3", "initial start", 2)]
     assert [(h.host_id, h.slot, h.state) for h in gate.pool] == [
         ("h1", 0, HostState.STARTING), ("h2", 1, HostState.STARTING),
         ("h3", 2, HostState.STARTING)]

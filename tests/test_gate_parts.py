@@ -485,7 +485,7 @@ def test_action_fields() -> None:
     assert [f.name for f in dataclasses.fields(ToClient)] == ["route", "message"]
     assert [f.name for f in dataclasses.fields(ToHost)] == ["host_id", "message",
                                                             "heartbeat_socket"]
-    assert [f.name for f in dataclasses.fields(StartHost)] == ["host_id", "reason"]
+    assert [f.name for f in dataclasses.fields(StartHost)] == ["host_id", "reason", "slot"]
     assert [f.name for f in dataclasses.fields(KillHost)] == ["host_id", "reason"]
     assert [f.name for f in dataclasses.fields(Log)] == ["level", "text"]
     assert [f.name for f in dataclasses.fields(Stopped)] == ["exit_code", "reason"]

@@ -28,10 +28,12 @@ class ToHost:
 
 @dataclass(frozen=True, slots=True)
 class StartHost:
-    """Start a new host process named ``host_id``."""
+    """Start a new host process named ``host_id`` for pool slot ``slot`` (one library
+    instance per slot: the host holds the slot's lock while its library is alive)."""
 
     host_id: str
     reason: str
+    slot: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,7 +143,7 @@ class Gate:
     def _spawn(self, now: float, slot: int, reason: str) -> StartHost:
         self._dirty = True
         host = self.pool.add(self.pool.next_id(), slot, now)
-        return StartHost(host.host_id, reason)
+        return StartHost(host.host_id, reason, slot)
 
     def shutdown(self, now: float, reason: str = "shutdown requested") -> list[Action]:
         """Begin a graceful shutdown: refuse new calls, let hosts finish and tear down."""

@@ -50,7 +50,8 @@ def test_public_names_are_pinned() -> None:
     assert sorted(threadhost.__all__) == sorted([
         "PROTOCOL_VERSION", "Adapter", "AdapterError", "AsyncClient", "BadArgumentsError",
         "BusyError", "CallTimeoutError", "Client", "FingerprintMismatchError",
-        "HostCrashedError", "PoisonedCallError", "ProtocolError", "ProtocolMismatchError", "RemoteError",
+        "HostCrashedError", "PoisonedCallError", "ProtocolError", "ProtocolMismatchError",
+        "RemoteError",
         "ServiceFailedError", "ThreadhostError", "TryLaterError", "UnavailableError",
         "UnknownCallError", "__version__", "connect", "fast", "load_adapter", "slow",
     ])

@@ -373,7 +373,8 @@ def test_client_may_not_send_host_messages() -> None:
 
 
 def test_attach_mode_adopts_a_host_and_waits_for_the_next_after_death() -> None:
-    gate = Gate(GateConfig(spawn=False, heartbeat_timeout=3.0, hosts=1), parse_policy, now=0.0)
+    gate = Gate(GateConfig(spawn=False, heartbeat_timeout=3.0, attached_busy_timeout=5.0,
+                           hosts=1), parse_policy, now=0.0)
     assert not any(isinstance(a, StartHost) for a in gate.start(0.0))
     # an unknown host's heartbeat is not an adoption: it is told a broker is here
     (nudge,) = gate.host_message(0.1, "x", Heartbeat(host_id="x"))
@@ -386,8 +387,10 @@ def test_attach_mode_adopts_a_host_and_waits_for_the_next_after_death() -> None:
     # a second host is not adopted while the pool (of 1) is full
     gate.host_message(0.4, "y", Ready(host_id="y", pid=2, adapter=adapter(), fingerprint="fp"))
     assert [h.host_id for h in gate.pool] == ["x"]
-    # silence: the host is declared dead (it is not ours to kill) and in-flight calls crash
-    acts = gate.tick(3.5)
+    # silence with a call in flight: judged by the attached-busy timeout (5 s), not the
+    # heartbeat timeout (3 s); then declared dead (not ours to kill), in-flight calls crash
+    assert not sent_to_client(gate.tick(3.5))
+    acts = gate.tick(5.5)
     assert sent_to_client(acts)[0].code is ErrorCode.CRASHED
     assert gate.state is GateState.RESTARTING and len(gate.pool) == 0
     assert not any(isinstance(a, StartHost) for a in acts)

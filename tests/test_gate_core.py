@@ -125,7 +125,8 @@ def test_a_new_gate() -> None:
     gate = Gate(GateConfig(), parse_policy, now=5.0)
     assert gate.state is GateState.STARTING
     assert gate.counters == {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0,
-                             "errors": 0, "crashed": 0, "protocol_errors": 0}
+                             "errors": 0, "crashed": 0, "protocol_errors": 0,
+                             "rejected_poisoned": 0}
     assert (gate.generation, gate.restart_count, gate.fingerprint) == (0, 0, "")
     assert (gate.last_restart_reason, gate.failed_reason, gate.last_maintenance) == (
         None, None, None)
@@ -234,16 +235,17 @@ def test_an_adapter_without_start_up_calls_opens_at_once() -> None:
     assert gate.state is GateState.READY
 
 
-def test_a_failed_start_up_call_keeps_the_previous_state_and_opens() -> None:
+def test_a_failed_start_up_call_never_opens_the_host() -> None:
+    """A start-up that fails is not ready: there is no previous state to keep."""
     gate = make()
     gate.start(0.0)
     gate.host_message(1.0, "h1", ready_msg("h1"))
     acts = gate.host_message(1.5, "h1", ErrorReply(id=1, code=ErrorCode.REMOTE_EXCEPTION,
                                                    message="no config"))
-    assert acts == [Log("warning", "slow call 'read_config' failed on h1 after 0.50s: no config "
-                                   "(keeping the previous state)"),
-                    Log("info", "host h1 open for calls")]
-    assert gate.state is GateState.READY and gate.generation == 0
+    why = "start-up slow call 'read_config' failed on h1: no config"
+    assert acts == [Log("error", f"host h1 is not fit to serve: {why}"), KillHost("h1", why)]
+    assert gate.state is GateState.STARTING and gate.generation == 0
+    assert gate.status(2.0)["last_restart_reason"] == why
     assert gate.status(2.0)["slow_calls"]["read_config"] == {
         "policy": "manual", "runs": 1, "failures": 1, "estimate": 0.5, "deadline": 120.0,
         "last_error": "no config"}
@@ -498,7 +500,8 @@ def test_bad_host_message() -> None:
     assert gate.bad_host_message("h2", ProtocolError("x")) == [
         Log("warning", "dropped a bad message from host h2: x")]
     assert gate.counters == {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0,
-                             "errors": 0, "crashed": 0, "protocol_errors": 2}
+                             "errors": 0, "crashed": 0, "protocol_errors": 2,
+                             "rejected_poisoned": 0}
 
 
 # =========================================================================== fast calls
@@ -588,10 +591,10 @@ def test_late_replies_are_ignored() -> None:
 
 
 def test_replies_from_a_host_being_killed_are_ignored() -> None:
-    gate = serving(heartbeat_timeout=3.0)
+    gate = serving(heartbeat_timeout=3.0, fast_call_limit=3.0)
     (fwd,) = calls_to(gate.client_message(5.0, C, fast(3)))
     gate.host_message(5.0, "h1", Heartbeat(host_id="h1"))
-    assert gate.tick(8.5) == [KillHost("h1", "no heartbeat for 3s")]
+    assert gate.tick(8.5) == [KillHost("h1", "fast call 'calc' hung for more than 3s")]
     assert gate.host_message(8.6, "h1", Result(id=fwd.id, value=1)) == []
     assert gate.host_message(8.6, "h1", Heartbeat(host_id="h1")) == []
     assert gate.tick(20.0) == []  # no second kill
@@ -720,7 +723,7 @@ def test_retry_after_is_at_least_the_minimum() -> None:
 
 def test_every_counter() -> None:
     zero = {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
-            "crashed": 0, "protocol_errors": 0}
+            "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0}
     gate = serving(restart_limit=1)
     assert gate.counters == zero
     (fwd,) = calls_to(gate.client_message(5.0, C, fast(1)))
@@ -735,7 +738,8 @@ def test_every_counter() -> None:
     gate.bad_client_message(C, ProtocolError("x"))
     gate.bad_host_message("h1", ProtocolError("x"))
     gate.host_message(5.5, "h1", ErrorReply(id=None, code=ErrorCode.PROTOCOL))
-    assert gate.counters == {**zero, "served": 1, "errors": 3, "protocol_errors": 4}
+    assert gate.counters == {**zero, "served": 1, "errors": 3, "protocol_errors": 4,
+    "rejected_poisoned": 0}
     gate.client_message(5.6, C, Maintain(id=60))
     gate.client_message(5.7, C, fast(6))
     gate.client_message(5.7, C, fast(7))
@@ -748,15 +752,18 @@ def test_every_counter() -> None:
     gate.host_exited(6.0, "h1", "x")
     gate.client_message(6.1, C, fast(10))
     assert gate.counters == {"served": 1, "rejected_busy": 2, "rejected_unavailable": 1,
-                             "errors": 3, "crashed": 2, "protocol_errors": 4}
+                             "errors": 3, "crashed": 2, "protocol_errors": 4,
+                             "rejected_poisoned": 0}
     gate.host_exited(6.2, "h2", "x")  # the budget is spent: failed
     gate.client_message(6.3, C, fast(11))
     assert gate.counters == {"served": 1, "rejected_busy": 2, "rejected_unavailable": 1,
-                             "errors": 4, "crashed": 2, "protocol_errors": 4}
+                             "errors": 4, "crashed": 2, "protocol_errors": 4,
+                             "rejected_poisoned": 0}
     gate.shutdown(6.4)
     gate.client_message(6.5, C, fast(12))
     assert gate.counters == {"served": 1, "rejected_busy": 2, "rejected_unavailable": 2,
-                             "errors": 4, "crashed": 2, "protocol_errors": 4}
+                             "errors": 4, "crashed": 2, "protocol_errors": 4,
+                             "rejected_poisoned": 0}
 
 
 # =========================================================================== host death
@@ -987,7 +994,7 @@ def test_manual_maintain_exact_actions() -> None:
     assert gate.state is GateState.READY
     assert gate.last_maintenance == {"call": "read_config", "reason": "manual", "ok": True,
                                      "duration": 2.5, "ended_ago_from": 12.5, "hosts": 1,
-                                     "failed_hosts": 0}
+                                     "failed_hosts": 0, "halted": False}
 
 
 def test_manual_maintain_names_a_call_and_counts_hosts() -> None:
@@ -1090,14 +1097,16 @@ def test_a_rollout_goes_host_by_host_and_finishes_once() -> None:
                     ToHost("h2", Call(id=2, method="read_config"))]
     acts = gate.host_message(13.0, "h2", ErrorReply(id=2, code=ErrorCode.REMOTE_EXCEPTION,
                                                     message="bad"))
-    assert acts == [
-        Log("warning", "slow call 'read_config' failed on h2 after 2.00s: bad "
-                       "(keeping the previous state)"),
+    why = "slow call failed on h2 after 'read_config': bad"
+    assert acts == [  # in a pool, a failed slow call halts the round and retires the host
+        Log("error", f"host h2 is not fit to serve: {why}"), KillHost("h2", why),
+        Log("error", f"maintenance 'read_config' halted: {why}; 0 host(s) keep their "
+                     "state; retry in 30s"),
         Log("warning", "maintenance 'read_config' finished: 1 host(s) ok, 1 failed")]
     st = gate.status(14.0)
     assert st["last_maintenance"] == {"call": "read_config", "reason": "manual", "ok": False,
                                       "duration": 3.0, "ended_ago": 1.0, "hosts": 2,
-                                      "failed_hosts": 1}
+                                      "failed_hosts": 1, "halted": True}
     assert [h["generation"] for h in st["hosts"]] == [1, 0]
     assert [h["last_maintenance"] for h in st["hosts"]] == [
         {"call": "read_config", "reason": "manual", "ok": True, "duration": 1.0,
@@ -1329,7 +1338,7 @@ def test_status_of_a_serving_gate() -> None:
         "in_flight": 1,
         "route_away_after": 5.0,
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
-                     "crashed": 0, "protocol_errors": 0},
+                     "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
         "slow_calls": {"read_config": {"policy": "manual", "runs": 2, "failures": 0,
                                        "estimate": 2.0, "deadline": 120.0,
                                        "last_error": None}},
@@ -1344,7 +1353,7 @@ def test_status_with_no_host() -> None:
         "generation": 0, "restart_count": 0, "last_restart_reason": None,
         "failed_reason": None, "in_flight": 0, "route_away_after": 5.0,
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
-                     "crashed": 0, "protocol_errors": 0},
+                     "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
         "slow_calls": {}}
 
 
@@ -1368,7 +1377,8 @@ def test_status_during_a_rollout() -> None:
     assert st["state"] == "maintaining"
     assert st["maintenance"] == {"call": "read_config", "reason": "manual", "host": "h2",
                                  "elapsed": 0.5, "expected": 1.5}
-    assert st["rollout"] == {"call": "read_config", "reason": "manual", "round": 1,
+    assert st["rollout"] == {"state": "running", "call": "read_config",
+    "reason": "manual", "round": 1,
                              "done": ["h1"], "failed": [], "active": ["h2"], "pending": [],
                              "elapsed": 1.5}
     assert "last_maintenance" not in st

@@ -311,8 +311,13 @@ def hosts(*specs: tuple[str, HostState] | str, killed: tuple[str, ...] = ()
     return out
 
 
-def rollout(*pending: str) -> Rollout:
-    return Rollout("reload", "manual", 1, 0.0, list(pending))
+def rollout(*pending: str, done: bool = False) -> Rollout:
+    """A round over ``pending``; ``done``: past its canary (the first host already ran it
+    fine: ``pending[0]`` is moved to ``done``)."""
+    r = Rollout("reload", "manual", 1, 0.0, list(pending))
+    if done:
+        r.done.append(r.pending.pop(0))
+    return r
 
 
 def test_rollout_fields_and_defaults() -> None:
@@ -368,15 +373,25 @@ def test_max_maintaining_caps_the_active_hosts() -> None:
     assert r.take_next(pool, 1, 4) == ["h1"]
     assert r.take_next(pool, 1, 3) == []  # h1 still active
     r = rollout("h1", "h2", "h3", "h4")
-    assert r.take_next(pool, 2, 4) == ["h1", "h2"]
+    assert r.take_next(pool, 2, 4) == ["h1"]  # the canary runs alone
+    r.host_done("h1", True)
+    assert r.take_next(pool, 2, 4) == ["h2", "h3"]  # then up to max_maintaining
     assert r.take_next(pool, 2, 2) == []
-    assert r.pending == ["h3", "h4"] and r.active == ["h1", "h2"]
+    assert r.pending == ["h4"] and r.active == ["h2", "h3"]
+
+
+def test_the_canary_runs_alone_until_one_host_succeeded() -> None:
+    pool = hosts("h1", "h2", "h3")
+    r = rollout("h1", "h2", "h3")
+    assert r.take_next(pool, 3, 3) == ["h1"]
+    r.host_done("h1", False)  # a failed canary does not open the gate for more
+    assert r.take_next(pool, 3, 3) == ["h2"]
 
 
 def test_each_taken_host_leaves_the_rotation() -> None:
-    r = rollout("h1", "h2", "h3")
+    r = rollout("h0", "h1", "h2", "h3", done=True)
     assert r.take_next(hosts("h1", "h2", "h3"), 3, 3) == ["h1", "h2"]  # h3 keeps serving
-    r = rollout("h1", "h2", "h3")
+    r = rollout("h0", "h1", "h2", "h3", done=True)
     assert r.take_next(hosts("h1", "h2", "h3"), 5, 2) == ["h1"]
 
 
@@ -407,6 +422,7 @@ def test_host_done_moves_it_to_done_or_failed() -> None:
     r = rollout("h1", "h2", "h3")
     r.take_next(hosts("h1", "h2", "h3"), 2, 3)
     r.host_done("h1", True)
+    r.take_next(hosts("h1", "h2", "h3"), 1, 3)
     assert (r.pending, r.active, r.done, r.failed) == (["h3"], ["h2"], ["h1"], [])
     r.host_done("h2", False)
     assert (r.pending, r.active, r.done, r.failed) == (["h3"], [], ["h1"], ["h2"])

@@ -53,9 +53,10 @@ def test_host_record_defaults() -> None:
 def test_host_record_fields_in_order() -> None:
     assert [f.name for f in dataclasses.fields(HostRecord)] == [
         "host_id", "slot", "started", "last_heartbeat", "state", "pid", "calls", "slow",
-        "startup_queue", "generation", "epoch", "last_used", "killed", "last_maintenance"]
+        "startup_queue", "generation", "epoch", "last_used", "killed", "last_maintenance",
+        "left", "waiting"]
     assert [f.name for f in dataclasses.fields(FastCall)] == [
-        "route", "client_id", "method", "started"]
+        "route", "client_id", "method", "started", "args", "kwargs"]
     assert [f.name for f in dataclasses.fields(SlowRun)] == [
         "rid", "name", "started", "why", "startup"]
 
@@ -378,7 +379,8 @@ def test_rollout_view_copies_the_lists() -> None:
     rollout = Rollout("reload", "manual", 3, 10.0, ["h3"], active=["h2"], done=["h1"],
                       failed=["h4"])
     view = rollout_view(rollout, 12.34567)
-    assert view == {"call": "reload", "reason": "manual", "round": 3, "done": ["h1"],
+    assert view == {"state": "running", "call": "reload", "reason": "manual", "round": 3,
+                    "done": ["h1"],
                     "failed": ["h4"], "active": ["h2"], "pending": ["h3"], "elapsed": 2.346}
     for key in ("done", "failed", "active", "pending"):
         assert view[key] is not getattr(rollout, key)
@@ -407,7 +409,9 @@ def test_config_defaults() -> None:
         "policy": None, "policies": {}, "hosts": 1, "max_maintaining": 1,
         "route_away_after": None, "heartbeat_timeout": 3.0, "heartbeat_interval": 0.5,
         "fast_call_limit": 60.0, "slow_call_deadline": 120.0, "startup_timeout": 60.0,
-        "shutdown_timeout": 60.0, "restart_limit": 5, "restart_window": 60.0,
+        "shutdown_timeout": 60.0, "attached_busy_timeout": 30.0, "poison_kills": 2,
+        "poison_window": 600.0, "halt_backoff": 30.0, "halt_backoff_max": 900.0,
+        "restart_limit": 5, "restart_window": 60.0,
         "min_retry_after": 0.05, "fail_fast_on_first_start": True, "spawn": True}
 
 
@@ -416,7 +420,9 @@ def test_config_takes_every_field_by_name() -> None:
         "policy": "idle=1s", "policies": {"a": "manual"}, "hosts": 4, "max_maintaining": 2,
         "route_away_after": 2.5, "heartbeat_timeout": 7.0, "heartbeat_interval": 0.25,
         "fast_call_limit": 9.0, "slow_call_deadline": 11.0, "startup_timeout": 13.0,
-        "shutdown_timeout": 17.0, "restart_limit": 19, "restart_window": 23.0,
+        "shutdown_timeout": 17.0, "attached_busy_timeout": 29.0, "poison_kills": 3,
+        "poison_window": 31.0, "halt_backoff": 37.0, "halt_backoff_max": 41.0,
+        "restart_limit": 19, "restart_window": 23.0,
         "min_retry_after": 0.5, "fail_fast_on_first_start": False, "spawn": False}
     assert dataclasses.asdict(GateConfig(**values)) == values
 

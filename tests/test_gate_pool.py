@@ -174,12 +174,14 @@ def test_a_host_drains_its_calls_before_its_slow_call_starts() -> None:
 
 
 def test_max_maintaining_two_runs_two_hosts_at_once_but_keeps_one_serving() -> None:
-    p = Pool(3, max_maintaining=2)
+    p = Pool(4, max_maintaining=2)
     acts = p.feed(p.gate.client_message(3.0, C1, Maintain(id=1)))
+    ((canary, _),) = to_hosts(acts)  # the canary runs alone
+    acts = p.answer(canary, 3.5)  # fine: now two at a time, one host left serving
     assert len(to_hosts(acts)) == 2
-    (target, _), = to_hosts(p.call(3.1))
+    (target, _), = to_hosts(p.call(3.6))
     serving = [h.host_id for h in p.gate.pool if h.state is HostState.READY]
-    assert [target] == serving
+    assert len(serving) == 2 and target in serving
     p2 = Pool(2, max_maintaining=2)
     acts = p2.feed(p2.gate.client_message(3.0, C1, Maintain(id=1)))
     assert len(to_hosts(acts)) == 1  # never the last host in rotation
@@ -314,15 +316,110 @@ def test_maintenance_waits_while_the_other_host_is_restarting() -> None:
     assert maintaining == ["h1"] and ("h1", p.pending["h1"][-1]) in to_hosts(acts)
 
 
-def test_rollout_continues_past_a_failed_slow_call() -> None:
+def unfit(p: Pool, hid: str, now: float) -> list[Any]:
+    msg = p.pending[hid].pop(0)
+    return p.feed(p.gate.host_message(now, hid, ErrorReply(
+        id=msg.id, code=ErrorCode.UNFIT, message="verify failed after 'read_config': bad")))
+
+
+@pytest.mark.parametrize("how", ["error", "unfit"])
+def test_a_failing_canary_halts_the_round_and_is_replaced(how: str) -> None:
+    p = Pool(3, description=desc(policy="every=10s"))
+    p.feed(p.gate.client_message(3.0, C1, Maintain(id=1)))
+    acts = p.answer("h1", 4.0, ok=False) if how == "error" else unfit(p, "h1", 4.0)
+    assert [a.host_id for a in acts if isinstance(a, KillHost)] == ["h1"]
+    assert to_hosts(acts) == []  # h2 and h3 keep the state they have
+    st = p.gate.status(4.0)
+    assert st["rollout"]["state"] == "halted" and st["rollout"]["host"] == "h1"
+    assert st["rollout"]["untouched"] == ["h2", "h3"]
+    assert "read_config" in st["rollout"]["reason"] and st["rollout"]["retry_in"] == 30.0
+    assert st["last_maintenance"]["halted"] is True
+    assert p.gate.state is GateState.READY
+    for i in range(4):  # never routed to the unfit host
+        (target, _), = to_hosts(p.call(4.1, rid=i))
+        assert target in ("h2", "h3")
+        p.finish_all(target, 4.1)
+    acts = p.gate.host_exited(4.2, "h1", "killed by signal SIGKILL")
+    assert [a.slot for a in acts if isinstance(a, StartHost)] == [0]
+    assert p.gate.restart_count == 1
+    # the policy (every=10s) does not retry before the back-off (30 s)
+    for t in (15.0, 25.0, 33.9):
+        assert not [m for _, m in to_hosts(p.tick(t)) if m.method == "read_config"]
+    assert [m.method for _, m in to_hosts(p.tick(34.1))] == ["read_config"]
+
+
+def test_a_second_halt_doubles_the_back_off_and_success_clears_it() -> None:
     p = Pool(2)
     p.feed(p.gate.client_message(3.0, C1, Maintain(id=1)))
+    p.answer("h1", 4.0, ok=False)
+    p.gate.host_exited(4.1, "h1", "x")
+    p.feed(p.gate.host_message(4.5, "h3", Ready(host_id="h3", pid=9, adapter=p.desc,
+                                                fingerprint="fp")))
+    p.finish_all("h3", 5.0)
+    p.feed(p.gate.client_message(6.0, C1, Maintain(id=2)))  # an operator may retry at once
+    first = next(h.host_id for h in p.gate.pool if h.state is HostState.MAINTAINING)
+    p.answer(first, 7.0, ok=False)
+    assert p.gate.status(7.0)["rollout"]["retry_in"] == 60.0
+    other = next(h.host_id for h in p.gate.pool if h.killed is None)
+    p.feed(p.gate.client_message(8.0, C1, Maintain(id=3)))
+    p.answer(other, 9.0)
+    st = p.gate.status(9.0)
+    assert "rollout" not in st and st["last_maintenance"]["ok"] is True
+
+
+def test_one_host_whose_reload_fails_but_verifies_keeps_serving() -> None:
+    p = Pool(1)
+    p.feed(p.gate.client_message(3.0, C1, Maintain(id=1)))
     acts = p.answer("h1", 4.0, ok=False)
-    assert any(isinstance(a, Log) and "failed on h1" in a.text for a in acts)
-    p.answer("h2", 5.0)
-    st = p.gate.status(5.0)
-    assert st["last_maintenance"]["ok"] is False and st["last_maintenance"]["failed_hosts"] == 1
-    assert [h["generation"] for h in st["hosts"]] == [1, 2]
+    assert not [a for a in acts if isinstance(a, KillHost)]
+    assert any(isinstance(a, Log) and "verify passed" in a.text for a in acts)
+    assert to_hosts(p.call(4.1))  # served with its previous state
+    assert p.gate.state is GateState.READY
+
+
+def test_one_host_that_fails_verify_is_out_of_service_and_callers_learn_why() -> None:
+    p = Pool(1)
+    p.feed(p.gate.client_message(3.0, C1, Maintain(id=1)))
+    acts = unfit(p, "h1", 4.0)
+    assert [a.host_id for a in acts if isinstance(a, KillHost)] == ["h1"]
+    (reply,) = to_client(p.call(4.1))
+    assert reply.code is ErrorCode.UNAVAILABLE
+    assert "verify failed" in reply.message and "read_config" in reply.message
+
+
+def test_a_failing_start_up_slow_call_never_opens_the_host() -> None:
+    gate = Gate(GateConfig(hosts=2, heartbeat_timeout=1e9), parse_policy, now=0.0)
+    gate.start(0.0)
+    slow = {hid: to_hosts(gate.host_message(0.1, hid, Ready(host_id=hid, pid=1, adapter=desc(),
+                                                            fingerprint="fp")))[0][1]
+            for hid in ("h1", "h2")}
+    gate.host_message(0.5, "h2", Result(id=slow["h2"].id))
+    acts = gate.host_message(0.6, "h1", ErrorReply(id=slow["h1"].id,
+                                                   code=ErrorCode.REMOTE_EXCEPTION,
+                                                   message="ValueError: no offset"))
+    (kill,) = [a for a in acts if isinstance(a, KillHost)]
+    assert kill.reason == ("start-up slow call 'read_config' failed on h1: "
+                           "ValueError: no offset")
+    for i in range(3):
+        (target, _), = to_hosts(gate.client_message(1.0, C1, Call(id=i, method="calc")))
+        assert target == "h2"
+    st = gate.status(1.0)
+    assert st["last_restart_reason"] == kill.reason
+
+
+def test_a_failing_start_up_slow_call_at_first_start_stops_the_service() -> None:
+    gate = Gate(GateConfig(hosts=1, heartbeat_timeout=1e9), parse_policy, now=0.0)
+    gate.start(0.0)
+    ((_, slow),) = to_hosts(gate.host_message(0.1, "h1", Ready(host_id="h1", pid=1,
+                                                               adapter=desc(),
+                                                               fingerprint="fp")))
+    gate.host_message(0.5, "h1", ErrorReply(id=slow.id, code=ErrorCode.REMOTE_EXCEPTION,
+                                            message="ValueError: no offset"))
+    (stopped,) = [a for a in gate.host_exited(0.6, "h1", "killed by signal SIGKILL")
+                  if isinstance(a, Stopped)]
+    assert stopped.exit_code == 1
+    assert "start-up slow call 'read_config' failed on h1: ValueError: no offset" in (
+        stopped.reason)
 
 
 def test_host_dying_during_its_maintenance_is_replaced_and_the_rollout_goes_on() -> None:
@@ -491,3 +588,65 @@ def test_spawned_host_tearing_down_is_not_judged_by_heartbeats() -> None:
     p.gate.shutdown(5.0, "SIGTERM")
     assert not [a for a in p.gate.tick(30.0) if isinstance(a, KillHost)]
     assert [a for a in p.gate.tick(65.1) if isinstance(a, KillHost)]
+
+
+def test_a_host_that_said_goodbye_ok_is_replaced_without_charging_the_budget() -> None:
+    p = Pool(2, restart_limit=0)  # any failure would fail the service
+    p.gate.host_message(3.0, "h1", Goodbye(host_id="h1", ok=True))
+    acts = p.gate.host_exited(3.1, "h1", "exit code 0")
+    assert [a.slot for a in acts if isinstance(a, StartHost)] == [0]
+    assert p.gate.state is GateState.READY and p.gate.restart_count == 0
+    p.gate.host_message(4.0, "h2", Goodbye(host_id="h2", ok=False, message="teardown failed"))
+    p.gate.host_exited(4.1, "h2", "exit code 1")
+    assert p.gate.state is GateState.FAILED  # a failed goodbye is a failure
+
+
+def test_poisoned_call_is_quarantined_after_two_deaths_and_refused_at_once() -> None:
+    p = Pool(2, restart_limit=10)
+    bad = Call(id=1, method="calc", args=[666])
+    for n, now in ((1, 3.0), (2, 4.0)):
+        (hid, fwd), = to_hosts(p.feed(p.gate.client_message(now, C1, bad)))
+        acts = p.gate.host_exited(now + 0.1, hid, "killed by signal SIGABRT")
+        (reply,) = to_client(acts)
+        assert reply.code is ErrorCode.CRASHED
+        p.pending[hid].clear()
+        new = next(a.host_id for a in acts if isinstance(a, StartHost))
+        p.feed(p.gate.host_message(now + 0.2, new, Ready(host_id=new, pid=9, adapter=p.desc,
+                                                         fingerprint="fp")))
+        p.finish_all(new, now + 0.3)
+        assert any("quarantined" in a.text for a in acts if isinstance(a, Log)) is (n == 2)
+    acts = p.gate.client_message(5.0, C1, bad)
+    assert to_hosts(acts) == []
+    (reply,) = to_client(acts)
+    assert reply.code is ErrorCode.POISONED and "calc" in reply.message
+    assert to_hosts(p.call(5.1))  # the same method with other arguments still runs
+    ok = Call(id=2, method="calc", args=[667])
+    assert to_hosts(p.gate.client_message(5.2, C1, ok))
+    st = p.gate.status(6.0)
+    assert [q["method"] for q in st["quarantined"]] == ["calc"]
+    assert st["quarantined"][0]["kills"] == 2 and st["counters"]["rejected_poisoned"] == 1
+
+
+def test_deaths_outside_the_poison_window_do_not_quarantine() -> None:
+    p = Pool(1, restart_limit=10, poison_window=60.0)
+    bad = Call(id=1, method="calc", args=[666])
+    for now in (3.0, 70.0):
+        (hid, _), = to_hosts(p.feed(p.gate.client_message(now, C1, bad)))
+        acts = p.gate.host_exited(now + 0.1, hid, "signal")
+        new = next(a.host_id for a in acts if isinstance(a, StartHost))
+        p.feed(p.gate.host_message(now + 0.2, new, Ready(host_id=new, pid=9, adapter=p.desc,
+                                                         fingerprint="fp")))
+        p.finish_all(new, now + 0.3)
+    assert to_hosts(p.gate.client_message(80.0, C1, bad))
+
+
+def test_a_waiting_host_is_not_timed_out_and_shows_why() -> None:
+    gate = Gate(GateConfig(hosts=1, startup_timeout=5.0), parse_policy, now=0.0)
+    gate.start(0.0)
+    gate.host_message(1.0, "h1", Heartbeat(host_id="h1", busy_id=0))
+    assert gate.status(1.0)["hosts"][0]["state"] == "waiting"
+    assert not [a for a in gate.tick(30.0) if isinstance(a, KillHost)]
+    gate.host_message(31.0, "h1", Heartbeat(host_id="h1"))  # got the lock
+    assert gate.status(31.0)["hosts"][0]["state"] == "starting"
+    assert not [a for a in gate.tick(35.9) if isinstance(a, KillHost)]  # timed from 31 s
+    assert [a for a in gate.tick(36.1) if isinstance(a, KillHost)]

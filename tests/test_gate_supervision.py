@@ -64,9 +64,23 @@ def test_hung_fast_call_boundary_judged_by_the_oldest_call() -> None:
     assert problem(h, 120.0001) == "fast call 'call0' hung for more than 20s"
 
 
-def test_heartbeat_silence_is_named_before_a_hung_call() -> None:
+def test_a_spawned_host_in_a_call_is_not_judged_by_heartbeats() -> None:
+    """Inside the library (a GIL-holding call silences heartbeats): only the call's limit."""
     h = host(heartbeat=100.0, calls=(100.0,))
-    assert problem(h, 125.0) == "no heartbeat for 3s"
+    assert problem(h, 119.0) is None  # 19 s of silence, heartbeat timeout 3 s
+    assert problem(h, 125.0) == "fast call 'call0' hung for more than 20s"
+
+
+def test_an_attached_host_in_a_call_is_judged_by_the_separate_silence_timeout() -> None:
+    cfg = GateConfig(spawn=False, heartbeat_timeout=3.0, fast_call_limit=60.0,
+                     attached_busy_timeout=10.0)
+    h = host(heartbeat=100.0, calls=(100.0,))
+    assert liveness_problem(h, 110.0, cfg, 120.0, None) is None  # exactly the timeout
+    assert liveness_problem(h, 110.0001, cfg, 120.0, None) == (
+        "no heartbeat for 10s during a call (attached host)")
+    assert liveness_deadline(h, cfg, 120.0, None) == 110.0
+    h = host(heartbeat=100.0)  # idle: the ordinary heartbeat timeout
+    assert liveness_problem(h, 103.0001, cfg, 120.0, None) == "no heartbeat for 3s"
 
 
 def test_a_starting_host_is_judged_by_the_start_up_timeout_only() -> None:
@@ -133,8 +147,8 @@ def test_deadline_of_a_quiet_host_is_its_heartbeat_timeout() -> None:
     assert deadline(host(heartbeat=100.0)) == 103.0
 
 
-def test_deadline_of_a_host_with_calls_is_the_sooner_of_heartbeat_and_fast_call() -> None:
-    assert deadline(host(heartbeat=100.0, calls=(90.0,))) == 103.0  # heartbeat first
+def test_deadline_of_a_spawned_host_with_calls_is_its_oldest_calls_limit() -> None:
+    assert deadline(host(heartbeat=100.0, calls=(90.0,))) == 110.0  # not the heartbeat
     h = host(heartbeat=120.0, calls=(100.0, 110.0))
     assert deadline(h) == 120.0  # the oldest call reaches the fast-call limit first
 

@@ -37,6 +37,18 @@ class GateConfig:
     """From host start to ``ready`` (import + setup)."""
     shutdown_timeout: float = 60.0
     """From shutdown request to goodbye before the host is killed."""
+    attached_busy_timeout: float = 30.0
+    """An *attached* host running a fast call and silent this long is declared dead. (A
+    spawned host in a call is never judged by heartbeats: a library may hold the GIL; its
+    death is seen from its process exit, and the call by its own limit.)"""
+    poison_kills: int = 2
+    poison_window: float = 600.0
+    """A fast call (method and arguments) that killed hosts ``poison_kills`` times within
+    ``poison_window`` seconds is quarantined: refused at once with ``poisoned``."""
+    halt_backoff: float = 30.0
+    halt_backoff_max: float = 900.0
+    """After a maintenance round halted (its slow call or ``verify`` failed), the policy
+    may start the slow call again only after this back-off, doubling per halt."""
     restart_limit: int = 5
     """Host failures tolerated within ``restart_window``, counted across the whole pool."""
     restart_window: float = 60.0

@@ -23,8 +23,16 @@ from threadhost.gate.attach import Nudges, adoption_refused
 from threadhost.gate.config import GateConfig
 from threadhost.gate.maintenance import Rollout, Schedule
 from threadhost.gate.measure import Estimate
+from threadhost.gate.poison import Quarantine, call_key
 from threadhost.gate.pool import FastCall, HostRecord, Pool, SlowRun
-from threadhost.gate.report import ago, host_view, rollout_view, running_view, slow_calls_view
+from threadhost.gate.report import (
+    ago,
+    halted_view,
+    host_view,
+    rollout_view,
+    running_view,
+    slow_calls_view,
+)
 from threadhost.gate.routing import FastCallStats, is_stuck, pick, refusal
 from threadhost.gate.states import (
     SERVICE_TRANSITIONS,
@@ -106,6 +114,7 @@ class Gate:
             "errors": 0,
             "crashed": 0,
             "protocol_errors": 0,
+            "rejected_poisoned": 0,
         }
         self.last_maintenance: dict[str, Any] | None = None
         self._start_estimate = Estimate()  # measured host start (spawn/attach to ready)
@@ -113,6 +122,8 @@ class Gate:
         self._beat_at = now  # next broker -> host heartbeat
         self._nudges = Nudges(config.heartbeat_interval)  # answers to unknown hosts
         self._refused: set[str] = set()  # attached hosts refused (logged once)
+        self._quarantine = Quarantine(config.poison_kills, config.poison_window)
+        self._halted: dict[str, Any] | None = None  # the last halted maintenance round
         self._dirty = True
 
     # ------------------------------------------------------------------ read-only views
@@ -267,12 +278,20 @@ class Gate:
         if call.method not in self._fast:
             self.counters["errors"] += 1
             return [ToClient(route, self._unknown_call(call))]
+        if call.method in self._quarantine.methods and self._quarantine.is_poisoned(
+                key := call_key(call.method, call.args, call.kwargs)):
+            self.counters["rejected_poisoned"] += 1
+            q = self._quarantine.poisoned[key]
+            return [ToClient(route, ErrorReply(
+                call.id, ErrorCode.POISONED,
+                f"poisoned: this {call.method!r} call killed {q['kills']} hosts within "
+                f"{self._quarantine.window:g}s; refused until the service restarts"))]
         host = pick(self.pool.hosts.values(), now, self._fast_stats.route_away_after)
         if host is None:
             return [ToClient(route, self._refuse(now, call.id))]
         hid = self._next_id
         self._next_id = hid + 1
-        host.calls[hid] = FastCall(route, call.id, call.method, now)
+        host.calls[hid] = FastCall(route, call.id, call.method, now, call.args, call.kwargs)
         host.last_used = hid
         self._schedule.on_call(now)
         return [ToHost(host.host_id, Call(id=hid, method=call.method, args=call.args,
@@ -358,6 +377,11 @@ class Gate:
         if kind is Result or kind is ErrorReply:
             return self._host_answer(now, host, msg)
         if kind is Heartbeat:
+            if host.state is HostState.STARTING:  # busy_id 0 before ready: waiting for the
+                waiting = msg.busy_id == 0        # previous instance of its slot to exit
+                if host.waiting and not waiting:
+                    host.started = now  # its start (and start-up timeout) begins now
+                host.waiting = waiting
             return []
         if kind is Ready:
             return self._host_ready(now, host, msg)
@@ -496,6 +520,7 @@ class Gate:
                   "duration": round(duration, 6), "ended_ago_from": now}
         host.last_maintenance = record
         actions: list[Action] = []
+        unfit = not ok and getattr(msg, "code", None) is ErrorCode.UNFIT
         if ok:
             self.generation += 1
             host.generation += 1
@@ -503,26 +528,77 @@ class Gate:
                 host.epoch = self._rollout.round if self._rollout is not None else self._round
             actions.append(Log("info", f"slow call {slow.name!r} done on {host.host_id} "
                                        f"in {duration:.2f}s"))
-        else:
-            actions.append(Log("warning", f"slow call {slow.name!r} failed on {host.host_id} "
-                                          f"after {duration:.2f}s: {error} "
-                                          "(keeping the previous state)"))
         if host.state is HostState.STOPPING:
             pass  # shut down meanwhile: it only finishes what it runs
         elif slow.startup:
             self._schedule.last_slow_end = now  # min_gap counts from any slow call
-            actions.extend(self._next_startup(now, host))
+            if ok:
+                actions.extend(self._next_startup(now, host))
+            else:  # a start-up that fails is not ready: this host never gets a call
+                actions.extend(self._retire(host, f"start-up slow call {slow.name!r} failed "
+                                                  f"on {host.host_id}: {error}"))
         else:
+            actions.extend(self._maintenance_answered(now, host, slow, ok, unfit, error))
+        self._sync(now)
+        return actions
+
+    def _maintenance_answered(self, now: float, host: HostRecord, slow: SlowRun, ok: bool,
+                              unfit: bool, error: str | None) -> list[Action]:
+        """A maintenance slow call was answered. Fine: back in rotation, the round goes on.
+        ``verify`` failed (``unfit``): the host is replaced. Failed in a pool: the round
+        halts — the other hosts keep the state they have — and the host is replaced. Failed
+        with one host whose ``verify`` passed: it keeps serving its previous state."""
+        rollout = self._rollout
+        actions: list[Action] = []
+        alone = sum(1 for h in self.pool if h.killed is None) <= 1
+        if ok or (not unfit and alone):
+            if not ok:
+                actions.append(Log("warning", f"slow call {slow.name!r} failed on "
+                                              f"{host.host_id}: {error} (verify passed: "
+                                              "keeping the previous state)"))
             host.move(_READY)
-            rollout = self._rollout
             if rollout is not None:
                 rollout.host_done(host.host_id, ok)
                 actions.extend(self._advance_rollout(now))
-        self._sync(now)
+            return actions
+        what = "verify failed" if unfit else "slow call failed"
+        reason = f"{what} on {host.host_id} after {slow.name!r}: {error}"
+        actions.extend(self._retire(host, reason))
+        if rollout is not None:
+            actions.extend(self._halt(now, rollout, host.host_id, reason))
+        return actions
+
+    def _retire(self, host: HostRecord, reason: str) -> list[Action]:
+        """Take ``host`` out of service for good: killed, and replaced once it exited
+        (which counts against the restart budget)."""
+        host.killed = reason
+        self.last_restart_reason = reason
+        return [Log("error", f"host {host.host_id} is not fit to serve: {reason}"),
+                KillHost(host.host_id, reason)]
+
+    def _halt(self, now: float, rollout: Rollout, host_id: str, reason: str) -> list[Action]:
+        """Stop a maintenance round: hosts not yet maintained keep their state; the policy
+        may try again after a back-off."""
+        rollout.host_done(host_id, False)
+        untouched = list(rollout.pending)
+        rollout.pending.clear()
+        call = self._schedule.calls.get(rollout.name)
+        rollout.halted = reason
+        wait = self._schedule.hold(rollout.name, now, self.config.halt_backoff,
+                                   self.config.halt_backoff_max)
+        self._halted = {"state": "halted", "call": rollout.name, "host": host_id,
+                        "reason": reason, "untouched": untouched, "at": now,
+                        "retry_at": now + wait}
+        actions: list[Action] = [Log("error", f"maintenance {rollout.name!r} halted: {reason}; "
+                                              f"{len(untouched)} host(s) keep their state; "
+                                              f"retry in {wait:g}s")]
+        del call
+        actions.extend(self._advance_rollout(now))  # finishes it once no host is active
         return actions
 
     def _host_goodbye(self, now: float, host: HostRecord, msg: Goodbye) -> list[Action]:
         self._dirty = True
+        host.left = msg.ok
         if not self.config.spawn:  # an attached host's goodbye is its exit
             how = "said goodbye" if msg.ok else f"failed: {msg.message}"
             return self.host_exited(now, host.host_id, how)
@@ -566,6 +642,13 @@ class Gate:
             return actions
         reason = host.killed or f"host process exited ({how})"
         actions = [Log("error", f"host {host_id} died: {reason}")]
+        running = host.oldest_call()  # the fast call it was running, if any
+        if running is not None and self._quarantine.charge(
+                call_key(running.method, running.args, running.kwargs), running.method, now,
+                reason):
+            actions.append(Log("error", f"quarantined a {running.method!r} call: it killed "
+                                        f"{self._quarantine.kills} hosts within "
+                                        f"{self._quarantine.window:g}s"))
         actions.extend(self._fail_calls(
             host, ErrorCode.CRASHED, f"the host died during the call ({reason}); outcome unknown"))
         if self._failed:
@@ -595,7 +678,7 @@ class Gate:
         return actions
 
     def _replace(self, now: float, dead: HostRecord, reason: str) -> list[Action]:
-        if not self._budget.allow(now):
+        if not dead.left and not self._budget.allow(now):
             self._failed = True
             self._stop_exit_code = 1  # a failed service exits 1, however it is stopped
             self.failed_reason = self._budget.exhausted_reason(now, reason)
@@ -649,7 +732,10 @@ class Gate:
                 "call": rollout.name, "reason": rollout.reason, "ok": ok,
                 "duration": round(now - rollout.started, 6), "ended_ago_from": now,
                 "hosts": len(rollout.done) + len(rollout.failed),
-                "failed_hosts": len(rollout.failed)}
+                "failed_hosts": len(rollout.failed), "halted": rollout.halted is not None}
+            if ok:
+                self._halted = None
+                self._schedule.release(rollout.name)
             actions.append(Log("info" if ok else "warning",
                                f"maintenance {rollout.name!r} finished: {len(rollout.done)} "
                                f"host(s) ok, {len(rollout.failed)} failed"))
@@ -748,6 +834,10 @@ class Gate:
                 break
         if self._rollout is not None:
             out["rollout"] = rollout_view(self._rollout, now)
+        elif self._halted is not None:
+            out["rollout"] = halted_view(self._halted, now)
+        if self._quarantine.poisoned:
+            out["quarantined"] = self._quarantine.view(now)
         if self.last_maintenance is not None:
             out["last_maintenance"] = ago(self.last_maintenance, now)
         out["slow_calls"] = slow_calls_view(self._schedule.calls)

@@ -35,6 +35,9 @@ class SlowCall:
     startup: bool
     estimate: Estimate = field(default_factory=Estimate)
     last_end: float = float("-inf")
+    hold_until: float | None = None
+    """After a halted round: not due before this (back-off), whatever the policy says."""
+    halts: int = 0
     runs: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -103,6 +106,24 @@ class Schedule:
             total += call.estimate.value
         return total
 
+    def hold(self, name: str, now: float, base: float, cap: float) -> float:
+        """A round of ``name`` halted at ``now``: hold it back ``base`` seconds, doubled per
+        consecutive halt, at most ``cap``. Returns the wait."""
+        call = self.calls.get(name)
+        if call is None:
+            return 0.0
+        call.halts += 1
+        wait = min(cap, base * 2.0 ** (call.halts - 1))
+        call.hold_until = now + wait
+        return wait
+
+    def release(self, name: str) -> None:
+        """A round of ``name`` succeeded: no more back-off."""
+        call = self.calls.get(name)
+        if call is not None:
+            call.halts = 0
+            call.hold_until = None
+
     def start_policies(self, now: float) -> None:
         for call in self.calls.values():
             call.policy.start(now)
@@ -117,12 +138,18 @@ class Schedule:
         best: tuple[float, str, str] | None = None
         for name, call in self.calls.items():
             reason = call.policy.poll(now)
+            if call.hold_until is not None and now < call.hold_until:
+                continue  # backing off after a halted round
             if reason is not None and (best is None or (call.last_end, name) < best[:2]):
                 best = (call.last_end, name, reason)
         return None if best is None else (best[1], best[2])
 
     def next_wakeup(self, now: float) -> float | None:
-        times = [t for c in self.calls.values() if (t := c.policy.next_wakeup(now)) is not None]
+        times: list[float] = []
+        for c in self.calls.values():
+            t = c.policy.next_wakeup(now)
+            if t is not None:
+                times.append(t if c.hold_until is None else max(t, c.hold_until))
         return min(times) if times else None
 
 
@@ -138,6 +165,9 @@ class Rollout:
     active: list[str] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    halted: str | None = None
+    """Why the round stopped before every host ran the call (its slow call or verify
+    failed on a host), or None."""
 
     @property
     def finished(self) -> bool:
@@ -159,9 +189,11 @@ class Rollout:
         are dropped."""
         self.pending = [h for h in self.pending if h in hosts]
         taken: list[str] = []
-        live = len(hosts)
+        live = sum(1 for h in hosts.values() if h.killed is None)  # a host being killed is gone
+        # the canary: until one host has run the call fine, only one runs it at a time
+        limit = max_maintaining if self.done else 1
         for host_id in list(self.pending):
-            if len(self.active) >= max_maintaining:
+            if len(self.active) >= limit:
                 break
             host = hosts[host_id]
             if host.state is not HostState.READY or host.killed is not None:

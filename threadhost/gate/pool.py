@@ -28,6 +28,8 @@ class FastCall:
     client_id: int
     method: str
     started: float
+    args: Any = None
+    kwargs: Any = None
 
 
 @dataclass(slots=True)
@@ -58,6 +60,12 @@ class HostRecord:
     killed: str | None = None
     """Set once a kill (or, attached, a death verdict) was decided: the reason."""
     last_maintenance: dict[str, Any] | None = None
+    left: bool = False
+    """It said ``goodbye`` with ``ok``: its exit is a departure, not a failure (the restart
+    budget is not charged; it is still replaced)."""
+    waiting: bool = False
+    """Before ``ready``: it waits for the previous instance of its slot to exit (it says
+    so with heartbeats whose ``busy_id`` is 0); no start-up timeout meanwhile."""
 
     def move(self, new: HostState) -> None:
         """Change state through the host transition table (raises on an illegal move)."""

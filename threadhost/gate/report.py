@@ -11,7 +11,8 @@ from threadhost.gate.pool import HostRecord
 from threadhost.gate.routing import is_stuck
 from threadhost.gate.states import HostState
 
-__all__ = ["ago", "host_view", "rollout_view", "running_view", "slow_calls_view"]
+__all__ = ["ago", "halted_view", "host_view", "rollout_view", "running_view",
+           "slow_calls_view"]
 
 
 def ago(record: Mapping[str, Any] | None, now: float) -> dict[str, Any] | None:
@@ -29,6 +30,8 @@ def host_view(host: HostRecord, now: float, route_away_after: float, restarts: i
     state = host.state.value
     if host.state is HostState.READY and is_stuck(host, now, route_away_after):
         state = "stuck"
+    elif host.state is HostState.STARTING and host.waiting:
+        state = "waiting"  # for the previous instance of its slot to exit
     return {"id": host.host_id, "pid": host.pid, "state": state,
             "generation": host.generation, "in_flight": len(host.calls),
             "restarts": restarts, "last_maintenance": ago(host.last_maintenance, now)}
@@ -48,10 +51,21 @@ def running_view(host: HostRecord, now: float, calls: Mapping[str, SlowCall]
 
 
 def rollout_view(rollout: Rollout, now: float) -> dict[str, Any]:
-    return {"call": rollout.name, "reason": rollout.reason, "round": rollout.round,
+    """A maintenance round in progress."""
+    return {"state": "running", "call": rollout.name, "reason": rollout.reason,
+            "round": rollout.round,
             "done": list(rollout.done), "failed": list(rollout.failed),
             "active": list(rollout.active), "pending": list(rollout.pending),
             "elapsed": round(now - rollout.started, 3)}
+
+
+def halted_view(halted: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The last round that halted: which call, on which host, why, and when the policy may
+    try again (``retry_in`` seconds, 0 once it may)."""
+    out = {k: v for k, v in halted.items() if k not in ("at", "retry_at")}
+    out["ago"] = round(now - halted["at"], 3)
+    out["retry_in"] = round(max(0.0, halted["retry_at"] - now), 3)
+    return out
 
 
 def slow_calls_view(calls: Mapping[str, SlowCall]) -> dict[str, Any]:

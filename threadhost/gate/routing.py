@@ -5,8 +5,9 @@
   state is from the newest maintenance round (``epoch``: a client that has seen the new
   configuration should not meet the old one while a host with the new one is free), then
   the one whose oldest call in flight started last (a long call may be about to get its
-  host stuck), then the one used least recently. A host never gets a second call while another host in
-  rotation has none, so nothing waits in a host's queue that another host could run now.
+  host stuck), then the one used least recently. A host never gets a second call while
+  another host in rotation has none, so nothing waits in a host's queue that another host
+  could run now.
 * A host is *stuck* when its oldest fast call has run longer than the route-away time;
   it leaves the rotation until that call ends (:class:`FastCallStats` derives the time from
   measured durations when ``--route-away-after`` is not given).

@@ -2,11 +2,14 @@
 
 * :func:`liveness_problem` — the verdict on one host at ``now``: a reason to declare it
   dead, or None. A host that has not said ``ready`` is judged by the start-up timeout; a
-  host running a slow call by that call's deadline only (a library holding the GIL may
-  silence its heartbeats: it is busy, not dead); otherwise by heartbeat silence and by its
-  oldest fast call against the fast-call limit. While stopping, by the shutdown deadline
-  (and, for an attached host outside a slow call, by heartbeat silence: no process exit will
-  tell that it vanished).
+  host running a call by that call's limit only — a slow call's deadline, a fast call's
+  ``fast_call_limit`` — since a library holding the GIL silences its heartbeats: it is
+  inside the library, not dead, and a spawned host's death is seen from its process exit
+  (an attached host, which has no process to watch, by a separate, longer silence,
+  ``attached_busy_timeout``). Heartbeat silence alone kills only an idle host. A host
+  waiting for its slot's previous instance to exit is not timed out. While stopping, by the
+  shutdown deadline (and, for an attached host outside a slow call, by heartbeat silence: no
+  process exit will tell that it vanished).
 * :func:`liveness_deadline` — when that verdict could next change (the shell's wake-up).
 * :class:`RestartBudget` — Erlang-style intensity: at most ``limit`` host failures within
   ``window`` seconds, counted across the whole pool; one more and the service gives up.
@@ -42,7 +45,7 @@ def liveness_problem(
             return f"no heartbeat for {config.heartbeat_timeout:g}s while stopping"
         return None
     if host.state is HostState.STARTING:
-        if now - host.started > config.startup_timeout:
+        if not host.waiting and now - host.started > config.startup_timeout:
             return f"not ready within the start-up timeout ({config.startup_timeout:g}s)"
         return None
     slow = host.slow
@@ -50,11 +53,17 @@ def liveness_problem(
         if now - slow.started > slow_deadline:
             return f"slow call {slow.name!r} ran past its deadline ({slow_deadline:g}s)"
         return None  # heartbeats may stop while a GIL-holding slow call runs
+    oldest = host.oldest_call()
+    if oldest is not None:  # inside the library: judged by the call's own limit
+        if now - oldest.started > config.fast_call_limit:
+            return (f"fast call {oldest.method!r} hung for more than "
+                    f"{config.fast_call_limit:g}s")
+        if not config.spawn and now - host.last_heartbeat > config.attached_busy_timeout:
+            return (f"no heartbeat for {config.attached_busy_timeout:g}s during a call "
+                    "(attached host)")
+        return None
     if now - host.last_heartbeat > config.heartbeat_timeout:
         return f"no heartbeat for {config.heartbeat_timeout:g}s"
-    oldest = host.oldest_call()
-    if oldest is not None and now - oldest.started > config.fast_call_limit:
-        return f"fast call {oldest.method!r} hung for more than {config.fast_call_limit:g}s"
     return None
 
 
@@ -70,11 +79,13 @@ def liveness_deadline(
         return host.started + config.startup_timeout
     if host.slow is not None:
         return host.slow.started + slow_deadline
-    due = host.last_heartbeat + config.heartbeat_timeout
     oldest = host.oldest_call()
     if oldest is not None:
-        due = min(due, oldest.started + config.fast_call_limit)
-    return due
+        due = oldest.started + config.fast_call_limit
+        if not config.spawn:
+            due = min(due, host.last_heartbeat + config.attached_busy_timeout)
+        return due
+    return host.last_heartbeat + config.heartbeat_timeout
 
 
 class RestartBudget:

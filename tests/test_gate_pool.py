@@ -605,7 +605,7 @@ def test_poisoned_call_is_quarantined_after_two_deaths_and_refused_at_once() -> 
     p = Pool(2, restart_limit=10)
     bad = Call(id=1, method="calc", args=[666])
     for n, now in ((1, 3.0), (2, 4.0)):
-        (hid, fwd), = to_hosts(p.feed(p.gate.client_message(now, C1, bad)))
+        (hid, _), = to_hosts(p.feed(p.gate.client_message(now, C1, bad)))
         acts = p.gate.host_exited(now + 0.1, hid, "killed by signal SIGABRT")
         (reply,) = to_client(acts)
         assert reply.code is ErrorCode.CRASHED

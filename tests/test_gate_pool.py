@@ -650,3 +650,16 @@ def test_a_waiting_host_is_not_timed_out_and_shows_why() -> None:
     assert gate.status(31.0)["hosts"][0]["state"] == "starting"
     assert not [a for a in gate.tick(35.9) if isinstance(a, KillHost)]  # timed from 31 s
     assert [a for a in gate.tick(36.1) if isinstance(a, KillHost)]
+
+
+def test_an_attached_host_whose_start_up_fails_is_told_to_stop_and_forgotten() -> None:
+    gate = attach_gate(hosts=None)
+    ((_, slow),) = to_hosts(gate.host_message(0.1, "a", Ready(host_id="a", pid=1, adapter=desc(),
+                                                              fingerprint="fp")))
+    acts = gate.host_message(0.5, "a", ErrorReply(id=slow.id, code=ErrorCode.REMOTE_EXCEPTION,
+                                                  message="no config"))
+    assert ("a", Shutdown(reason="not fit to serve: start-up slow call 'read_config' failed "
+                                 "on a: no config")) in to_hosts(acts)
+    assert len(gate.pool) == 0 and not any(isinstance(a, KillHost) for a in acts)
+    (reply,) = to_client(gate.client_message(0.6, C1, Call(id=1, method="calc")))
+    assert reply.code is ErrorCode.BUSY  # never ready yet: "the service is starting"

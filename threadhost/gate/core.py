@@ -535,7 +535,7 @@ class Gate:
             if ok:
                 actions.extend(self._next_startup(now, host))
             else:  # a start-up that fails is not ready: this host never gets a call
-                actions.extend(self._retire(host, f"start-up slow call {slow.name!r} failed "
+                actions.extend(self._retire(now, host, f"start-up slow call {slow.name!r} failed "
                                                   f"on {host.host_id}: {error}"))
         else:
             actions.extend(self._maintenance_answered(now, host, slow, ok, unfit, error))
@@ -563,18 +563,23 @@ class Gate:
             return actions
         what = "verify failed" if unfit else "slow call failed"
         reason = f"{what} on {host.host_id} after {slow.name!r}: {error}"
-        actions.extend(self._retire(host, reason))
+        actions.extend(self._retire(now, host, reason))
         if rollout is not None:
             actions.extend(self._halt(now, rollout, host.host_id, reason))
         return actions
 
-    def _retire(self, host: HostRecord, reason: str) -> list[Action]:
+    def _retire(self, now: float, host: HostRecord, reason: str) -> list[Action]:
         """Take ``host`` out of service for good: killed, and replaced once it exited
         (which counts against the restart budget)."""
         host.killed = reason
         self.last_restart_reason = reason
-        return [Log("error", f"host {host.host_id} is not fit to serve: {reason}"),
-                KillHost(host.host_id, reason)]
+        actions: list[Action] = [Log("error", f"host {host.host_id} is not fit to serve: "
+                                              f"{reason}")]
+        if self.config.spawn:
+            return [*actions, KillHost(host.host_id, reason)]
+        # attached: not ours to kill; ask it to stop, and it is gone for us now
+        actions.append(ToHost(host.host_id, Shutdown(reason=f"not fit to serve: {reason}")))
+        return [*actions, *self.host_exited(now, host.host_id, reason)]
 
     def _halt(self, now: float, rollout: Rollout, host_id: str, reason: str) -> list[Action]:
         """Stop a maintenance round: hosts not yet maintained keep their state; the policy

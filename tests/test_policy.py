@@ -779,6 +779,265 @@ def test_every_term_is_a_policy() -> None:
     assert issubclass(CompositePolicy, Policy)
 
 
+# --------------------------------------------------------------------------- edges
+# Behaviour pinned after `make mutate` (docs/testing.md) showed that no test noticed a change.
+
+
+class _BarePolicy(Policy):
+    def next_wakeup(self, now: float) -> float | None:
+        return None
+
+    def poll(self, now: float) -> str | None:
+        return None
+
+
+def test_policy_base_class_defaults_and_reprs() -> None:
+    p = _BarePolicy()
+    assert p.term == ""
+    assert repr(p) == "<_BarePolicy ''>"
+    p.start(0.0)  # the optional hooks are no-ops
+    p.on_call(1.0)
+    p.on_slow_started(2.0)
+    p.on_slow_finished(3.0)
+    assert repr(IdlePolicy(10.0)) == "<IdlePolicy 'idle=10s'>"
+    assert ManualPolicy().term == "manual"
+    composite = parse_policy("idle=10s | stale=5m")
+    assert composite.term == composite.spec == "idle=10s | stale=5m"
+    assert repr(composite) == "<CompositePolicy 'idle=10s | stale=5m'>"
+    assert composite.waiting is None
+
+
+def test_format_duration_days_and_one_second() -> None:
+    assert format_duration(86400) == "1d"
+    assert format_duration(172800) == "2d"
+    assert format_duration(1) == "1s"
+
+
+@pytest.mark.parametrize("cls", [StalePolicy, EveryPolicy])
+def test_countdown_not_due_before_start_nor_while_slow_call_runs(
+    cls: type[StalePolicy] | type[EveryPolicy],
+) -> None:
+    p = cls(5.0)
+    assert p.next_wakeup(100.0) is None
+    assert p.poll(100.0) is None
+    p.start(0.0)
+    p.on_slow_started(5.0)
+    assert p.next_wakeup(50.0) is None
+    assert p.poll(50.0) is None
+    p.on_slow_finished(50.0)
+    assert p.next_wakeup(50.0) == 55.0
+
+
+def test_every_default_has_no_jitter_and_jitter_draws_from_zero() -> None:
+    p = EveryPolicy(60.0)
+    assert (p.term, p.jitter) == ("every=1m", 0.0)
+    p.start(100.0)
+    assert p.next_wakeup(100.0) == 160.0
+    p = EveryPolicy(60.0, jitter=10.0, rng=random.Random(1))
+    p.start(100.0)
+    draw = random.Random(1).uniform(0.0, 10.0)
+    assert p.next_wakeup(100.0) == pytest.approx(100.0 + 60.0 + draw)
+
+
+def test_every_zero_jitter_is_accepted() -> None:
+    (term,) = parse_policy("every=10m~0s").terms
+    assert isinstance(term, EveryPolicy)
+    assert (term.term, term.jitter) == ("every=10m", 0.0)
+
+
+def test_idle_not_due_before_start_even_with_calls() -> None:
+    p = IdlePolicy(10.0)
+    p.on_call(1.0)
+    assert p.next_wakeup(100.0) is None
+    assert p.poll(100.0) is None
+
+
+def test_idle_slow_call_finished_before_start_leaves_it_disarmed() -> None:
+    p = IdlePolicy(10.0)
+    p.on_slow_finished(5.0)
+    assert p.next_wakeup(5.0) is None
+    assert p.poll(100.0) is None
+
+
+def test_idle_start_again_disarms_it_and_ends_an_unfinished_slow_call() -> None:
+    """The gate starts the policies again when a new host is ready (after a crash): it has
+    just run the start-up slow call, perhaps without an on_slow_finished for the old one."""
+    p = IdlePolicy(10.0)
+    p.start(0.0)
+    p.on_call(5.0)
+    p.start(8.0)  # restarted: the configuration was just read again
+    assert p.poll(100.0) is None
+    p.on_slow_started(110.0)
+    p.start(120.0)  # the host died during that slow call
+    p.on_call(121.0)
+    assert p.next_wakeup(121.0) == 131.0
+    assert p.poll(131.0) == "idle 10s"
+
+
+def test_cron_not_started_is_never_due() -> None:
+    p = CronPolicy("0 3 * * *", wall_clock=FakeWall(utc(2024, 1, 1, 3, 0, 0)), tz=UTC)
+    assert p.next_wakeup(0.0) is None
+    assert p.poll(0.0) is None
+
+
+def test_cron_slow_call_start_time_is_used_once() -> None:
+    wall = FakeWall(utc(2024, 1, 1, 2, 59, 50))
+    p = CronPolicy("0 3 * * *", wall_clock=wall, tz=UTC)
+    p.start(0.0)
+    p.on_slow_started(0.0)  # 02:59:50
+    wall.now = 20.0
+    p.on_slow_finished(20.0)  # 03:00:10: 03:00 passed while it ran
+    assert p.poll(20.0) == "cron 0 3 * * *"
+    wall.now = 30.0
+    p.on_slow_finished(30.0)  # a finish the policy saw no start of: counts from now
+    assert p.poll(30.0) is None
+    assert p.next_wakeup(30.0) == pytest.approx(30.0 + 86400.0 - 20.0)  # 03:00:20 -> tomorrow
+
+
+def test_cron_finish_without_start_counts_from_now() -> None:
+    wall = FakeWall(utc(2024, 1, 1, 2, 59, 0))
+    p = CronPolicy("0 3 * * *", wall_clock=wall, tz=UTC)
+    p.start(0.0)
+    wall.now = 120.0  # 03:01
+    p.on_slow_finished(120.0)
+    assert p.poll(120.0) is None
+    assert p.next_wakeup(120.0) == pytest.approx(120.0 + 86400.0 - 60.0)
+
+
+def test_file_policy_not_started_reads_nothing() -> None:
+    files = FakeFiles({PATH: b"v1"})
+    p = FilePolicy(PATH, read_file=files)
+    assert p.next_wakeup(5.0) is None
+    assert p.poll(5.0) is None
+    assert files.reads == 0
+
+
+def test_file_missing_read_drops_a_pending_candidate() -> None:
+    files = FakeFiles({PATH: b"v1"})
+    p = FilePolicy(PATH, read_file=files)
+    p.start(0.0)
+    files.content[PATH] = b"v2"
+    assert p.poll(0.5) is None  # a candidate, seen once
+    files.content[PATH] = None
+    assert p.poll(1.0) is None  # missing: the candidate is dropped
+    files.content[PATH] = b"v2"
+    assert p.poll(1.5) is None  # v2 again: a new candidate that must settle again
+    assert p.poll(2.0) == f"file {PATH} changed"
+
+
+def test_file_revert_to_baseline_drops_the_candidate() -> None:
+    files = FakeFiles({PATH: b"v1"})
+    p = FilePolicy(PATH, read_file=files)
+    p.start(0.0)
+    files.content[PATH] = b"v2"
+    assert p.poll(0.5) is None
+    files.content[PATH] = b"v1"
+    assert p.poll(1.0) is None  # back to the baseline
+    files.content[PATH] = b"v2"
+    assert p.poll(1.5) is None  # v2 again: must settle again
+    assert p.poll(2.0) == f"file {PATH} changed"
+
+
+def test_file_short_debounce_confirms_before_the_next_regular_read() -> None:
+    files = FakeFiles({PATH: b"v1"})
+    p = FilePolicy(PATH, debounce=0.25, poll_interval=1.0, read_file=files)
+    p.start(0.0)
+    files.content[PATH] = b"v2"
+    assert p.poll(1.0) is None
+    assert p.next_wakeup(1.0) == 1.25  # not 2.0, the next regular read
+    assert p.poll(1.25) == f"file {PATH} changed"
+
+
+def test_file_unsettled_candidate_is_forgotten_when_a_slow_call_starts() -> None:
+    files = FakeFiles({PATH: b"v1"})
+    p = FilePolicy(PATH, read_file=files)
+    p.start(0.0)
+    files.content[PATH] = b"v2"
+    assert p.poll(0.5) is None  # unsettled when the slow call starts: it may have read half
+    p.on_slow_started(0.6)
+    p.on_slow_finished(5.0)
+    assert p.poll(5.0) is None  # the same v2, seen anew: it must settle again
+    assert p.poll(5.5) == f"file {PATH} changed"
+
+
+def test_file_start_again_after_an_unfinished_slow_call_reads_again() -> None:
+    files = FakeFiles({PATH: b"v1"})
+    p = FilePolicy(PATH, read_file=files)
+    p.start(0.0)
+    p.on_slow_started(1.0)
+    p.start(2.0)  # a new host is ready; the old one died during the slow call
+    files.content[PATH] = b"v2"
+    assert p.next_wakeup(2.0) == 2.5
+    assert p.poll(2.5) is None
+    assert p.poll(3.0) == f"file {PATH} changed"
+
+
+def test_parse_file_expands_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    (term,) = parse_policy("file=~/mylib.conf").terms
+    assert isinstance(term, FilePolicy)
+    assert term.path == "/home/someone/mylib.conf"
+
+
+def test_composite_lazy_start_by_poll() -> None:
+    p = parse_policy("stale=5s")
+    assert p.poll(100.0) is None
+    assert p.poll(105.0) == "stale 5s"
+
+
+def test_composite_next_wakeup_skips_terms_without_one() -> None:
+    p = parse_policy("stale=5m | idle=10s")  # idle has none until a call
+    p.start(0.0)
+    assert p.next_wakeup(0.0) == 300.0
+
+
+def test_composite_is_quiet_while_slow_call_runs_even_for_cron() -> None:
+    """A cron term keeps its fire time during a slow call; the composite holds it back."""
+    wall = FakeWall(utc(2024, 1, 1, 2, 59, 50))
+    p = parse_policy("cron=0 3 * * *", wall_clock=wall, tz=UTC)
+    p.start(0.0)
+    p.on_slow_started(0.0)  # e.g. threadhost maintain at 02:59:50
+    wall.now = 30.0  # 03:00:20, still running
+    assert p.next_wakeup(30.0) is None
+    assert p.poll(30.0) is None
+    p.on_slow_finished(30.0)
+    assert p.poll(30.0) == "cron 0 3 * * *"
+
+
+def test_composite_waiting_only_for_a_due_trigger() -> None:
+    p = parse_policy("stale=5s | min_gap=30s")
+    p.start(0.0)
+    p.on_slow_started(1.0)
+    p.on_slow_finished(2.0)
+    assert p.poll(3.0) is None
+    assert p.waiting is None  # inside the gap, but nothing is due
+
+
+def test_composite_waiting_cleared_by_slow_call_and_by_start() -> None:
+    p = parse_policy("stale=5s | min_gap=30s")
+    p.start(0.0)
+    p.on_slow_started(1.0)
+    p.on_slow_finished(2.0)
+    assert p.poll(7.0) is None
+    assert p.waiting is not None
+    p.on_slow_started(8.0)  # a manual slow call
+    assert p.waiting is None
+    p.on_slow_finished(9.0)
+    assert p.poll(14.0) is None
+    assert p.waiting is not None
+    p.start(15.0)  # a new host is ready
+    assert p.waiting is None
+
+
+def test_composite_start_again_ends_an_unfinished_slow_call() -> None:
+    p = parse_policy("stale=5s")
+    p.start(0.0)
+    p.on_slow_started(1.0)
+    p.start(10.0)  # the host died during the slow call; a new one is ready
+    assert p.next_wakeup(10.0) == 15.0
+    assert p.poll(15.0) == "stale 5s"
+
+
 # --------------------------------------------------------------------------- docs
 
 

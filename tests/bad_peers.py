@@ -15,7 +15,9 @@
     ``silent-on-garbage`` (drops malformed client messages), ``ignores-version`` (reads any
     version as 1), ``no-liveness`` (never declares a host dead), ``no-broker-heartbeat``
     (never sends hosts heartbeats), ``maintain-all`` (a maintenance round takes every host
-    out of rotation at once).
+    out of rotation at once), ``serves-bad-start`` (opens a host whose start-up slow call
+    failed), ``no-quarantine`` (never quarantines a poison call), ``no-halt`` (a maintenance
+    round goes on after an unfit canary).
 
 :func:`echo_router` (in-process): a ROUTER that sends every message back.
 """
@@ -293,6 +295,30 @@ def _patch_broker(flaw: str) -> None:
             return taken
 
         GM.Rollout.take_next = take_all  # type: ignore[method-assign]
+    elif flaw == "serves-bad-start":
+        from threadhost.gate import core as GC
+        from threadhost.wire import Result
+
+        finished = GC.Gate._slow_finished
+
+        def open_anyway(self: Any, now: float, host: Any, slow: Any, msg: Any) -> Any:
+            if slow.startup and isinstance(msg, ErrorReply):
+                msg = Result(id=msg.id)  # as if the failed start-up had worked
+            return finished(self, now, host, slow, msg)
+
+        GC.Gate._slow_finished = open_anyway  # type: ignore[method-assign]
+    elif flaw == "no-quarantine":
+        from threadhost.gate import poison as GP
+
+        GP.Quarantine.charge = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    elif flaw == "no-halt":
+        from threadhost.gate import core as GC
+
+        def go_on(self: Any, now: float, rollout: Any, host_id: str, reason: str) -> Any:
+            rollout.host_done(host_id, False)
+            return self._advance_rollout(now)
+
+        GC.Gate._halt = go_on  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown broker flaw {flaw!r}")
 

@@ -227,6 +227,9 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
         ("no-broker-heartbeat", ["gate.broker-heartbeat", "gate.stranger-heartbeat"],
          {"gate.broker-heartbeat": "R52"}),
         ("maintain-all", ["gate.pool"], {"gate.pool": "R53"}),
+        ("serves-bad-start", ["gate.startup-failure"], {"gate.startup-failure": "R55"}),
+        ("no-quarantine", ["gate.poison"], {"gate.poison": "R57"}),
+        ("no-halt", ["gate.canary"], {"gate.canary": "R56"}),
     ],
 )
 def test_wrong_brokers_fail_the_right_requirement(flaw: str, select: list[str],

@@ -54,6 +54,7 @@ from threadhost.protocol import (
     Pong,
     Ready,
     Result,
+    Shutdown,
     Status,
     StatusReply,
     encode,
@@ -1267,6 +1268,142 @@ def _pool(s: BrokerSession) -> str:
     finally:
         for h in (a, b):
             with contextlib.suppress(Exception):  # leave cleanly: not failures of the pool
+                h.send(Goodbye(host_id=h.host_id, ok=True, message="leaving"))
+            h.close()
+        s.sleep(1.5 * s.heartbeat_timeout + 0.5)
+
+
+# --------------------------------------------------------------------------- bad states
+
+
+def _shutdown_within(s: BrokerSession, host: FakeHost, within: float) -> bool:
+    got: list[Message] = []
+
+    def arrived() -> bool:
+        got.extend(m for m in host.drain() if isinstance(m, Shutdown))
+        return bool(got)
+
+    return s.wait(arrived, within)
+
+
+@check("gate.startup-failure", "R55",
+       "a host whose start-up slow call fails is never in rotation, and is given up",
+       needs_backend=True, budget=lambda s: 6 * s.timeout + 2.0)
+def _startup_failure(s: BrokerSession) -> str:
+    host = s._attach(30)
+    try:
+        startup = s._adopt(host)
+        host.send(ErrorReply(id=startup.id, code=ErrorCode.REMOTE_EXCEPTION,
+                             message="the kit's start-up fails"))
+        told = _shutdown_within(s, host, s.timeout)
+        c = s.client()
+        for _ in range(3):
+            rid = s.rid()
+            msg = s.ask(Call(id=rid, method="echo", args=[rid]), c)
+            if isinstance(msg, Result):
+                raise CheckFailed("a call was answered with a result by a host whose start-up "
+                                  "slow call failed")
+        forwarded = host.calls_within(s.quiet)
+        if forwarded:
+            raise CheckFailed(f"{len(forwarded)} call(s) were forwarded to a host whose "
+                              f"start-up slow call failed")
+        if not told:
+            raise CheckFailed("the attached host whose start-up failed was not sent shutdown")
+        return "not in rotation; sent shutdown"
+    finally:
+        host.close()
+
+
+@check("gate.poison", "R57",
+       "a call that killed hosts twice is refused with 'poisoned', never forwarded",
+       needs_backend=True,
+       budget=lambda s: s.slow_deadline + 4 * s.heartbeat_timeout + 14 * s.timeout)
+def _poison(s: BrokerSession) -> str:
+    first = s.crash()  # echo(424242) was in flight when host 3 exited: one death
+    if first.reply is None:
+        raise CheckSkipped("needs gate.crashed to pass first")
+    rid = 424242
+    host = s._attach(31)
+    try:
+        s._open(host, s._adopt(host))
+        c = s.client()
+        c.send(encode(Call(id=s.rid(), method="echo", args=[rid])), s.left(s.timeout))
+        if host.next_call(s.timeout) is None:
+            raise CheckFailed("the gate is open but a call was not forwarded to the host")
+        host.send(Goodbye(host_id=host.host_id, ok=False, code=ErrorCode.ADAPTER,
+                          message="the kit's host dies again"))
+        s.sleep(0.3)
+    finally:
+        host.close()
+    host = s._attach(32)
+    try:
+        s._open(host, s._adopt(host))
+        host.drain()
+        msg = s.ask(Call(id=s.rid(), method="echo", args=[rid]))
+        if not (isinstance(msg, ErrorReply) and msg.code is ErrorCode.POISONED):
+            raise CheckFailed(f"the call that killed two hosts got {describe_msg(msg)}, "
+                              f"expected error(code=poisoned)")
+        if host.calls_within(s.quiet):
+            raise CheckFailed("the poisoned call was forwarded")
+        other = s.rid()
+        c = s.client()
+        c.send(encode(Call(id=other, method="echo", args=[rid + 1])), s.left(s.timeout))
+        fwd = host.next_call(s.timeout)
+        if fwd is None:
+            raise CheckFailed("a call with other arguments was not forwarded")
+        host.send(Result(id=fwd.id, value=rid + 1))
+        return "poisoned at once; other arguments still served"
+    finally:
+        with contextlib.suppress(Exception):
+            host.send(Goodbye(host_id=host.host_id, ok=True, message="leaving"))
+        host.close()
+        s.sleep(1.5 * s.heartbeat_timeout + 0.5)
+
+
+@check("gate.canary", "R56",
+       "with two hosts, a slow call answered 'unfit' stops the round and retires the host",
+       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
+def _canary(s: BrokerSession) -> str:
+    a, b = s._attach(40), s._attach(41)
+    try:
+        s._open(a, s._adopt(a))
+        b.drain()
+        b.send(Ready(host_id=b.host_id, pid=os.getpid(), adapter=fake_adapter(s.slow_deadline),
+                     fingerprint=FAKE_FINGERPRINT))
+        startup = b.next_call(s.timeout)
+        if startup is None:
+            raise CheckSkipped("the broker did not adopt a second host of a replicable "
+                               "adapter (one host per broker, or --hosts 1)")
+        b.send(Result(id=startup.id))
+        s.sleep(0.2)
+        reply = s.ask(Maintain(id=s.rid(), method="reload"))
+        if not isinstance(reply, MaintainReply) or not reply.started:
+            raise CheckFailed(f"maintain: {describe_msg(reply)}")
+        reloads = _calls_on(s, (a, b), s.timeout)
+        if len(reloads) != 1:
+            raise CheckFailed(f"after maintain, {len(reloads)} reload call(s); expected one")
+        canary, call = reloads[0]
+        other = b if canary is a else a
+        canary.send(ErrorReply(id=call.id, code=ErrorCode.UNFIT,
+                               message="verify failed after 'reload': the kit says so"))
+        if other.calls_within(s.quiet + 0.5):
+            raise CheckFailed("the round went on to the next host after the canary was unfit")
+        if not _shutdown_within(s, canary, s.timeout):
+            raise CheckFailed("the unfit host was not sent shutdown (attach mode)")
+        c = s.client()
+        for _ in range(3):
+            rid = s.rid()
+            c.send(encode(Call(id=rid, method="echo", args=[rid])), s.left(s.timeout))
+            fwd = other.next_call(s.timeout)
+            if fwd is None:
+                raise CheckFailed("a call was not forwarded to the host that kept its state")
+            other.send(Result(id=fwd.id, value=rid))
+        if canary.calls_within(s.quiet):
+            raise CheckFailed("a call was forwarded to the unfit host")
+        return "round halted after the unfit canary; the other host kept serving"
+    finally:
+        for h in (a, b):
+            with contextlib.suppress(Exception):
                 h.send(Goodbye(host_id=h.host_id, ok=True, message="leaving"))
             h.close()
         s.sleep(1.5 * s.heartbeat_timeout + 0.5)

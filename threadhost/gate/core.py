@@ -563,9 +563,9 @@ class Gate:
             return actions
         what = "verify failed" if unfit else "slow call failed"
         reason = f"{what} on {host.host_id} after {slow.name!r}: {error}"
-        actions.extend(self._retire(now, host, reason))
-        if rollout is not None:
+        if rollout is not None:  # first: nothing may go on to the next host
             actions.extend(self._halt(now, rollout, host.host_id, reason))
+        actions.extend(self._retire(now, host, reason))
         return actions
 
     def _retire(self, now: float, host: HostRecord, reason: str) -> list[Action]:
@@ -577,7 +577,9 @@ class Gate:
                                               f"{reason}")]
         if self.config.spawn:
             return [*actions, KillHost(host.host_id, reason)]
-        # attached: not ours to kill; ask it to stop, and it is gone for us now
+        # attached: not ours to kill; ask it to stop, and it is gone for us now (a departure
+        # we asked for: the restart budget, which is about deaths, is not charged)
+        host.left = True
         actions.append(ToHost(host.host_id, Shutdown(reason=f"not fit to serve: {reason}")))
         return [*actions, *self.host_exited(now, host.host_id, reason)]
 

@@ -18,10 +18,10 @@ demo: setup
 	$(PY) examples/demo.py
 
 lint: setup
-	$(PY) -m ruff check threadhost examples tests benchmarks
+	$(PY) -m ruff check threadhost examples tests benchmarks tools
 
 typecheck: setup
-	$(PY) -m mypy threadhost examples
+	$(PY) -m mypy threadhost examples tools
 
 test: setup lint typecheck
 	$(PY) -m pytest

@@ -33,6 +33,12 @@ class GilHog(Adapter):
         """The host's pid."""
         return os.getpid()
 
+    @fast
+    def hog_fast(self, seconds: float) -> float:
+        """A fast call that holds the GIL for ``seconds`` (heartbeats stop meanwhile)."""
+        _libc.usleep(int(seconds * 1_000_000))
+        return seconds
+
 
 class Misbehaving(Adapter):
     """Fast calls that crash, hang or take a while."""

@@ -155,6 +155,22 @@ def test_gil_holding_slow_call_judged_by_its_deadline(service_factory: Any,
     assert call_until_ok(lib, "pid") != pid
 
 
+@pytest.mark.timeout(60)
+def test_gil_holding_fast_call_completes_and_is_answered(service_factory: Any,
+                                                        tmp_path: Path) -> None:
+    """Inside the library is not dead: a 10 s fast call holding the GIL silences every
+    heartbeat of its host, far past a 1 s heartbeat timeout, and is still answered."""
+    svc: Service = service_factory("--heartbeat-timeout", "1s",
+                                   target="tests.adapters_reliability:GilHog",
+                                   policy="manual", env={"GILHOG_FILE": str(tmp_path / "x")})
+    svc.wait_state("ready")
+    lib = svc.client(timeout=40.0)
+    pid = lib.pid()
+    assert lib.hog_fast(10.0) == 10.0
+    st = svc.status()
+    assert st["restart_count"] == 0 and st["host_pid"] == pid and st["counters"]["crashed"] == 0
+
+
 def test_hung_fast_call_gets_host_killed_and_restarted(service_factory: Any) -> None:
     svc: Service = service_factory("--fast-call-limit", "1s", target=MISBEHAVING)
     svc.wait_state("ready")

@@ -449,3 +449,101 @@ def test_host_done_of_an_active_host(ok: bool) -> None:
     r.host_done("h1", ok)
     assert r.active == [] and r.pending == ["h2"]
     assert (r.done, r.failed) == ((["h1"], []) if ok else ([], ["h1"]))
+
+
+# =========================================================================== back-off after a halt
+
+
+def test_a_new_slow_call_is_not_held() -> None:
+    call = SlowCall("reload", Fake(), "manual", 30.0, False)
+    assert (call.hold_until, call.halts) == (None, 0)
+
+
+def test_hold_doubles_per_halt_up_to_the_cap() -> None:
+    sched = schedule_of(a=Fake())
+    assert sched.hold("a", 100.0, 30.0, 100.0) == 30.0
+    assert (sched.calls["a"].halts, sched.calls["a"].hold_until) == (1, 130.0)
+    assert sched.hold("a", 200.0, 30.0, 100.0) == 60.0
+    assert sched.calls["a"].hold_until == 260.0
+    assert sched.hold("a", 300.0, 30.0, 100.0) == 100.0  # 120, capped
+    assert sched.hold("a", 400.0, 30.0, 100.0) == 100.0
+    assert (sched.calls["a"].halts, sched.calls["a"].hold_until) == (4, 500.0)
+    assert sched.hold("ghost", 1.0, 30.0, 100.0) == 0.0
+
+
+def test_release_ends_the_back_off() -> None:
+    sched = schedule_of(a=Fake())
+    sched.hold("a", 100.0, 30.0, 100.0)
+    sched.hold("a", 100.0, 30.0, 100.0)
+    sched.release("a")
+    assert (sched.calls["a"].halts, sched.calls["a"].hold_until) == (0, None)
+    assert sched.hold("a", 200.0, 30.0, 100.0) == 30.0  # counts from the start again
+    sched.release("ghost")  # no error
+
+
+def test_a_held_call_is_not_due_until_the_hold_ends_but_is_still_polled() -> None:
+    log: list[tuple[str, str, float]] = []
+    sched = schedule_of(a=Fake("ra", log=log, name="a"), b=Fake(None, log=log, name="b"))
+    sched.calls["a"].hold_until = 50.0
+    assert sched.due(49.999) is None
+    assert log == [("a", "poll", 49.999), ("b", "poll", 49.999)]
+    assert sched.due(50.0) == ("a", "ra")
+
+
+def test_a_held_call_leaves_the_others_due() -> None:
+    sched = schedule_of(a=Fake("ra"), b=Fake("rb"))
+    sched.calls["a"].hold_until = 50.0
+    sched.calls["b"].last_end = 10.0  # a waited longer, but it is held
+    assert sched.due(20.0) == ("b", "rb")
+
+
+def test_next_wakeup_of_a_held_call_is_not_before_its_hold_ends() -> None:
+    sched = schedule_of(a=Fake(wakeup=30.0))
+    sched.calls["a"].hold_until = 50.0
+    assert sched.next_wakeup(0.0) == 50.0
+    sched.calls["a"].hold_until = 20.0
+    assert sched.next_wakeup(0.0) == 30.0
+    sched = schedule_of(a=Fake(wakeup=None))
+    sched.calls["a"].hold_until = 50.0
+    assert sched.next_wakeup(0.0) is None
+    sched = schedule_of(a=Fake(wakeup=70.0), b=Fake(wakeup=40.0))
+    sched.calls["b"].hold_until = 80.0
+    assert sched.next_wakeup(0.0) == 70.0
+
+
+def test_a_new_round_is_not_halted() -> None:
+    assert rollout("h1").halted is None
+
+
+# =========================================================================== canary, stuck hosts
+
+
+def test_the_canary_limit_holds_until_a_host_is_done() -> None:
+    pool = hosts("h1", "h2", "h3", "h4")
+    r = rollout("h1", "h2", "h3", "h4")
+    assert r.take_next(pool, 3, 4) == ["h1"]
+    assert r.take_next(pool, 3, 3) == []  # the canary runs alone
+    r.host_done("h1", True)
+    assert r.take_next(pool, 3, 4) == ["h2", "h3", "h4"]  # h1 is back and serves
+
+
+def test_a_stuck_host_may_be_taken_without_another_to_cover_for_it() -> None:
+    pool = hosts("h1", "h2")
+    r = rollout("h1", "h2")
+    # h1 is stuck (serves nobody): taking it leaves h2 in rotation, in_rotation stays 1
+    assert r.take_next(pool, 1, 1, frozenset({"h1"})) == ["h1"]
+    r = rollout("h0", "h1", "h2", "h3", done=True)
+    pool = hosts("h1", "h2", "h3")
+    assert r.take_next(pool, 3, 1, frozenset({"h1", "h2"})) == ["h1", "h2"]
+    assert r.pending == ["h3"]  # the last serving host stays
+
+
+def test_a_serving_host_is_not_taken_when_only_stuck_ones_remain() -> None:
+    r = rollout("h1", "h2")
+    assert r.take_next(hosts("h1", "h2"), 1, 1, frozenset({"h2"})) == []
+
+
+def test_a_host_being_killed_is_not_live() -> None:
+    # h2 is being killed: h1 is the only live host, so it is taken though nobody covers
+    r = rollout("h1")
+    assert r.take_next(hosts("h1", "h2", killed=("h2",)), 1, 1) == ["h1"]

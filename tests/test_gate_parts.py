@@ -16,8 +16,16 @@ from threadhost.gate.attach import Nudges, adoption_refused
 from threadhost.gate.config import GateConfig
 from threadhost.gate.maintenance import Rollout, SlowCall
 from threadhost.gate.measure import EWMA_WEIGHT, Estimate
+from threadhost.gate.poison import Quarantine, call_key
 from threadhost.gate.pool import FastCall, HostRecord, Pool, SlowRun
-from threadhost.gate.report import ago, host_view, rollout_view, running_view, slow_calls_view
+from threadhost.gate.report import (
+    ago,
+    halted_view,
+    host_view,
+    rollout_view,
+    running_view,
+    slow_calls_view,
+)
 from threadhost.gate.states import HostState
 from threadhost.policy import parse_policy
 
@@ -500,3 +508,110 @@ def test_action_fields() -> None:
 def test_action_alias_names_every_action() -> None:
     assert actions_module.Action.__args__ == (  # type: ignore[attr-defined]
         ToClient, ToHost, StartHost, KillHost, Log, Stopped)
+
+
+def test_host_record_new_defaults() -> None:
+    host = record()
+    assert host.left is False and host.waiting is False
+    call = FastCall(R, 1, "calc", 0.0)
+    assert call.args is None and call.kwargs is None
+
+
+def test_a_waiting_host_is_shown_waiting_only_before_ready() -> None:
+    host = record(waiting=True)
+    assert host_view(host, 1.0, 5.0, 0)["state"] == "waiting"
+    host.waiting = False
+    assert host_view(host, 1.0, 5.0, 0)["state"] == "starting"
+    ready = record(state=HostState.READY, waiting=True)
+    assert host_view(ready, 1.0, 5.0, 0)["state"] == "ready"
+
+
+def test_halted_view() -> None:
+    halted = {"state": "halted", "call": "reload", "host": "h2", "reason": "verify failed",
+              "untouched": ["h3"], "at": 10.0, "retry_at": 40.0}
+    assert halted_view(halted, 12.34567) == {
+        "state": "halted", "call": "reload", "host": "h2", "reason": "verify failed",
+        "untouched": ["h3"], "ago": 2.346, "retry_in": 27.654}
+    assert halted_view(halted, 40.0)["retry_in"] == 0.0
+    assert halted_view(halted, 50.0)["retry_in"] == 0.0  # never negative
+    assert halted_view(halted, 39.99)["retry_in"] == 0.01
+    assert "at" in halted and "retry_at" in halted  # not changed
+
+
+# =========================================================================== poison
+
+
+def test_call_key_names_the_method_and_a_short_digest() -> None:
+    key = call_key("calc", [1, 2], {"k": 3})
+    method, _, digest = key.partition(":")
+    assert method == "calc" and len(digest) == 16
+    int(digest, 16)  # hex
+    assert call_key("calc", [1, 2], {"k": 3}) == key  # stable
+
+
+def test_call_key_depends_on_method_args_and_kwargs() -> None:
+    base = call_key("calc", [1], {"a": 1})
+    assert call_key("calc2", [1], {"a": 1}).split(":")[1] != base.split(":")[1]
+    assert call_key("calc", [2], {"a": 1}) != base
+    assert call_key("calc", [1], {"a": 2}) != base
+    assert call_key("calc", [1], {"b": 1}) != base
+    assert call_key("calc", [1], {}) != base
+    assert call_key("calc", [], {"a": 1}) != base
+
+
+def test_call_key_normalises_containers_and_order() -> None:
+    assert call_key("f", (1, 2), {}) == call_key("f", [1, 2], {})
+    assert call_key("f", None, None) == call_key("f", [], {})
+    assert call_key("f", [], {"a": 1, "b": 2}) == call_key("f", [], {"b": 2, "a": 1})
+    assert call_key("f", [object], {}) == call_key("f", [repr(object)], {})  # by repr
+
+
+def test_quarantine_poisons_a_call_after_its_kills_within_the_window() -> None:
+    q = Quarantine()
+    assert (q.kills, q.window) == (2, 600.0)
+    assert (q.poisoned, q.methods) == ({}, frozenset())
+    assert q.charge("calc:1", "calc", 100.0, "first death") is False
+    assert q.is_poisoned("calc:1") is False
+    assert q.charge("calc:1", "calc", 150.0, "host process exited (signal 11)") is True
+    assert q.is_poisoned("calc:1") is True
+    assert q.poisoned == {"calc:1": {"method": "calc", "kills": 2, "since": 150.0,
+                                     "last_death": "host process exited (signal 11)"}}
+    assert q.methods == frozenset({"calc"})
+    assert "calc:1" not in q._deaths
+    assert q.charge("calc:1", "calc", 160.0, "again") is False  # already poisoned
+    assert q.poisoned["calc:1"]["kills"] == 2
+
+
+def test_quarantine_window_boundary() -> None:
+    q = Quarantine(2, 600.0)
+    q.charge("k", "m", 0.0, "a")
+    assert q.charge("k", "m", 600.0, "b") is False  # the first is exactly a window old
+    assert q.charge("k", "m", 1199.999, "c") is True
+    q = Quarantine(2, 600.0)
+    q.charge("k", "m", 0.0, "a")
+    assert q.charge("k", "m", 599.999, "b") is True
+
+
+def test_quarantine_counts_each_call_on_its_own() -> None:
+    q = Quarantine(3, 10.0)
+    for t in (1.0, 2.0):
+        assert q.charge("a", "m", t, "x") is False
+        assert q.charge("b", "n", t, "x") is False
+    assert q.charge("a", "m", 3.0, "x") is True
+    assert q.is_poisoned("b") is False and q.methods == frozenset({"m"})
+    assert q.charge("b", "n", 4.0, "y") is True
+    assert q.methods == frozenset({"m", "n"})
+    assert q.poisoned["b"]["kills"] == 3
+
+
+def test_a_quarantine_of_one_kill() -> None:
+    q = Quarantine(1, 5.0)
+    assert q.charge("k", "m", 7.0, "x") is True
+
+
+def test_quarantine_view() -> None:
+    q = Quarantine(1, 5.0)
+    q.charge("calc:ab", "calc", 10.0, "signal 9")
+    assert q.view(12.34567) == [{"call": "calc:ab", "method": "calc", "kills": 1,
+                                 "since": 2.346, "last_death": "signal 9"}]
+    assert Quarantine().view(1.0) == []

@@ -424,3 +424,17 @@ def test_module_exports() -> None:
                                        "ROUTE_AWAY_INITIAL", "FastCallStats", "Refusal",
                                        "is_stuck", "pick", "refusal"])
     assert routing.Refusal == tuple[str, str, float | None]
+
+
+def test_among_equals_the_host_whose_oldest_call_started_last_wins() -> None:
+    early = host("h1", calls=[5.0], last_used=1)
+    late = host("h2", calls=[7.0], last_used=9)
+    assert pick([early, late], 8.0, 5.0) is late
+    assert pick([late, early], 8.0, 5.0) is late
+    # a newer epoch still comes first
+    newer = host("h3", calls=[5.0], epoch=1, last_used=20)
+    assert pick([early, late, newer], 8.0, 5.0) is newer
+    # same start: least recently used
+    a = host("h4", calls=[6.0], last_used=5)
+    b = host("h5", calls=[6.0], last_used=4)
+    assert pick([a, b], 8.0, 5.0) is b

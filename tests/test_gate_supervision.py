@@ -280,3 +280,25 @@ def test_deadline_of_an_attached_host_while_stopping() -> None:
     assert deadline(h, stop_deadline=200.0) == 200.0  # spawned: the deadline only
     busy = host(heartbeat=100.0, slow_started=100.0)
     assert deadline(busy, stop_deadline=200.0, config=ATTACHED) == 200.0
+
+
+def test_a_host_waiting_for_its_slot_is_not_timed_out() -> None:
+    h = host(HostState.STARTING, started=100.0, heartbeat=0.0)
+    h.waiting = True
+    assert problem(h, 10_000.0) is None
+    h.waiting = False
+    assert problem(h, 140.0001) == "not ready within the start-up timeout (40s)"
+
+
+def test_an_attached_host_in_a_call_meets_the_sooner_of_its_two_limits() -> None:
+    cfg = GateConfig(spawn=False, heartbeat_timeout=3.0, fast_call_limit=5.0,
+                     attached_busy_timeout=10.0)
+    h = host(heartbeat=100.0, calls=(100.0,))
+    assert liveness_deadline(h, cfg, 120.0, None) == 105.0
+    assert liveness_problem(h, 105.0001, cfg, 120.0, None) == (
+        "fast call 'call0' hung for more than 5s")
+    h = host(heartbeat=90.0, calls=(100.0,))
+    assert liveness_deadline(h, cfg, 120.0, None) == 100.0
+    assert liveness_problem(h, 100.0, cfg, 120.0, None) is None
+    assert liveness_problem(h, 100.5, cfg, 120.0, None) == (
+        "no heartbeat for 10s during a call (attached host)")

@@ -1,14 +1,15 @@
 """A faithful stand-in for ``mylib``, the licensed thread-hostile library of the seed story.
 
-Four functions, as the vendor ships them::
+Five functions, as the vendor ships them::
 
     init()        initialise; the calling thread becomes the library's thread
     readConfig()  read and apply the configuration; takes up to 30 s
     calc(x)       x + offset, per the configuration
+    state()       what is in force: configured yet?, from which file, which keys it set
     uninit()      uninitialise
 
 Hostile like the real thing: calling any of them from a thread other than the one that
-called ``init()``, calling ``readConfig``/``calc``/``uninit`` before ``init`` or after
+called ``init()``, calling ``readConfig``/``calc``/``state``/``uninit`` before ``init`` or after
 ``uninit``, calling ``init`` twice, or passing ``calc`` something that is not an ``int``
 *kills the process* with :func:`os.abort` (SIGABRT) after one line on stderr naming the
 violation. No Python exception is raised: nothing can catch it, just as with the C library.
@@ -31,6 +32,12 @@ next ``readConfig``. A missing file raises ``FileNotFoundError``; invalid TOML, 
 keys or wrong value types raise ``ValueError``; either way the old configuration stays in
 force (a failed reload keeps the old config). ``calc`` before the first ``readConfig`` uses
 the defaults (offset 1).
+
+Like many vendor libraries, mylib checks types, not meaning: a key left out of the file
+silently takes its default, and any integer ``offset`` is applied, negative or huge.
+``state()`` tells what is in force — whether a ``readConfig`` completed since ``init``, the
+file it came from and the keys that file set — so that a caller can judge it (the adapter's
+``verify`` does, see ``examples/mylib_adapter.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from typing import Any, NoReturn
 
-__all__ = ["Config", "calc", "init", "readConfig", "uninit"]
+__all__ = ["Config", "State", "calc", "init", "readConfig", "state", "uninit"]
 
 CONFIG_ENV = "MYLIB_CONFIG"
 
@@ -59,9 +66,20 @@ class Config:
     abort_in_read: bool = False
 
 
+@dataclass(frozen=True)
+class State:
+    """What :func:`state` reports: the configuration in force and where it came from."""
+
+    configured: bool  # a readConfig() completed since init()
+    source: str | None  # the file it was read from; None: built-in defaults (no $MYLIB_CONFIG)
+    keys: frozenset[str]  # the keys that file set; the others took their defaults
+    config: Config
+
+
 _owner: int | None = None  # ident of the thread that called init(); None when not initialised
 _was_uninitialised = False
 _config = Config()
+_state = State(False, None, frozenset(), _config)
 
 
 def _die(message: str) -> NoReturn:
@@ -91,8 +109,9 @@ def _number(data: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def _load(path: str) -> Config:
-    """Parse and check the configuration file; raises ValueError/OSError, changes nothing."""
+def _load(path: str) -> tuple[Config, frozenset[str]]:
+    """Parse and check the configuration file: the configuration and the keys the file set.
+    Raises ValueError/OSError and changes nothing when the file is unreadable or mistyped."""
     with open(path, "rb") as f:
         try:
             data = tomllib.load(f)
@@ -112,13 +131,14 @@ def _load(path: str) -> Config:
     abort_in_read = data.get("abort_in_read", defaults.abort_in_read)
     if type(abort_in_read) is not bool:
         raise ValueError(f"{path}: abort_in_read must be true or false, got {abort_in_read!r}")
-    return replace(
+    config = replace(
         defaults,
         offset=offset,
         read_min_seconds=low,
         read_max_seconds=high,
         abort_in_read=abort_in_read,
     )
+    return config, frozenset(data)
 
 
 def init() -> None:
@@ -126,7 +146,7 @@ def init() -> None:
 
     The configuration starts again from the defaults.
     """
-    global _owner, _config
+    global _owner, _config, _state
     if _owner is not None:
         if threading.get_ident() != _owner:
             _die(
@@ -136,18 +156,20 @@ def init() -> None:
         _die("init() called twice without uninit()")
     _owner = threading.get_ident()
     _config = Config()
+    _state = State(False, None, frozenset(), _config)
 
 
 def readConfig() -> None:
     """Read ``$MYLIB_CONFIG`` and apply it after a random delay (up to 30 s by default)."""
-    global _config
+    global _config, _state
     _enter("readConfig")
     path = os.environ.get(CONFIG_ENV) or None
-    new = Config() if path is None else _load(path)
+    new, keys = (Config(), frozenset[str]()) if path is None else _load(path)
     time.sleep(random.uniform(new.read_min_seconds, new.read_max_seconds))
     if new.abort_in_read:
         _die("readConfig() crashed (abort_in_read = true)")
     _config = new
+    _state = State(True, path, keys, new)
 
 
 def calc(x: int) -> int:
@@ -156,6 +178,13 @@ def calc(x: int) -> int:
     if type(x) is not int:
         _die(f"calc() got {type(x).__name__} {x!r}, expected int")
     return x + _config.offset
+
+
+def state() -> State:
+    """What is in force: whether a ``readConfig`` completed since ``init``, the file it read
+    and the keys that file set, and the configuration itself."""
+    _enter("state")
+    return _state
 
 
 def uninit() -> None:

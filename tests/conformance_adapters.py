@@ -1,11 +1,12 @@
-"""Adapters for tests/test_conformance.py and tests/test_host_broker_heartbeat.py."""
+"""Adapters for tests/test_conformance.py, tests/test_host_broker_heartbeat.py and
+tests/test_verify.py."""
 
 from __future__ import annotations
 
 import os
 import time
 
-from threadhost.adapter import Adapter, fast
+from threadhost.adapter import Adapter, fast, slow
 
 
 class Big(Adapter):
@@ -27,3 +28,41 @@ class SlowSetup(Adapter):
     @fast
     def echo(self, x: int) -> int:
         return x
+
+
+class Unfit(Adapter):
+    """``verify`` fails on demand (R54). ``reload`` (slow) takes the next outcome from
+    ``$UNFIT_RELOADS`` (comma-separated, default ``bad``; later reloads: ``ok``):
+
+    * ``ok``: the state is good;  ``bad``: the state is bad (``verify`` fails);
+    * ``raise``: ``reload`` raises and the state stays as it was;
+    * ``raise-bad``: the state turns bad and ``reload`` raises.
+
+    ``$UNFIT_STARTUP=1``: the state is bad from the start (``verify`` fails before ready).
+    ``echo(x)`` returns x; ``reloads()`` the number of reloads run."""
+
+    def __init__(self) -> None:
+        self.bad = os.environ.get("UNFIT_STARTUP") == "1"
+        self.outcomes = [o.strip() for o in os.environ.get("UNFIT_RELOADS", "bad").split(",")]
+        self.count = 0
+
+    def verify(self) -> None:
+        if self.bad:
+            raise RuntimeError(f"bad state after {self.count} reloads")
+
+    @slow
+    def reload(self) -> None:
+        outcome = self.outcomes[self.count] if self.count < len(self.outcomes) else "ok"
+        self.count += 1
+        if outcome in ("ok", "bad", "raise-bad"):
+            self.bad = outcome != "ok"
+        if outcome.startswith("raise"):
+            raise OSError(f"reload {self.count} failed")
+
+    @fast
+    def echo(self, x: int) -> int:
+        return x
+
+    @fast
+    def reloads(self) -> int:
+        return self.count

@@ -9,9 +9,10 @@ to see that the host announces itself again to a new broker (R51).
 
 The kit never runs library code of its own accord: a fast call is made only with
 ``--probe NAME:JSON_ARGS`` and a slow call only with ``--slow NAME``; checks that need them
-are skipped otherwise. Arguments that do not fit (``bad_arguments``) and undeclared names
-(``unknown_call``) must be refused by the host before any library code runs. The last
-check sends ``shutdown``.
+are skipped otherwise. When the slow call leaves the instance unfit (the adapter's
+``verify`` failed, R54), the probe is made again and must be refused with ``unfit``.
+Arguments that do not fit (``bad_arguments``) and undeclared names (``unknown_call``) must
+be refused by the host before any library code runs. The last check sends ``shutdown``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class HostSession(Session):
         self.beats: list[_Beat] = []
         self.announcements: list[tuple[float, Ready]] = []  # ready on the heartbeat socket
         self.others: list[str] = []
+        self.slow_answer: Message | None = None  # the answer to the --slow call, once made
         self._id = 100
 
     def rid(self) -> int:
@@ -609,6 +611,7 @@ def _slow_call(s: HostSession) -> str:
     s.send(Call(id=rid, method=s.slow))
     got = s.await_answer(rid, s.slow_timeout)
     t1 = time.monotonic()
+    s.slow_answer = got
     if got is None:
         raise CheckFailed(f"slow call {s.slow!r} not answered within {s.slow_timeout:g}s "
                           f"(--slow-timeout)")
@@ -636,6 +639,48 @@ def _slow_call(s: HostSession) -> str:
         raise CheckFailed(f"after {s.slow} ended, heartbeats still carry a busy_id")
     return (f"{s.slow} took {t1 - t0:.2f}s; {len(busy)} heartbeats with busy_id={rid}, "
             f"longest gap {gap:.2f}s")
+
+
+@check("host.verify", "R54",
+       "a slow call that leaves the instance unfit is answered unfit, and fast calls refused "
+       "(--slow, --probe)",
+       budget=lambda s: s.slow_timeout + 3 * s.timeout)
+def _verify(s: HostSession) -> str:
+    ready = s.ready()
+    if s.slow is None:
+        raise CheckSkipped("pass --slow NAME to let the kit run a slow call")
+    got = s.slow_answer
+    if got is None:  # host.slow-call did not run (--select) or got no answer: ask once more
+        rid = 778
+        s.send(Call(id=rid, method=s.slow))
+        got = s.slow_answer = s.await_answer(rid, s.slow_timeout)
+        if got is None:
+            raise CheckFailed(f"slow call {s.slow!r} not answered within {s.slow_timeout:g}s "
+                              f"(--slow-timeout)")
+    has_verify = ready.adapter.get("verify", False)
+    if not (isinstance(got, ErrorReply) and got.code is ErrorCode.UNFIT):
+        return (f"{s.slow} answered {describe_msg(got)}: fit (the adapter "
+                f"{'has a verify' if has_verify is True else 'declares no verify'})")
+    want = f"verify failed after {s.slow!r}: "
+    if not got.message.startswith(want):
+        raise CheckFailed(f"the unfit answer to {s.slow} says {got.message!r}; it must begin "
+                          f"with {want!r}")
+    if has_verify is not True:
+        raise CheckFailed(f"{s.slow} was answered unfit, but the adapter description says "
+                          f"verify={has_verify!r}")
+    detail = f"{s.slow} -> unfit: {got.message[len(want):][:50]}"
+    if s.probe is None:
+        return detail + "; pass --probe to see a fast call refused"
+    name, params = s.probe
+    rid = MAX_ID - 4
+    refused = s.ask(Call(id=rid, method=name, args=params if isinstance(params, list) else [],
+                         kwargs=params if isinstance(params, dict) else {}),
+                    rid, f"probe {name} after an unfit answer")
+    if not (isinstance(refused, ErrorReply) and refused.code is ErrorCode.UNFIT):
+        raise CheckFailed(f"after {s.slow} was answered unfit, probe {name} was answered with "
+                          f"{describe_msg(refused)}; an unfit instance must refuse fast calls "
+                          f"with unfit")
+    return detail + f"; then {name} -> unfit"
 
 
 @check("host.shutdown", "R42",

@@ -11,8 +11,10 @@ An adapter is a class that wraps the thread-hostile library::
         @threadhost.fast
         def calc(self, x: int) -> int: return mylib.calc(x)
 
-The host creates the adapter and runs ``setup``, every call and ``teardown`` on the one
-thread it owns for the library. *Fast* calls are what clients call; the broker refuses them
+The host creates the adapter and runs ``setup``, every call, ``verify`` and ``teardown`` on
+the one thread it owns for the library. ``verify`` (optional) checks that the instance is fit
+to serve: it runs after start-up and after every slow call, and raising takes the instance
+out of service. *Fast* calls are what clients call; the broker refuses them
 with ``BusyError`` while a *slow* call (maintenance: the broker alone triggers those, and
 they take no arguments) runs.
 
@@ -75,7 +77,8 @@ ParamKind = Literal["positional_or_keyword", "keyword_only", "positional_only"]
 
 _MARK = "__threadhost_call__"
 _FINGERPRINT_VERSION = 1
-_RESERVED = frozenset({"setup", "teardown"})
+_RESERVED = frozenset({"setup", "teardown", "verify"})
+_HOOKS = ("setup", "teardown", "verify")  # lifecycle hooks: run by the host, never by clients
 _PARAM_KINDS: dict[Any, ParamKind] = {
     inspect.Parameter.POSITIONAL_ONLY: "positional_only",
     inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
@@ -87,7 +90,8 @@ class Adapter:
     """Base class of every adapter: subclass it and declare calls with ``@fast``/``@slow``.
 
     The host instantiates the class with no arguments, then calls ``setup``, the declared
-    calls and finally ``teardown``, all on the single library thread.
+    calls and finally ``teardown``, all on the single library thread; ``verify`` runs there
+    after start-up and after every slow call.
     """
 
     #: Maintenance policy used when the operator gives none (``threadhost.policy`` syntax).
@@ -104,6 +108,18 @@ class Adapter:
 
     def teardown(self) -> None:
         """Release the library (runs on the library thread after the last call)."""
+
+    def verify(self) -> None:
+        """Check that this library instance is fit to serve; raise if it is not.
+
+        Runs on the library thread after start-up (after ``setup`` and the start-up slow
+        calls) and after every slow call, whatever that call's outcome. Raising means "do not
+        serve from this state": at start-up the host never becomes ready; after a slow call
+        the host answers it with the ``unfit`` error and refuses fast calls until a later
+        slow call passes ``verify``; the broker takes the host out of service. The default
+        checks nothing. Keep it quick (it runs before the gate opens again) and free of
+        side effects on the library's state.
+        """
 
 
 # --------------------------------------------------------------------------- decorators
@@ -525,6 +541,8 @@ class AdapterSpec:
     computed when left empty. ``replicable`` (the class attribute ``Adapter.replicable``)
     says whether several hosts may run the library at once; it is described but, being a
     deployment fact rather than part of the calls' contract, not fingerprinted.
+    ``has_verify`` says whether the class defines its own ``verify`` (described as
+    ``verify``; not fingerprinted either: it guards the instance, not the contract).
     """
 
     module: str
@@ -535,6 +553,7 @@ class AdapterSpec:
     calls: Mapping[str, CallSpec] = field(hash=False)
     fingerprint: str = ""
     replicable: bool = False
+    has_verify: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calls", types.MappingProxyType(dict(self.calls)))
@@ -575,7 +594,7 @@ class AdapterSpec:
     def client_call(self, name: str) -> CallSpec:
         """The fast call a client may make under ``name``; else :class:`UnknownCallError`.
 
-        Slow calls, ``setup``/``teardown``, private and dunder names are never
+        Slow calls, ``setup``/``teardown``/``verify``, private and dunder names are never
         client-callable, whatever the class defines.
         """
         try:
@@ -586,6 +605,9 @@ class AdapterSpec:
         call = self.calls.get(name) if isinstance(name, str) else None
         if call is not None:
             message += " (it is a slow call; only the broker triggers slow calls)"
+        elif name == "verify":
+            message += (" (verify is run by the host after start-up and after slow calls, "
+                        "not by clients)")
         elif isinstance(name, str) and name in _RESERVED:
             message += " (setup and teardown are run by the host, not by clients)"
         raise UnknownCallError(message)
@@ -600,11 +622,13 @@ class AdapterSpec:
             "doc": self.doc,
             "default_policy": self.default_policy,
             "replicable": self.replicable,
+            "verify": self.has_verify,
             "calls": [call.describe() for call in self.calls.values()],
         }
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able: ``{adapter, doc, default_policy, replicable, fingerprint, calls: [...]}``."""
+        """JSON-able: ``{adapter, doc, default_policy, replicable, verify, fingerprint,
+        calls: [...]}``."""
         body = self._describe_body()
         body["fingerprint"] = self.fingerprint
         return body
@@ -645,6 +669,11 @@ def _call_spec(cls: type[Adapter], name: str, fn: Any, decl: _Declaration) -> Ca
     if name.startswith("_"):
         raise AdapterError(
             f"{label}: call names must not start with '_' (private names are never callable)"
+        )
+    if name == "verify":
+        raise AdapterError(
+            f"{label}: verify runs on the library thread after start-up and after every slow "
+            f"call; it cannot be declared {decl.kind}"
         )
     if name in _RESERVED:
         raise AdapterError(
@@ -726,6 +755,40 @@ def _call_spec(cls: type[Adapter], name: str, fn: Any, decl: _Declaration) -> Ca
     return spec
 
 
+def _check_hook(cls: type[Adapter], name: str) -> bool:
+    """Validate lifecycle hook ``name`` (``setup``, ``teardown``, ``verify``) of ``cls``: a
+    plain, synchronous method taking only ``self``. True if ``cls`` overrides the base's."""
+    attr = inspect.getattr_static(cls, name)
+    if attr is Adapter.__dict__[name]:
+        return False
+    label = f"{cls.__name__}.{name}"
+    plain = f"def {name}(self) -> None"
+    if isinstance(attr, staticmethod | classmethod | property):
+        raise AdapterError(f"{label} must be a plain method ({plain}), not a "
+                           f"{type(attr).__name__}")
+    if not inspect.isfunction(attr):
+        raise AdapterError(f"{label} must be a plain method ({plain}), got {attr!r}")
+    if inspect.iscoroutinefunction(attr) or inspect.isasyncgenfunction(attr):
+        raise AdapterError(f"{label}: async methods cannot run on the library thread")
+    if inspect.isgeneratorfunction(attr):
+        raise AdapterError(f"{label} must be a plain method ({plain}), not a generator")
+    parameters = list(inspect.signature(attr).parameters.values())
+    if not parameters or parameters[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise AdapterError(f"{label}: must be a method taking self first ({plain})")
+    required = [
+        p.name for p in parameters[1:]
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if required:
+        raise AdapterError(f"{label} takes no arguments besides self (the host calls "
+                           f"{name}()); remove {', '.join(repr(n) for n in required)}")
+    return True
+
+
 def inspect_adapter(cls: type[Adapter]) -> AdapterSpec:
     """Validate ``cls``'s declarations and describe it; raises :class:`AdapterError`.
 
@@ -769,6 +832,7 @@ def inspect_adapter(cls: type[Adapter]) -> AdapterSpec:
             calls[name] = _call_spec(cls, name, attr, decl)
     if not calls:
         raise AdapterError(f"{cls_name} declares no fast or slow calls")
+    hooks = {name: _check_hook(cls, name) for name in _HOOKS}
     raw_doc = cls.__dict__.get("__doc__")
     return AdapterSpec(
         module=cls.__module__,
@@ -778,6 +842,7 @@ def inspect_adapter(cls: type[Adapter]) -> AdapterSpec:
         default_policy=default_policy,
         calls=calls,
         replicable=replicable,
+        has_verify=hooks["verify"],
     )
 
 

@@ -7,9 +7,9 @@ One thread, one ``zmq_poll``, no callbacks. Each turn of the loop is
 
 * the *front end* is a ROUTER bound to the public endpoint (default
   ``tcp://127.0.0.1:6000``); any number of DEALER (or REQ) clients connect to it;
-* the *back end* is a ROUTER bound to a private ``ipc://`` endpoint in a fresh 0700
-  directory; hosts connect to it with two DEALERs each (``ID`` for calls, ``ID/hb`` for
-  heartbeats), so more than one host can attach;
+* the *back end* is a ROUTER bound to a private ``ipc://`` endpoint in the service's
+  runtime directory (below); hosts connect to it with two DEALERs each (``ID`` for calls,
+  ``ID/hb`` for heartbeats), so more than one host can attach;
 * a self-pipe (``signal.set_wakeup_fd``) wakes the poll at once on SIGINT, SIGTERM and
   SIGCHLD, so shutdown and host deaths are seen without polling delays.
 
@@ -23,23 +23,58 @@ actions it returns: send (never blocking: ROUTER_MANDATORY + NOBLOCK, a vanished
 dropped), start a host process (``python -m threadhost.host``), kill one, log, stop.
 A malformed client message is answered with a typed ``protocol`` error; a malformed host
 message is logged and dropped. Nothing a peer sends can raise out of the loop.
+
+The runtime directory (spawn mode)
+----------------------------------
+A service keeps its files in one directory that is the same for every run on the same
+client endpoint, so that a run after a crash finds what the crashed one left:
+``$THREADHOST_RUNTIME_DIR`` if set, else ``$XDG_RUNTIME_DIR/threadhost`` (when that is a
+directory of ours), else ``<tempdir>/threadhost-<uid>``; in it ``<service>/``, the service
+named after the bound client endpoint (``tcp://127.0.0.1:6000`` -> ``tcp-127.0.0.1-6000``).
+Both are created 0700 and refused unless they are directories owned by this user that no one
+else may enter. In the service directory:
+
+* ``broker.lock`` — the broker holds an exclusive ``flock`` on it while it runs: proof that
+  no other live broker uses the directory (``ipc://`` binds prove nothing: they replace a
+  socket file of a live process);
+* ``hosts-<random>.sock`` — the back end of this run. A fresh name each run: the hosts of a
+  crashed broker, still finishing a call, would otherwise reconnect to the new broker with
+  the routing ids of its own new hosts (``h1``...). Socket files left by a crashed run are
+  removed before binding, once the client endpoint is bound and ``broker.lock`` is held;
+* ``slot-<N>.lock`` — one per pool slot, passed to the host as ``--lock``: the host holds it
+  from before the adapter is loaded until it exits (the kernel releases it even after
+  SIGKILL), and a new host for the slot waits for it. At most one library instance per slot
+  is alive, whatever happened to the broker.
+
+A lock file is unlinked only by a process that holds its lock, and a process that took a
+lock checks that the path still names the file it locked (else it takes the lock again), so
+removing files never lets two processes hold "the same" lock. On a graceful exit the broker
+removes its socket, every slot lock no live host holds, ``broker.lock`` and the directory
+(kept while a host of an earlier run still holds its slot lock). At start it also removes
+other services' directories that nothing holds any more (left by crashed runs on endpoints
+that are not used again, e.g. ``tcp://127.0.0.1:*``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
+import hashlib
 import logging
 import os
-import shutil
+import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -66,9 +101,18 @@ from threadhost.wire import (
     protocol_error,
 )
 
-__all__ = ["DEFAULT_ENDPOINT", "Broker", "BrokerError"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "RUNTIME_ENV",
+    "Broker",
+    "BrokerError",
+    "RuntimeDir",
+    "runtime_root",
+    "service_name",
+]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:6000"
+RUNTIME_ENV = "THREADHOST_RUNTIME_DIR"
 
 # plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -134,6 +178,224 @@ def _first(a: int | None, b: int | None) -> int | None:
     return a if a is not None else b
 
 
+# --------------------------------------------------------------------------- runtime directory
+
+_BROKER_LOCK = "broker.lock"
+_SOCKET = re.compile(r"hosts-[0-9a-f]+\.sock")
+_SLOT_LOCK = re.compile(r"slot-\d+\.lock")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def runtime_root() -> Path:
+    """Where services keep their runtime directories (see the module docstring)."""
+    explicit = os.environ.get(RUNTIME_ENV)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        with contextlib.suppress(OSError):
+            st = os.stat(xdg)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+                return Path(xdg) / "threadhost"
+    return Path(tempfile.gettempdir()) / f"threadhost-{os.getuid()}"
+
+
+def service_name(endpoint: str) -> str:
+    """A file name for the service on ``endpoint``: ``tcp://127.0.0.1:6000`` ->
+    ``tcp-127.0.0.1-6000`` (other characters become ``-``; long names end in a hash)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", endpoint.replace("://", "-", 1)).strip(".-")
+    if len(name) > 48 or not name:
+        digest = hashlib.sha256(endpoint.encode("utf-8", "replace")).hexdigest()[:12]
+        name = f"{name[:32].rstrip('.-')}-{digest}".lstrip("-")
+    return name
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (0700) if missing; refuse it unless it is a directory of ours that
+    no one else may enter (a planted directory or symlink must not receive our sockets)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise BrokerError(f"runtime directory {path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise BrokerError(f"runtime directory {path} belongs to uid {st.st_uid}, not to "
+                          f"this user ({os.getuid()})")
+    if st.st_mode & 0o077:
+        raise BrokerError(f"runtime directory {path} is open to others (mode "
+                          f"{stat.S_IMODE(st.st_mode):o}); expected 700: chmod 700 {path}")
+
+
+def _lock_now(path: Path, *, create: bool) -> int | None:
+    """An fd holding an exclusive flock on the file ``path`` names *now*, or None when
+    another process holds it (or, without ``create``, there is no such file)."""
+    while True:
+        flags = os.O_RDWR | os.O_CLOEXEC | _NOFOLLOW | (os.O_CREAT if create else 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            if not create:
+                return None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+        except OSError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # unlinked or replaced while we waited: lock what the path names now
+
+
+def _unlink_if_free(path: Path) -> bool:
+    """Remove lock file ``path`` if no process holds it (unlinking it while holding it)."""
+    try:
+        fd = _lock_now(path, create=False)
+    except OSError:
+        return False
+    if fd is None:
+        return not path.exists()
+    try:
+        path.unlink()
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+class RuntimeDir:
+    """A service's runtime directory, held (``broker.lock``) by this broker while it runs."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self.socket: Path | None = None
+
+    @classmethod
+    def open(cls, endpoint: str, root: Path | None = None) -> RuntimeDir:
+        """Create or reuse the directory of the service on ``endpoint`` and hold it; a
+        directory held by another live broker is a :class:`BrokerError`."""
+        root = runtime_root() if root is None else root
+        path = root / service_name(endpoint)
+        deadline = time.monotonic() + 1.0
+        for _ in range(100):  # another broker's clean-up may hold or remove it briefly
+            try:
+                _private_dir(root)
+                _private_dir(path)
+                fd = _lock_now(path / _BROKER_LOCK, create=True)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BrokerError(f"cannot use runtime directory {path}: "
+                                  f"{exc.strerror or exc}") from None
+            if fd is None:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                raise BrokerError(f"another broker is serving {endpoint} (it holds "
+                                  f"{path / _BROKER_LOCK})")
+            held = cls(path, fd)
+            held._remove_stale_sockets()
+            _sweep(root, keep=path)
+            return held
+        raise BrokerError(f"cannot hold runtime directory {path}: it keeps disappearing")
+
+    def _remove_stale_sockets(self) -> None:
+        """Socket files of earlier runs: no live broker listens on them (we hold the lock)."""
+        for entry in os.scandir(self.path):
+            if _SOCKET.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    log.info("removed %s, left by an earlier run", entry.path)
+
+    def backend(self) -> str:
+        """A fresh ``ipc://`` endpoint in the directory for this run's back end."""
+        self.socket = self.path / f"hosts-{os.urandom(6).hex()}.sock"
+        return f"ipc://{self.socket}"
+
+    def slot_lock(self, slot: int) -> str:
+        """The lock file of pool slot ``slot`` (the host takes it: ``--lock``)."""
+        return str(self.path / f"slot-{slot}.lock")
+
+    def close(self) -> None:
+        """Graceful exit, hosts gone: remove our socket, every slot lock no process holds,
+        ``broker.lock`` and the directory if nothing else is left in it."""
+        if self._fd is None:
+            return
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.unlink()
+        kept = []
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.path):
+                if _SLOT_LOCK.fullmatch(entry.name) and _unlink_if_free(Path(entry.path)):
+                    continue
+                if entry.name != _BROKER_LOCK:
+                    kept.append(entry.name)
+        if not kept:
+            with contextlib.suppress(OSError):
+                (self.path / _BROKER_LOCK).unlink()  # we hold it: safe (see _lock_now)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+        else:
+            log.info("kept %s: %s still in use", self.path, ", ".join(sorted(kept)))
+        os.close(self._fd)
+        self._fd = None
+
+
+def _sweep(root: Path, keep: Path) -> None:
+    """Remove service directories under ``root`` that crashed runs left and nothing holds:
+    no broker holds their ``broker.lock`` and no host any ``slot-N.lock``. Anything else
+    in such a directory (or a lock in use) keeps it. Holding its ``broker.lock`` while at
+    it keeps a broker starting there meanwhile out (it retries, see ``RuntimeDir.open``)."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            if (path == keep or not entry.is_dir(follow_symlinks=False)
+                    or entry.stat(follow_symlinks=False).st_uid != os.getuid()
+                    or not _known(os.listdir(path))):
+                continue
+            fd = _lock_now(path / _BROKER_LOCK, create=True)
+        except OSError:
+            continue
+        if fd is None:
+            continue  # a live broker holds it
+        try:
+            names = os.listdir(path)  # again: now that no broker can start there
+            if not _known(names) or not all(
+                    _unlink_if_free(path / n) for n in names if _SLOT_LOCK.fullmatch(n)):
+                continue  # a host of that run is still alive: its lock must stay
+            for n in names:
+                if _SOCKET.fullmatch(n):
+                    os.unlink(path / n)
+            (path / _BROKER_LOCK).unlink()  # held by us: safe (see _lock_now)
+            path.rmdir()
+            log.info("removed %s, left by a crashed run", path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+
+
+def _known(names: list[str]) -> bool:
+    return all(n == _BROKER_LOCK or _SOCKET.fullmatch(n) or _SLOT_LOCK.fullmatch(n)
+               for n in names)
+
+
+# --------------------------------------------------------------------------- the broker
+
+
 @dataclass
 class _Proc:
     host_id: str
@@ -155,6 +417,7 @@ class Broker:
         heartbeat_interval: float = 0.5,
         log_level: str = "INFO",
         host_env: dict[str, str] | None = None,
+        runtime_root: str | Path | None = None,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -173,7 +436,8 @@ class Broker:
         self._host_routes: dict[str, tuple[bytes]] = {}  # host id -> its routing envelope
         self._signals: list[int] = []
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._tmpdir: str | None = None
+        self.runtime_root = None if runtime_root is None else Path(runtime_root)
+        self.runtime: RuntimeDir | None = None  # spawn mode: held from bind to clean-up
         self.bound_endpoint: str | None = None
         self.bound_backend: str | None = None
 
@@ -197,22 +461,28 @@ class Broker:
             back.close()
             raise BrokerError(f"cannot listen on {self.endpoint}: {exc.strerror}") from None
         self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
-        if self.backend is not None:
-            backend = self.backend
-        else:
-            self._tmpdir = tempfile.mkdtemp(prefix="threadhost-")
-            os.chmod(self._tmpdir, 0o700)
-            backend = f"ipc://{self._tmpdir}/hosts.sock"
         try:
+            if self.target is not None:  # spawn mode: slot locks (and the back end) there
+                self.runtime = RuntimeDir.open(self.bound_endpoint, self.runtime_root)
+            backend = self.backend if self.backend is not None else self._private_backend()
             back.bind(backend)
-        except zmq.ZMQError as exc:
+        except (zmq.ZMQError, BrokerError) as exc:
             front.close()
             back.close()
+            if self.runtime is not None:
+                self.runtime.close()
+                self.runtime = None
+            if isinstance(exc, BrokerError):
+                raise
             raise BrokerError(f"cannot listen on {backend}: {exc.strerror}") from None
         self.bound_backend = back.getsockopt_string(zmq.LAST_ENDPOINT)
         return front, back, backend
 
-    def _start_host(self, host_id: str, backend: str) -> None:
+    def _private_backend(self) -> str:
+        assert self.runtime is not None, "attach mode needs a backend endpoint"
+        return self.runtime.backend()
+
+    def _start_host(self, host_id: str, backend: str, slot: int = 0) -> None:
         assert self.target is not None
         cmd = [
             sys.executable,
@@ -230,6 +500,8 @@ class Broker:
             "--log-level",
             self.log_level,
         ]
+        if self.runtime is not None:  # one library instance per slot, across broker crashes
+            cmd += ["--lock", self.runtime.slot_lock(slot)]
         env = dict(os.environ if self.host_env is None else self.host_env)
         # the adapter module must import in the host as it does here (cwd and sys.path)
         paths = [os.getcwd(), *(p for p in sys.path if p)]
@@ -435,7 +707,7 @@ class Broker:
             elif type(action) is StartHost:
                 log.info("starting host %s: %s", action.host_id, action.reason)
                 try:
-                    self._start_host(action.host_id, backend)
+                    self._start_host(action.host_id, backend, action.slot)
                 except OSError as exc:
                     log.error("cannot start host: %s", exc)
                     exit_code = 1
@@ -464,5 +736,6 @@ class Broker:
         back.close(linger=0)
         if self._ctx is not None:
             self._ctx.term()
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None

@@ -52,6 +52,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -65,7 +67,7 @@ from typing import Any
 
 import zmq
 
-from threadhost.adapter import Adapter, AdapterSpec, load_adapter
+from threadhost.adapter import Adapter, AdapterSpec, CallSpec, load_adapter
 from threadhost.errors import (
     AdapterError,
     BadArgumentsError,
@@ -101,6 +103,13 @@ EXIT_OK = 0
 EXIT_ADAPTER = 3
 EXIT_SETUP = 4
 EXIT_ORPHANED = 5
+EXIT_NO_LOCK = 6
+
+#: before ``ready``, a heartbeat with this ``busy_id`` means "waiting for the previous
+#: instance of this slot to exit" (docs/protocol.md §12)
+WAITING_BUSY_ID = 0
+_LOCK_POLL = 0.05  # seconds between attempts to take a held slot lock
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a planted symlink must not be truncated
 
 _ANSWERS = (Result, ErrorReply)
 _SNDMORE = int(zmq.SNDMORE)
@@ -118,8 +127,10 @@ class Host:
         heartbeat_interval: float = 0.5,
         broker_timeout: float = 3.0,
         max_size: int = DEFAULT_MAX_SIZE,
+        lock_path: str | None = None,
     ) -> None:
         self.target = target
+        self.lock_path = lock_path
         self.endpoint = endpoint
         self.host_id = host_id
         self.heartbeat_interval = heartbeat_interval
@@ -142,6 +153,11 @@ class Host:
         # the library thread writes a byte here when it ends, so that the heartbeat thread,
         # polling its socket, stops at once (made by run)
         self._wake: socket.socket | None = None
+        # the slot lock's file descriptor once taken: never closed, the kernel releases the
+        # lock when the process exits, however it exits
+        self._lock_fd: int | None = None
+        # why this instance is unfit to serve (its verify failed after a slow call), or None
+        self._unfit: str | None = None
 
     # ------------------------------------------------------------------ main thread
 
@@ -292,6 +308,8 @@ class Host:
         sock.send(frames[1])
 
     def _serve(self, sock: zmq.Socket[bytes]) -> None:
+        if self.lock_path is not None and not self._take_lock(sock, self.lock_path):
+            return
         try:
             spec = load_adapter(self.target)
             instance = spec.instantiate()
@@ -312,6 +330,16 @@ class Host:
                           f"{spec.qualname}.setup failed: {type(exc).__name__}: {exc}")
             self.exit_code = EXIT_SETUP
             return
+        if spec.has_verify and not spec.startup_calls:  # else: after the start-up slow calls
+            problem = self._verify(instance)
+            if problem is not None:
+                text = f"{spec.qualname}.verify failed: {problem}"
+                log.error("host %s: %s; not fit to serve, tearing down", self.host_id, text)
+                with contextlib.suppress(Exception):
+                    instance.teardown()
+                self._goodbye(sock, False, ErrorCode.UNFIT, text)
+                self.exit_code = EXIT_SETUP
+                return
         ready = Ready(
             host_id=self.host_id,
             pid=os.getpid(),
@@ -330,6 +358,71 @@ class Host:
         if not told:
             self._refuse_unread(sock)
         self._goodbye(sock, ok, None if ok else ErrorCode.REMOTE_EXCEPTION, text)
+
+    def _take_lock(self, sock: zmq.Socket[bytes], path: str) -> bool:
+        """Take the slot's exclusive lock (``flock`` on ``path``) before the library is
+        loaded, waiting while the previous instance of the slot holds it; heartbeats say
+        ``busy_id`` 0 meanwhile. False (a goodbye was sent) when stopped or unable to."""
+        waiting_since: float | None = None
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o600)
+            except OSError as exc:
+                self._goodbye(sock, False, ErrorCode.UNAVAILABLE,
+                              f"cannot open the slot lock {path}: {exc.strerror or exc}")
+                self.exit_code = EXIT_NO_LOCK
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    self._goodbye(sock, False, ErrorCode.UNAVAILABLE,
+                                  f"cannot lock {path}: {exc.strerror or exc}")
+                    self.exit_code = EXIT_NO_LOCK
+                    return False
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    self.busy = (WAITING_BUSY_ID, waiting_since)
+                    log.warning("host %s: waiting for the previous instance to exit (%s held "
+                                "by %s)", self.host_id, path, _holder(path))
+                if self.stop_requested.is_set():
+                    self.busy = None
+                    self._goodbye(sock, False, ErrorCode.UNAVAILABLE,
+                                  "stopped while waiting for the previous instance to exit "
+                                  f"({path} held by {_holder(path)})")
+                    self.exit_code = EXIT_NO_LOCK
+                    return False
+                time.sleep(_LOCK_POLL)
+                continue
+            # The lock is ours, but on the file we opened: if it was removed (or replaced)
+            # meanwhile by whoever held it, another instance could lock the new file. Only a
+            # lock on the file the path names now counts.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except OSError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._lock_fd = fd
+            self.busy = None
+            if waiting_since is not None:
+                log.info("host %s: the previous instance is gone after %.1fs; %s taken",
+                         self.host_id, time.monotonic() - waiting_since, path)
+            return True
+
+    def _verify(self, instance: Adapter) -> str | None:
+        """Run the adapter's ``verify`` (library thread): None if fit, else "Type: message"."""
+        try:
+            instance.verify()
+        except Exception as exc:
+            log.error("host %s: verify failed:\n%s", self.host_id, traceback.format_exc())
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def _refuse_unread(self, sock: zmq.Socket[bytes]) -> None:
         """Stopping on its own (SIGTERM, parent gone), not told by its broker: calls that
@@ -404,25 +497,72 @@ class Host:
             return error_reply(call.id, exc)
         except ThreadhostError as exc:
             return error_reply(call.id, exc)
+        if self._unfit is not None and decl.kind == "fast":
+            # never a result from a state verify refused, even if a broker sends the call
+            return ErrorReply(id=call.id, code=ErrorCode.UNFIT,
+                              message=f"unfit: {self._unfit}; this instance serves no call "
+                                      "until a slow call passes verify")
         self.busy = (call.id, time.monotonic())
+        try:
+            answer = self._run(spec, instance, decl, call.id, args, kwargs)
+            if decl.kind == "slow" and spec.has_verify:
+                answer = self._verify_after(spec, instance, decl.name, answer)
+        finally:
+            self.busy = None
+        return answer
+
+    def _run(self, spec: AdapterSpec, instance: Adapter, decl: CallSpec, rid: int,
+             args: list[Any], kwargs: dict[str, Any]) -> Result | ErrorReply:
         try:
             value = getattr(instance, decl.name)(*args, **kwargs)
         except Exception as exc:
             return error_reply(
-                call.id,
+                rid,
                 RemoteError(str(exc), remote_type=type(exc).__qualname__,
                             remote_traceback=traceback.format_exc()),
             )
-        finally:
-            self.busy = None
         try:
-            return Result(id=call.id, value=decl.dump_result(value))
+            return Result(id=rid, value=decl.dump_result(value))
         except Exception as exc:
             return error_reply(
-                call.id,
+                rid,
                 RemoteError(f"{spec.qualname}.{decl.name} returned a value that does not fit "
                             f"its declared return type: {exc}", remote_type=type(exc).__name__),
             )
+
+    def _verify_after(self, spec: AdapterSpec, instance: Adapter, name: str,
+                      answer: Result | ErrorReply) -> Result | ErrorReply:
+        """After slow call ``name`` (answered ``answer``), whatever its outcome: run
+        ``verify``; if it raises, the answer is ``unfit`` (naming both failures) and the
+        instance refuses fast calls until a later slow call passes ``verify``."""
+        try:
+            instance.verify()
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            text = f"verify failed after {name!r}: {problem}"
+            if type(answer) is ErrorReply:
+                text += f" ({name!r} itself failed: {answer.message})"
+            log.error("host %s: %s; not fit to serve\n%s", self.host_id, text,
+                      traceback.format_exc())
+            self._unfit = text
+            return ErrorReply(id=answer.id, code=ErrorCode.UNFIT, message=text,
+                              remote_type=type(exc).__qualname__,
+                              traceback=traceback.format_exc())
+        if self._unfit is not None:
+            log.info("host %s: verify passed after %r: fit to serve again", self.host_id, name)
+            self._unfit = None
+        return answer
+
+
+def _holder(path: str) -> str:
+    """Who holds the slot lock at ``path``, for logs: "pid N" (each holder writes its pid
+    into the file), or "another process"."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            text = f.read(32).strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "another process"
 
 
 def _die_with_parent() -> None:
@@ -468,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds without a broker heartbeat after which the broker "
                              "counts as gone (its next heartbeat gets ready again)")
     parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE)
+    parser.add_argument("--lock", metavar="PATH", default=None,
+                        help="hold an exclusive lock (flock) on PATH from before the adapter "
+                             "is loaded until the process exits, waiting while another "
+                             "process holds it: one library instance per lock file")
     parser.add_argument("--log-level", default="INFO")
     ns = parser.parse_args(argv)
     if ns.describe:
@@ -482,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ns.heartbeat > 0 or not ns.broker_timeout > 0:
         parser.error("--heartbeat and --broker-timeout must be positive numbers of seconds")
     host = Host(ns.target, ns.connect, ns.host_id, heartbeat_interval=ns.heartbeat,
-                broker_timeout=ns.broker_timeout, max_size=ns.max_size)
+                broker_timeout=ns.broker_timeout, max_size=ns.max_size, lock_path=ns.lock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: host.stop_requested.set())
     return host.run()

@@ -7,7 +7,8 @@ mylib hosted by threadhost.
 Module level, as a drop-in for the library: ``init()`` (connect; ``endpoint=``,
 ``timeout=``), then ``calc(...)`` and the other calls, then ``uninit()``.
 Objects: ``with Client() as c: c.calc(...)``, and
-``async with AsyncClient() as c: await c.calc(...)``.
+``async with AsyncClient() as c: await c.calc(...)``. One call with another
+timeout: ``with_timeout(2.0).calc(...)``, ``c.with_timeout(2.0).calc(...)``.
 
 Calls raise ``threadhost.BusyError`` while the service runs maintenance, and the
 other ``threadhost.ThreadhostError`` subclasses; arguments and results are
@@ -19,7 +20,16 @@ from __future__ import annotations
 
 from threadhost import proxy as _proxy
 
-__all__ = ["ADAPTER", "FINGERPRINT", "AsyncClient", "Client", "calc", "init", "uninit"]
+__all__ = [
+    "ADAPTER",
+    "FINGERPRINT",
+    "AsyncClient",
+    "Client",
+    "calc",
+    "init",
+    "uninit",
+    "with_timeout",
+]
 
 FINGERPRINT = "7d4284f8ac29d0248c198eebee34d2ced8d83cc8ed644ff83ec4b844f0b60ba1"
 ADAPTER = "examples.mylib_adapter:Mylib"
@@ -56,7 +66,7 @@ class AsyncClient(_proxy.AsyncProxy):
         return await _calc.acall(self._client, (x,))
 
 
-_STATE = _proxy.ModuleState(_SCHEMA)
+_STATE: _proxy.ModuleState[Client] = _proxy.ModuleState(_SCHEMA)
 
 
 def init(
@@ -64,17 +74,26 @@ def init(
     timeout: float = 10.0,
     *,
     check: bool = True,
+    retry: _proxy.Retry | None = None,
 ) -> None:
     """Connect to the service, as ``Client(endpoint, timeout)``; calls before
     ``init`` raise ``threadhost.ThreadhostError``. Calling ``init`` again
-    replaces the connection.
+    replaces the connection. ``retry=threadhost.Retry(deadline=...)`` retries
+    calls refused as busy or unavailable.
     """
-    _STATE.init(Client(endpoint, timeout, check=check))
+    _STATE.init(Client(endpoint, timeout, check=check, retry=retry))
 
 
 def uninit() -> None:
     """Disconnect. Idempotent."""
     _STATE.uninit()
+
+
+def with_timeout(timeout: float) -> Client:
+    """``init``'s connection with another timeout (seconds) for the calls made
+    through the result: ``with_timeout(2.0).calc(...)``.
+    """
+    return _STATE.proxy().with_timeout(timeout)
 
 
 def calc(x: int) -> int:

@@ -55,7 +55,7 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         with threadhost.connect(self.endpoint, timeout=2.0) as c:
-            return c.status()
+            return threadhost.Client.status(c)  # the service's, whatever the adapter calls
 
     def wait_state(self, state: str = "ready", limit: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + limit

@@ -7,7 +7,8 @@ Echoes one value of every type a proxy carries.
 Module level, as a drop-in for the library: ``init()`` (connect; ``endpoint=``,
 ``timeout=``), then ``echo_int(...)`` and the other calls, then ``uninit()``.
 Objects: ``with Client() as c: c.echo_int(...)``, and
-``async with AsyncClient() as c: await c.echo_int(...)``.
+``async with AsyncClient() as c: await c.echo_int(...)``. One call with another
+timeout: ``with_timeout(2.0).echo_int(...)``, ``c.with_timeout(2.0).echo_int(...)``.
 
 Calls raise ``threadhost.BusyError`` while the service runs maintenance, and the
 other ``threadhost.ThreadhostError`` subclasses; arguments and results are
@@ -71,6 +72,7 @@ __all__ = [
     "points",
     "scale",
     "uninit",
+    "with_timeout",
 ]
 
 FINGERPRINT = "e2da9bd9312cd5df02f08923e3c5fa72652e0d0bc2227457e7e212bd67a61eb2"
@@ -453,7 +455,7 @@ class AsyncClient(_proxy.AsyncProxy):
         await _fail.acall(self._client, (message,))
 
 
-_STATE = _proxy.ModuleState(_SCHEMA)
+_STATE: _proxy.ModuleState[Client] = _proxy.ModuleState(_SCHEMA)
 
 
 def init(
@@ -461,17 +463,26 @@ def init(
     timeout: float = 10.0,
     *,
     check: bool = True,
+    retry: _proxy.Retry | None = None,
 ) -> None:
     """Connect to the service, as ``Client(endpoint, timeout)``; calls before
     ``init`` raise ``threadhost.ThreadhostError``. Calling ``init`` again
-    replaces the connection.
+    replaces the connection. ``retry=threadhost.Retry(deadline=...)`` retries
+    calls refused as busy or unavailable.
     """
-    _STATE.init(Client(endpoint, timeout, check=check))
+    _STATE.init(Client(endpoint, timeout, check=check, retry=retry))
 
 
 def uninit() -> None:
     """Disconnect. Idempotent."""
     _STATE.uninit()
+
+
+def with_timeout(timeout: float) -> Client:
+    """``init``'s connection with another timeout (seconds) for the calls made
+    through the result: ``with_timeout(2.0).echo_int(...)``.
+    """
+    return _STATE.proxy().with_timeout(timeout)
 
 
 def echo_int(x: int) -> int:

@@ -52,7 +52,7 @@ def test_public_names_are_pinned() -> None:
         "BusyError", "CallTimeoutError", "Client", "FingerprintMismatchError",
         "HostCrashedError", "PoisonedCallError", "ProtocolError", "ProtocolMismatchError",
         "RemoteError",
-        "ServiceFailedError", "ThreadhostError", "TryLaterError", "UnavailableError",
+        "Retry", "ServiceFailedError", "ThreadhostError", "TryLaterError", "UnavailableError",
         "UnknownCallError", "__version__", "connect", "fast", "load_adapter", "slow",
     ])
     for name in threadhost.__all__:

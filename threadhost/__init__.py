@@ -28,7 +28,7 @@ from threadhost.wire import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
     from threadhost.adapter import Adapter, fast, load_adapter, slow
-    from threadhost.client import AsyncClient, Client, connect
+    from threadhost.client import AsyncClient, Client, Retry, connect
 
 # Loaded on first use (PEP 562): the broker process imports this package too, and must
 # not pay for pydantic, asyncio and the adapter machinery it never uses.
@@ -39,6 +39,7 @@ _LAZY = {
     "load_adapter": "threadhost.adapter",
     "AsyncClient": "threadhost.client",
     "Client": "threadhost.client",
+    "Retry": "threadhost.client",
     "connect": "threadhost.client",
 }
 
@@ -75,6 +76,7 @@ __all__ = [
     "ProtocolError",
     "ProtocolMismatchError",
     "RemoteError",
+    "Retry",
     "ServiceFailedError",
     "ThreadhostError",
     "TryLaterError",

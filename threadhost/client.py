@@ -1,39 +1,67 @@
 """Clients: ``threadhost.connect(endpoint)`` and its asyncio twin.
 
 Both speak through one sans-IO core (:class:`RequestCore`): it numbers requests, builds the
-frames, and turns a reply into a value or a typed exception, discarding any reply whose id
-is not the one awaited (a late answer to an earlier, timed-out call is never taken for this
-call's answer). The sync :class:`Client` adds a DEALER socket guarded by a lock (one socket,
-one request at a time, safe to share between threads); :class:`AsyncClient` adds a
-``zmq.asyncio`` socket and can pipeline many calls: it sends without blocking and one
-reader task, woken by the socket's file descriptor, delivers every reply already queued
-per wake-up. Messages go through the lean codec (:mod:`threadhost.wire`); pydantic is
-imported only for a value msgpack cannot pack natively or a reply only the reference
-codec can judge.
+frames (refusing, before anything is sent, a value the protocol cannot carry), and turns a
+reply into a value or a typed exception, discarding any reply whose id is not the one
+awaited (a late answer to an earlier, timed-out call is never taken for this call's answer).
+Messages go through the lean codec (:mod:`threadhost.wire`); pydantic is imported only for
+a value msgpack cannot pack natively or a reply only the reference codec can judge.
 
-Every call returns or raises within its timeout. Sockets use ``IMMEDIATE`` (requests are
-never queued for a broker that is not connected, so a restarted broker never receives a
-stale request) and ``LINGER=0``; ZeroMQ reconnects by itself, so a client survives a broker
-restart on the same endpoint.
+* :class:`Client` (sync) is safe to share between threads: each thread that calls gets its
+  own DEALER socket on the client's endpoint (created on its first call), so threads never
+  wait for each other and every call keeps its own timeout.
+* :class:`AsyncClient` pipelines many calls on one ``zmq.asyncio`` socket: it sends without
+  blocking and one reader task, woken by the socket's file descriptor, delivers every reply
+  already queued per wake-up.
+
+**Attribute calls.** ``lib.calc(5)`` is ``lib.call("calc", 5)`` on both clients (``await``
+it on the asyncio one). No adapter call is ever shadowed by a client member: once the client
+knows the served adapter's calls (from a ``describe``, which the first use of a member that
+talks to the service makes), a public attribute that names one of them *is* that call, also
+when the client has a member of that name (``status``, ``close``, ``timeout``...). The
+client's own members are always reachable through the class: ``Client.status(lib)``,
+``Client.close(lib)``. ``dir(lib)`` lists the adapter's calls. See docs/proxy.md.
+
+**No service.** Sockets use ``IMMEDIATE`` (a request is never queued for a broker that is
+not connected, so a restarted broker never receives a stale request) and ``LINGER=0``;
+ZeroMQ reconnects by itself, so a client survives a broker restart on the same endpoint.
+When a call finds no connection, it waits for one and watches the socket's connection
+attempts (a ZeroMQ socket monitor): an attempt that fails (nothing listens, or the peer does
+not speak ZMTP), or no connection within the timeout, raises
+:class:`~threadhost.UnavailableError` ("no service at ...") — the request was not sent. A
+request that was sent and not answered in time raises
+:class:`~threadhost.CallTimeoutError` (it may have run). Every call returns or raises
+within its timeout.
+
+**Retry** (opt-in, :class:`Retry`): calls refused with
+:class:`~threadhost.TryLaterError` (busy, unavailable, no service) are retried after the
+error's ``retry_after`` while that ends before the retry's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
+import math
+import struct
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from types import MethodType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import zmq
 import zmq.asyncio
 
 from threadhost.errors import (
+    BadArgumentsError,
     CallTimeoutError,
     ProtocolError,
     ThreadhostError,
+    TryLaterError,
+    UnavailableError,
 )
 from threadhost.wire import (
     DEFAULT_MAX_SIZE,
@@ -54,11 +82,14 @@ from threadhost.wire import (
     protocol_error,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "connect"]
+__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "Retry", "connect"]
 
 DEFAULT_TIMEOUT = 10.0
+#: Longest wait of ``dir(client)`` (and of ``close()``) for the served adapter's calls.
+LEARN_TIMEOUT = 1.0
 _RECONNECT_IVL_MS = 100
 _RECONNECT_IVL_MAX_MS = 1000
+_MIN_RETRY_WAIT = 0.01
 
 # plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -66,6 +97,84 @@ _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _RCVTIMEO = int(zmq.RCVTIMEO)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------- values
+
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_KEY_TYPES = (str, int, float, bool, bytes, type(None))
+_MAX_DEPTH = 500
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _uncarriable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+    """``(path, reason)`` of the first value inside ``value`` the protocol cannot carry,
+    or None. Models and dataclasses are looked into (the reference codec sends their
+    fields)."""
+    if depth > _MAX_DEPTH:
+        return path, f"values nested more than {_MAX_DEPTH} levels deep cannot be carried"
+    if value is None or isinstance(value, bool | float | str | bytes | bytearray):
+        return None
+    if isinstance(value, int):
+        if _INT_MIN <= value <= _INT_MAX:
+            return None
+        return path, (
+            f"int {_short(value)} is out of range: the protocol carries integers from "
+            "-2**63 to 2**64-1 (send a str, or bytes)"
+        )
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _uncarriable(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}[{_short(key)}]"
+            if not isinstance(key, _KEY_TYPES):
+                return where, (
+                    f"a map key must be a str, int, float, bool, bytes or None, "
+                    f"not {type(key).__name__}"
+                )
+            found = _uncarriable(key, where, depth + 1) or _uncarriable(item, where, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, set | frozenset):
+        return path, f"{type(value).__name__} {_short(value)} cannot be carried (send a list)"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return _uncarriable(fields, path, depth + 1)
+    dump = getattr(value, "model_dump", None)  # a pydantic model
+    if callable(dump) and hasattr(type(value), "model_fields"):
+        try:
+            return _uncarriable(dump(mode="python"), path, depth + 1)
+        except Exception:  # its own serializer refused it: say so below
+            pass
+    return path, (
+        f"{type(value).__qualname__} {_short(value)} cannot be carried (the protocol "
+        "carries None, bool, int, float, str, bytes, lists, tuples, dicts, enums, "
+        "pydantic models and dataclasses)"
+    )
+
+
+def _refuse_arguments(
+    method: str, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+) -> BadArgumentsError:
+    found = _uncarriable(list(args), "args") or _uncarriable(kwargs, "kwargs")
+    if found is None:
+        return BadArgumentsError(f"{method}: the arguments cannot be carried: {exc}")
+    path, reason = found
+    return BadArgumentsError(f"{method}: {path}: {reason}")
 
 
 class RequestCore:
@@ -83,6 +192,8 @@ class RequestCore:
         self, rid: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
         timeout: float | None,
     ) -> list[bytes]:
+        """The frames of a call; :class:`BadArgumentsError` (nothing sent) for a value the
+        protocol cannot carry (``2**70``, a set, an arbitrary object, at any depth)."""
         if type(method) is not str:
             raise TypeError(f"a call name must be a str, not {type(method).__name__}")
         try:
@@ -90,15 +201,19 @@ class RequestCore:
                                         None if timeout is None else float(timeout),
                                         self.fingerprint)]
         except (TypeError, ValueError, OverflowError):
-            # a value msgpack cannot pack natively (a dataclass, a model...): the reference
-            # codec turns it into plain data, or raises its own error
-            from threadhost.protocol import Call
-            from threadhost.protocol import encode as encode_model
+            pass
+        # a value msgpack cannot pack natively (a dataclass, a model...): the reference
+        # codec turns it into plain data, or it cannot be carried at all
+        from threadhost.protocol import Call
+        from threadhost.protocol import encode as encode_model
 
+        try:
             return encode_model(
                 Call(id=rid, method=method, args=list(args), kwargs=kwargs, timeout=timeout,
                      fingerprint=self.fingerprint)
             )
+        except Exception as exc:  # whatever the codec says, it cannot go
+            raise _refuse_arguments(method, args, kwargs, exc) from None
 
     def parse(self, frames: list[bytes]) -> Any:
         """Decode a reply into a :mod:`threadhost.wire` message; raise ProtocolError for
@@ -124,6 +239,129 @@ class RequestCore:
         return msg
 
 
+def _fast_calls(msg: Description) -> frozenset[str]:
+    """The client-callable call names of a ``describe`` answer."""
+    calls = msg.adapter.get("calls", []) if isinstance(msg.adapter, dict) else []
+    return frozenset(
+        str(c["name"]) for c in calls
+        if isinstance(c, dict) and c.get("kind") == "fast" and isinstance(c.get("name"), str)
+    )
+
+
+# --------------------------------------------------------------------------- retry
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """Opt-in retry: ``threadhost.connect(ep, retry=threadhost.Retry(deadline=5.0))``.
+
+    A call refused with :class:`~threadhost.TryLaterError` — :class:`~threadhost.BusyError`
+    (a slow call runs), :class:`~threadhost.UnavailableError` (no host ready, or no service
+    at the endpoint) — is made again after the error's ``retry_after`` (``default_wait``
+    when the error has none), as long as that wait ends before ``deadline`` seconds after
+    the call began; otherwise the last error is raised at once (with a note saying so).
+    The deadline bounds the whole call: each attempt waits at most the call's timeout or
+    the time left, whichever is shorter. Nothing else is retried: after a
+    :class:`~threadhost.CallTimeoutError` or :class:`~threadhost.HostCrashedError` the
+    call may have run.
+    """
+
+    deadline: float
+    default_wait: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("deadline", "default_wait"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0 < value < math.inf
+            ):
+                raise ValueError(f"Retry {name} must be a positive number of seconds, "
+                                 f"not {value!r}")
+
+    def wait(self, exc: TryLaterError, deadline: float, attempts: int, began: float
+             ) -> float | None:
+        """Seconds to wait before the next attempt, or None (give up: note why on exc)."""
+        wait = exc.retry_after if exc.retry_after is not None else self.default_wait
+        wait = max(float(wait), _MIN_RETRY_WAIT)
+        now = time.monotonic()
+        if now + wait < deadline:
+            return wait
+        exc.add_note(
+            f"threadhost.Retry: gave up after {attempts} attempt(s) in {now - began:.2f}s: "
+            f"waiting {wait:.2f}s more would pass the {self.deadline:g}s deadline"
+        )
+        return None
+
+
+def _check_timeout(timeout: float, what: str = "timeout") -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+        0 < timeout < math.inf
+    ):
+        raise ValueError(f"{what} must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+# --------------------------------------------------------------------------- members
+
+
+class _Own:
+    """A member of a client that gives way to an adapter call of the same name.
+
+    Once the client knows the served adapter's calls, an instance attribute that names one
+    of them is that call. Before that, a member with ``learns`` set asks the service on
+    first use (a ``describe``); others are the client's own. Through the class
+    (``Client.status``) it is always the client's own function.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, learns: bool = False, quiet: bool = False,
+                 value: bool = False) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.learns = learns
+        self.quiet = quiet
+        self.value = value
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.fn
+        calls = obj._t.calls
+        if calls is not None:
+            if self.name in calls:
+                return obj._adapter_call(self.name)
+        elif self.learns:
+            return obj._learning(self.name, self.fn, self.quiet)
+        if self.value:
+            return self.fn(obj)
+        return MethodType(self.fn, obj)
+
+
+def _asks(fn: _F) -> _F:
+    """A member that talks to the service: its first use learns the served calls."""
+    return cast(_F, _Own(fn, learns=True))
+
+
+def _closes(fn: _F) -> _F:
+    """``close``: learns the served calls if it can (briefly), else is the client's own."""
+    return cast(_F, _Own(fn, learns=True, quiet=True))
+
+
+def _local(fn: _F) -> _F:
+    """A member that does not talk to the service: gives way once the calls are known."""
+    return cast(_F, _Own(fn))
+
+
+def _value(fn: Callable[[Any], Any]) -> Any:
+    """A read-only value member (like a property) that gives way to an adapter call."""
+    return _Own(fn, value=True)
+
+
+# --------------------------------------------------------------------------- sockets
+
+
 def _configure(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -131,94 +369,159 @@ def _configure(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
 
 
-class _Method:
-    __slots__ = ("_client", "_name")
-
-    def __init__(self, client: Client, name: str) -> None:
-        self._client = client
-        self._name = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._client.request(self._name, args, kwargs)
-
-    def __repr__(self) -> str:
-        return f"<threadhost remote call {self._name!r}>"
+_HANDSHAKE_FAILED = frozenset(
+    int(getattr(zmq, name)) for name in (
+        "EVENT_HANDSHAKE_FAILED_NO_DETAIL", "EVENT_HANDSHAKE_FAILED_PROTOCOL",
+        "EVENT_HANDSHAKE_FAILED_AUTH",
+    ) if hasattr(zmq, name)
+)
+_EV_CLOSED = int(zmq.EVENT_CLOSED)
+_WATCHED = _EV_CLOSED
+for _event in _HANDSHAKE_FAILED:
+    _WATCHED |= _event
 
 
-class Client:
-    """A synchronous threadhost client. Thread-safe; use as a context manager.
+class _Watch:
+    """The connection attempts of one socket, from a ZeroMQ socket monitor read without
+    blocking. ``failures`` counts failed attempts (nothing accepted the connection, or the
+    peer failed the ZMTP handshake)."""
 
-    ``lib.calc(5)`` and ``lib.call("calc", 5)`` are the same call. ``timeout`` (seconds) bounds
-    every call; ``fingerprint`` (set by generated proxies) makes the service refuse the call
-    with :class:`~threadhost.FingerprintMismatchError` if it serves another adapter schema.
-    """
+    def __init__(self, monitor: zmq.Socket[Any]) -> None:
+        self.sock = monitor
+        self.failures = 0
+        self.refused_handshake = False
 
-    def __init__(
-        self,
-        endpoint: str,
-        timeout: float = DEFAULT_TIMEOUT,
-        *,
-        fingerprint: str | None = None,
-        context: zmq.Context[Any] | None = None,
-        max_size: int = DEFAULT_MAX_SIZE,
-    ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+    def read(self) -> None:
+        while True:
+            try:
+                frames = self.sock.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            if not frames or len(frames[0]) < 2:
+                continue
+            (event,) = struct.unpack("=H", frames[0][:2])
+            if event == _EV_CLOSED:
+                self.failures += 1
+            elif event in _HANDSHAKE_FAILED:
+                self.failures += 1
+                self.refused_handshake = True
+
+    def no_service(self, what: str, endpoint: str, timeout: float | None) -> UnavailableError:
+        """The error of a call that found no connection (``timeout``: it waited that long;
+        None: a connection attempt failed)."""
+        if timeout is None:
+            if self.refused_handshake:
+                why = "the peer there does not speak the threadhost protocol (handshake failed)"
+            else:
+                why = "nothing accepted the connection"
+        else:  # nothing answered the connection attempt, or no protocol handshake
+            why = f"no connection within {timeout:g}s"
+        return UnavailableError(f"{what}: no service at {endpoint}: {why}; the call was not sent")
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class _Conn:
+    """One thread's socket of a sync client."""
+
+    __slots__ = ("lock", "rcvtimeo", "sock", "thread", "watch")
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str) -> None:
+        self.sock: zmq.Socket[Any] | None = ctx.socket(zmq.DEALER)
+        _configure(self.sock)
+        self.sock.connect(endpoint)
+        self.watch: _Watch | None = None
+        self.lock = threading.Lock()
+        self.rcvtimeo = -1  # the socket's RCVTIMEO (ms), -1: libzmq's default (forever)
+        self.thread = threading.current_thread()
+
+    def watching(self) -> _Watch:
+        if self.watch is None:
+            assert self.sock is not None
+            self.watch = _Watch(self.sock.get_monitor_socket(_WATCHED))
+        return self.watch
+
+    def close(self) -> None:
+        sock, watch = self.sock, self.watch
+        self.sock = self.watch = None
+        if sock is None:
+            return
+        if watch is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+            watch.close()
+        sock.close(linger=0)
+
+
+class _SyncTransport:
+    """What a sync :class:`Client` and its views share: the endpoint, the request core,
+    one socket per calling thread, and what is known of the served adapter."""
+
+    def __init__(self, endpoint: str, core: RequestCore, ctx: zmq.Context[Any]) -> None:
         self.endpoint = endpoint
-        self.timeout = timeout
-        self._core = RequestCore(fingerprint, max_size)
+        self.core = core
+        self.ctx = ctx
+        self.calls: frozenset[str] | None = None  # the served fast calls, once known
+        self.closed = False
         self.late_replies = 0  # replies to earlier calls that had timed out, dropped
-        self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()
-        self._rcvtimeo = -1  # the socket's RCVTIMEO (ms), -1: libzmq's default (forever)
-        self._sock: zmq.Socket[Any] | None = self._ctx.socket(zmq.DEALER)
-        _configure(self._sock)
-        self._sock.connect(endpoint)
+        self._local = threading.local()
+        self._conns: list[_Conn] = []
 
-    # ------------------------------------------------------------------ calls
+    def conn(self) -> _Conn:
+        """This thread's socket (made on its first call)."""
+        try:
+            conn: _Conn = self._local.conn
+        except AttributeError:
+            conn = self._new_conn()
+        return conn
 
-    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` with the client's default timeout."""
-        return self.request(method, args, kwargs)
-
-    def request(
-        self,
-        method: str,
-        args: tuple[Any, ...] | list[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Any:
-        """Call ``method`` with explicit ``args``/``kwargs`` and an optional per-call timeout."""
-        t = self.timeout if timeout is None else timeout
-        core = self._core
+    def _new_conn(self) -> _Conn:
         with self._lock:
-            rid = core.next_id()
-            frames = core.call_frames(rid, method, tuple(args), kwargs or {}, t)
-            return core.outcome(self._roundtrip(rid, frames, t, method))
+            if self.closed:
+                raise ThreadhostError("client is closed")
+            conn = _Conn(self.ctx, self.endpoint)
+            # sockets of threads that have ended are idle for good: close them
+            for old in [c for c in self._conns if not c.thread.is_alive()]:
+                if old.lock.acquire(blocking=False):
+                    try:
+                        old.close()
+                    finally:
+                        old.lock.release()
+                    self._conns.remove(old)
+            self._conns.append(conn)
+        self._local.conn = conn
+        return conn
 
-    def _roundtrip(
-        self, rid: int, frames: list[bytes], timeout: float, what: str,
-    ) -> Any:
-        sock = self._sock
+    def roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
+        if self.closed:
+            raise ThreadhostError("client is closed")
+        conn = self.conn()
+        with conn.lock:
+            try:
+                return self._exchange(conn, rid, frames, timeout, what)
+            finally:
+                if self.closed:  # closed by another thread during this call
+                    conn.close()
+
+    def _exchange(self, conn: _Conn, rid: int, frames: list[bytes], timeout: float,
+                  what: str) -> Any:
+        sock = conn.sock
         if sock is None:
             raise ThreadhostError("client is closed")
         monotonic = time.monotonic
         deadline = monotonic() + timeout
         header, body = frames
-        while True:  # send; IMMEDIATE makes this fail while no broker is connected
-            try:
-                sock.send(header, _MORE_NOBLOCK)  # a refused message fails on its first frame
-                break
-            except zmq.Again:
-                remaining = deadline - monotonic()
-                if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1, zmq.POLLOUT):
-                    raise CallTimeoutError(
-                        f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
-                    ) from None
+        try:  # IMMEDIATE makes this fail while no broker is connected
+            sock.send(header, _MORE_NOBLOCK)  # a refused message fails on its first frame
+        except zmq.Again:
+            self._send_when_connected(conn, sock, header, deadline, timeout, what)
         sock.send(body, _NOBLOCK)
         recv = sock.recv
-        parse = self._core.parse
+        parse = self.core.parse
         full_ms = int(timeout * 1000) + 1
         while True:  # a blocking recv bounded by RCVTIMEO: no Poller built per call
             remaining = deadline - monotonic()
@@ -232,9 +535,9 @@ class Client:
             wait_ms = int(remaining * 1000) + 1
             if full_ms - wait_ms <= 2:
                 wait_ms = full_ms
-            if wait_ms != self._rcvtimeo:
+            if wait_ms != conn.rcvtimeo:
                 sock.setsockopt(_RCVTIMEO, wait_ms)
-                self._rcvtimeo = wait_ms
+                conn.rcvtimeo = wait_ms
             try:
                 frame = recv(0, copy=False)
             except zmq.Again:
@@ -255,96 +558,77 @@ class Client:
                 raise exception_from_error(msg)
             self.late_replies += 1  # a late reply to an earlier call that timed out: drop it
 
-    def _control(self, make: Callable[[int], Any], timeout: float | None) -> Any:
-        t = self.timeout if timeout is None else timeout
-        with self._lock:
-            rid = self._core.next_id()
-            msg = make(rid)
-            return RequestCore.outcome(
-                self._roundtrip(rid, encode(msg), t, msg.kind)
-            )
-
-    def describe(self, timeout: float | None = None) -> dict[str, Any]:
-        """The served adapter's description (calls, signatures, fingerprint)."""
-        msg: Description = self._control(lambda i: Describe(id=i), timeout)
-        return {**msg.adapter, "fingerprint": msg.fingerprint}
-
-    def fingerprint(self, timeout: float | None = None) -> str:
-        """The served adapter's schema fingerprint."""
-        msg: Description = self._control(lambda i: Describe(id=i), timeout)
-        return msg.fingerprint
-
-    def maintain(self, method: str | None = None, timeout: float | None = None) -> MaintainReply:
-        """Ask the broker to run a slow call now; the reply says whether it started."""
-        reply: MaintainReply = self._control(lambda i: Maintain(id=i, method=method), timeout)
-        return reply
-
-    def status(self, timeout: float | None = None) -> dict[str, Any]:
-        """The service status (state, host pid, generation, counters...)."""
-        reply: StatusReply = self._control(lambda i: Status(id=i), timeout)
-        return reply.status
-
-    def ping(self, timeout: float | None = None) -> float:
-        """Round-trip time to the broker in seconds."""
-        t0 = time.perf_counter()
-        reply = self._control(lambda i: Ping(id=i), timeout)
-        assert isinstance(reply, Pong)
-        return time.perf_counter() - t0
-
-    # ------------------------------------------------------------------ plumbing
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        method = self.__dict__[name] = _Method(self, name)  # found directly from now on
-        return method
+    def _send_when_connected(self, conn: _Conn, sock: zmq.Socket[Any], header: bytes,
+                             deadline: float, timeout: float, what: str) -> None:
+        """No connection now: wait for one, within the deadline; UnavailableError when a
+        connection attempt fails meanwhile or none is made in time."""
+        watch = conn.watching()
+        watch.read()  # what happened before this call is not this call's business
+        seen = watch.failures
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLOUT)
+        poller.register(watch.sock, zmq.POLLIN)
+        while True:
+            try:
+                sock.send(header, _MORE_NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+            watch.read()
+            if watch.failures > seen:
+                raise watch.no_service(what, self.endpoint, None)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise watch.no_service(what, self.endpoint, timeout)
+            poller.poll(int(remaining * 1000) + 1)
 
     def close(self) -> None:
-        """Close the socket. Idempotent."""
         with self._lock:
-            if self._sock is not None:
-                self._sock.close(linger=0)
-                self._sock = None
+            self.closed = True
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            # a socket in use by a call is closed by its thread when the call ends
+            if conn.lock.acquire(blocking=False):
+                try:
+                    conn.close()
+                finally:
+                    conn.lock.release()
 
-    @property
-    def closed(self) -> bool:
-        return self._sock is None
 
-    def __enter__(self) -> Client:
-        return self
+# --------------------------------------------------------------------------- sync client
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+class _Method:
+    __slots__ = ("_client", "_name")
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client._request(self._name, args, kwargs)
 
     def __repr__(self) -> str:
-        return f"<threadhost.Client {self.endpoint} timeout={self.timeout:g}s>"
+        return f"<threadhost remote call {self._name!r}>"
 
 
-def connect(
-    endpoint: str = "tcp://127.0.0.1:6000",
-    timeout: float = DEFAULT_TIMEOUT,
-    *,
-    fingerprint: str | None = None,
-) -> Client:
-    """Connect to a threadhost service: ``lib = threadhost.connect(); lib.calc(5)``.
+class Client:
+    """A synchronous threadhost client; shareable between threads; a context manager.
 
-    Connecting is lazy and never blocks; the first call raises
-    :class:`~threadhost.CallTimeoutError` if nothing answers within ``timeout``.
+    ``lib.calc(5)`` and ``lib.call("calc", 5)`` are the same call. ``timeout`` (seconds)
+    bounds every call; ``retry`` (a :class:`Retry`) retries calls refused as busy or
+    unavailable; ``fingerprint`` (set by generated proxies) makes the service refuse the
+    call with :class:`~threadhost.FingerprintMismatchError` if it serves another adapter
+    schema. ``lib.with_timeout(2.0)`` and ``lib.with_retry(...)`` are views of the same
+    connection with other settings.
+
+    Each thread that calls gets its own socket, so threads do not wait for each other and
+    every call keeps its own timeout. A public attribute naming one of the served adapter's
+    calls is that call, even if the client has a member of that name; ``Client.close(lib)``
+    (through the class) is always the client's own member.
     """
-    return Client(endpoint, timeout, fingerprint=fingerprint)
 
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
-
-
-class AsyncClient:
-    """An asyncio threadhost client: ``async with AsyncClient(ep) as c: await c.call("calc", 5)``.
-
-    Many calls may be awaited concurrently (pipelined on one socket); a single reader task
-    routes replies to their futures by request id.
-    """
+    _t: _SyncTransport
 
     def __init__(
         self,
@@ -352,25 +636,310 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         fingerprint: str | None = None,
+        context: zmq.Context[Any] | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
+        retry: Retry | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        self._timeout = _check_timeout(timeout)
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
+        self._forced: float | None = None
+        self._retry = retry
+        self._t = _SyncTransport(endpoint, RequestCore(fingerprint, max_size),
+                                 context or zmq.Context.instance())
+        self._t.conn()  # this thread's socket starts connecting now
+
+    def _view(self, forced: float | None, retry: Retry | None) -> Client:
+        view = object.__new__(type(self))
+        view._t = self._t
+        view._timeout = self._timeout
+        view._forced = forced
+        view._retry = retry
+        return view
+
+    def _with_timeout(self, timeout: float) -> Client:
+        return self._view(_check_timeout(timeout), self._retry)
+
+    # ------------------------------------------------------------------ calls
+
+    def _request(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        declared: float | None = None,
+    ) -> Any:
+        """Make the adapter call ``method``. The timeout is ``timeout``, else the view's
+        (``with_timeout``), else ``declared`` (an adapter's ``@fast(timeout=...)``), else
+        the client's."""
+        if timeout is None:
+            timeout = self._forced if self._forced is not None else (
+                declared if declared is not None else self._timeout)
+        args = tuple(args)
+        kwargs = kwargs or {}
+        retry = self._retry
+        if retry is None:
+            return self._attempt(method, args, kwargs, timeout)
+        began = time.monotonic()
+        deadline = began + retry.deadline
+        attempts = 0
+        while True:
+            try:
+                return self._attempt(method, args, kwargs,
+                                     min(timeout, max(deadline - time.monotonic(), 0.001)))
+            except TryLaterError as exc:
+                attempts += 1
+                wait = retry.wait(exc, deadline, attempts, began)
+                if wait is None:
+                    raise
+                time.sleep(wait)
+
+    def _attempt(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 timeout: float) -> Any:
+        t = self._t
+        rid = t.core.next_id()
+        frames = t.core.call_frames(rid, method, args, kwargs, timeout)
+        return RequestCore.outcome(t.roundtrip(rid, frames, timeout, method))
+
+    def _control(self, make: Callable[[int], Any], timeout: float | None) -> Any:
+        return RequestCore.outcome(self._control_reply(make, timeout))
+
+    def _control_reply(self, make: Callable[[int], Any], timeout: float | None,
+                       what: str | None = None) -> Any:
+        t = self._t
+        if timeout is None:
+            timeout = self._forced if self._forced is not None else self._timeout
+        rid = t.core.next_id()
+        msg = make(rid)
+        reply = t.roundtrip(rid, encode(msg), timeout, what or msg.kind)
+        if isinstance(reply, Description):
+            t.calls = _fast_calls(reply)
+        return reply
+
+    def _describe(self, timeout: float | None = None) -> Description:
+        msg: Description = self._control(lambda i: Describe(id=i), timeout)
+        return msg
+
+    # ------------------------------------------------------------------ members that give way
+
+    def _adapter_call(self, name: str) -> _Method:
+        method = self.__dict__.get(name)
+        if not isinstance(method, _Method):
+            method = self.__dict__[name] = _Method(self, name)  # found directly from now on
+        return method
+
+    def _learning(self, name: str, own: Callable[..., Any], quiet: bool) -> Callable[..., Any]:
+        def first_use(*args: Any, **kwargs: Any) -> Any:
+            calls = self._learn(name, quiet)
+            if calls is not None and name in calls:
+                return self._adapter_call(name)(*args, **kwargs)
+            return own(self, *args, **kwargs)
+
+        first_use.__doc__ = own.__doc__
+        return first_use
+
+    def _learn(self, what: str, quiet: bool) -> frozenset[str] | None:
+        """The served fast calls (asking the service once); None when the service answered
+        but cannot tell (no adapter loaded yet). Errors of an unanswered question are
+        raised, or give None when ``quiet``."""
+        t = self._t
+        if t.calls is not None:
+            return t.calls
+        timeout = min(self._timeout, LEARN_TIMEOUT) if quiet else None
+        try:
+            reply = self._control_reply(lambda i: Describe(id=i), timeout, what)
+        except ThreadhostError:
+            if quiet:
+                return None
+            raise
+        return t.calls if isinstance(reply, Description) else None
+
+    @_asks
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` with the client's default timeout."""
+        return self._request(method, args, kwargs)
+
+    @_asks
+    def request(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``method`` with explicit ``args``/``kwargs`` and an optional per-call timeout."""
+        return self._request(method, args, kwargs,
+                             timeout=None if timeout is None else _check_timeout(timeout))
+
+    @_asks
+    def describe(self, timeout: float | None = None) -> dict[str, Any]:
+        """The served adapter's description (calls, signatures, fingerprint)."""
+        msg = self._describe(timeout)
+        return {**msg.adapter, "fingerprint": msg.fingerprint}
+
+    @_asks
+    def fingerprint(self, timeout: float | None = None) -> str:
+        """The served adapter's schema fingerprint."""
+        return self._describe(timeout).fingerprint
+
+    @_asks
+    def maintain(self, method: str | None = None, timeout: float | None = None) -> MaintainReply:
+        """Ask the broker to run a slow call now; the reply says whether it started."""
+        reply: MaintainReply = self._control(lambda i: Maintain(id=i, method=method), timeout)
+        return reply
+
+    @_asks
+    def status(self, timeout: float | None = None) -> dict[str, Any]:
+        """The service status (state, host pid, generation, counters...)."""
+        reply: StatusReply = self._control(lambda i: Status(id=i), timeout)
+        return reply.status
+
+    @_asks
+    def ping(self, timeout: float | None = None) -> float:
+        """Round-trip time to the broker in seconds."""
+        t0 = time.perf_counter()
+        reply = self._control(lambda i: Ping(id=i), timeout)
+        assert isinstance(reply, Pong)
+        return time.perf_counter() - t0
+
+    @_local
+    def with_timeout(self, timeout: float) -> Client:
+        """This client with another timeout for the calls made through it
+        (``lib.with_timeout(2.0).calc(5)``): same sockets, same retry; it overrides an
+        adapter's ``@fast(timeout=...)``. Closing it closes the client."""
+        return self._with_timeout(timeout)
+
+    @_local
+    def with_retry(self, retry: Retry | None) -> Client:
+        """This client with another :class:`Retry` (None: no retry) for the calls made
+        through it: same sockets, same timeout. Closing it closes the client."""
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
+        return self._view(self._forced, retry)
+
+    @_closes
+    def close(self) -> None:
+        """Close the client (all its sockets; a call in progress in another thread ends
+        first). Idempotent. Views made by ``with_timeout``/``with_retry`` share it."""
+        self._t.close()
+
+    if TYPE_CHECKING:
+        endpoint: str
+        timeout: float
+        closed: bool
+        late_replies: int
+    else:
+
+        @_value
+        def endpoint(self) -> str:
+            """The endpoint this client connects to."""
+            return self._t.endpoint
+
+        @_value
+        def timeout(self) -> float:
+            """The timeout of calls made through this client (or view)."""
+            return self._forced if self._forced is not None else self._timeout
+
+        @_value
+        def closed(self) -> bool:
+            """Whether the client is closed."""
+            return self._t.closed
+
+        @_value
+        def late_replies(self) -> int:
+            """Replies to earlier calls that had timed out, dropped so far."""
+            return self._t.late_replies
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._adapter_call(name)
+
+    def __dir__(self) -> list[str]:
+        calls = self._t.calls
+        if calls is None and not self._t.closed:
+            with contextlib.suppress(ThreadhostError):
+                self._control_reply(lambda i: Describe(id=i),
+                                    min(self._timeout, LEARN_TIMEOUT))
+            calls = self._t.calls
+        return sorted(set(super().__dir__()) | (calls or frozenset()))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._t.close()
+
+    def __repr__(self) -> str:
+        timeout = self._forced if self._forced is not None else self._timeout
+        return f"<threadhost.Client {self._t.endpoint} timeout={timeout:g}s>"
+
+
+def connect(
+    endpoint: str = "tcp://127.0.0.1:6000",
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    fingerprint: str | None = None,
+    retry: Retry | None = None,
+) -> Client:
+    """Connect to a threadhost service: ``lib = threadhost.connect(); lib.calc(5)``.
+
+    Connecting is lazy and never blocks; a call raises
+    :class:`~threadhost.UnavailableError` ("no service at ...") if nothing accepts the
+    connection, and :class:`~threadhost.CallTimeoutError` if nothing answers within
+    ``timeout``. ``retry=threadhost.Retry(deadline=...)`` retries busy/unavailable calls.
+    """
+    return Client(endpoint, timeout, fingerprint=fingerprint, retry=retry)
+
+
+# --------------------------------------------------------------------------- asyncio client
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+class _AsyncTransport:
+    """What an :class:`AsyncClient` and its views share: one socket, the pending calls and
+    their reader task, and what is known of the served adapter."""
+
+    def __init__(self, endpoint: str, core: RequestCore) -> None:
         self.endpoint = endpoint
-        self.timeout = timeout
-        self._core = RequestCore(fingerprint, max_size)
+        self.core = core
+        self.calls: frozenset[str] | None = None
+        self.late_replies = 0
         self._ctx = zmq.asyncio.Context.instance()
-        self._sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.DEALER)
-        _configure(self._sock)
-        self._sock.connect(endpoint)
+        self.sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.DEALER)
+        _configure(self.sock)
+        self.sock.connect(endpoint)
         # the same socket without the asyncio wrapper: sends and receives that cannot block
         # (NOBLOCK) go straight to libzmq instead of through a Future each
-        self._raw: zmq.Socket[bytes] | None = zmq.Socket.shadow(self._sock.underlying)
+        self.raw: zmq.Socket[bytes] | None = zmq.Socket.shadow(self.sock.underlying)
+        self._watch: _Watch | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None  # set to wake the reader
         self._check_scheduled = False
         self._portable: bool | None = None  # True: the loop cannot watch the socket's fd
+
+    @property
+    def closed(self) -> bool:
+        return self.raw is None
+
+    def _watching(self) -> _Watch:
+        if self._watch is None:
+            assert self.sock is not None
+            monitor = self.sock.get_monitor_socket(_WATCHED)
+            self._watch = _Watch(zmq.Socket.shadow(monitor.underlying))
+            self._monitor = monitor  # keeps the PAIR socket (and its shadow) alive
+        return self._watch
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -380,7 +949,7 @@ class AsyncClient:
         """Deliver every reply already queued, then wait for the socket to be readable
         again (one wake-up per batch of replies, not one Future per reply); ends when
         nothing is pending."""
-        sock, raw = self._sock, self._raw
+        sock, raw = self.sock, self.raw
         if sock is None or raw is None:
             return
         if self._portable:
@@ -393,7 +962,7 @@ class AsyncClient:
         try:
             recv = raw.recv
             get = raw.get
-            while self._pending and self._raw is not None:
+            while self._pending and self.raw is not None:
                 try:
                     while True:
                         frame = recv(_NOBLOCK, copy=False)
@@ -424,12 +993,12 @@ class AsyncClient:
         the FD's edge of a reply that arrived meanwhile; look at EVENTS once per loop
         iteration (however many calls were sent in it) and wake the reader if needed."""
         self._check_scheduled = False
-        raw, wake = self._raw, self._wake
+        raw, wake = self.raw, self._wake
         if raw is not None and wake is not None and cast(int, raw.get(_EVENTS)) & _POLLIN:
             wake.set()
 
     async def _read_loop_portable(self, sock: zmq.asyncio.Socket) -> None:
-        while self._pending and self._raw is not None:
+        while self._pending and self.raw is not None:
             try:
                 frames = await sock.recv_multipart()
             except zmq.ZMQError:
@@ -438,7 +1007,7 @@ class AsyncClient:
 
     def _deliver(self, frames: list[bytes]) -> None:
         try:
-            msg = self._core.parse(frames)
+            msg = self.core.parse(frames)
         except ProtocolError as exc:
             fut = self._pending.pop(exc.request_id, None) if exc.request_id else None
             if fut is not None and not fut.done():
@@ -454,11 +1023,13 @@ class AsyncClient:
         fut = self._pending.pop(rid, None) if rid is not None else None
         if fut is not None and not fut.done():
             fut.set_result(msg)
+        else:
+            self.late_replies += 1
 
     def _watchable(self, loop: asyncio.AbstractEventLoop, raw: zmq.Socket[bytes]) -> bool:
         """Whether ``loop`` can watch the socket's file descriptor (selector loops, uvloop);
-        Windows' proactor loop cannot: the client then sends and receives through
-        ``zmq.asyncio`` alone (slower, same behaviour)."""
+        Windows' proactor loop cannot: the client then receives through ``zmq.asyncio``
+        alone (slower, same behaviour)."""
         if self._portable is None:
             fd = cast(int, raw.get(zmq.FD))
             try:
@@ -470,47 +1041,52 @@ class AsyncClient:
                 self._portable = False
         return not self._portable
 
-    async def _send_portable(self, frames: list[bytes], deadline: float, what: str,
-                             timeout: float) -> None:
-        sock = self._sock
-        if sock is None:
-            raise ThreadhostError("client is closed")
-        try:
-            await asyncio.wait_for(sock.send_multipart(frames),
-                                   max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            raise CallTimeoutError(
-                f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
-            ) from None
+    async def _send(self, raw: zmq.Socket[bytes], frames: list[bytes], deadline: float,
+                    timeout: float, what: str, portable: bool) -> None:
+        header, body = frames
+        watch: _Watch | None = None
+        seen = 0
+        while True:  # IMMEDIATE makes this fail while no broker is connected
+            try:
+                if portable:  # through zmq.asyncio, which then looks after its reader
+                    sock = self.sock
+                    if sock is None:
+                        raise ThreadhostError("client is closed")
+                    await sock.send_multipart(frames, flags=_NOBLOCK)
+                    return
+                raw.send(header, _MORE_NOBLOCK)  # a refused message fails on frame one
+                break
+            except zmq.Again:
+                pass
+            if watch is None:
+                watch = self._watching()
+                watch.read()  # what happened before this call is not this call's business
+                seen = watch.failures
+            else:
+                watch.read()
+            if watch.failures > seen:
+                raise watch.no_service(what, self.endpoint, None)
+            if time.monotonic() >= deadline:
+                raise watch.no_service(what, self.endpoint, timeout)
+            await asyncio.sleep(0.01)
+            if self.raw is None:
+                raise ThreadhostError("client is closed")
+        raw.send(body, _NOBLOCK)
 
-    async def _roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
-        raw = self._raw
+    async def roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
+        raw = self.raw
         if raw is None:
             raise ThreadhostError("client is closed")
         loop = asyncio.get_running_loop()
-        if not self._watchable(loop, raw):
-            return await self._roundtrip_portable(rid, frames, timeout, what)
+        portable = not self._watchable(loop, raw)
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
         deadline = time.monotonic() + timeout
         expiry: asyncio.TimerHandle | None = None
-        header, body = frames
         try:
-            while True:  # IMMEDIATE makes this fail while no broker is connected
-                try:
-                    raw.send(header, _MORE_NOBLOCK)  # a refused message fails on frame one
-                    break
-                except zmq.Again:
-                    if time.monotonic() >= deadline:
-                        raise CallTimeoutError(
-                            f"{what}: no broker reachable at {self.endpoint} within {timeout:g}s"
-                        ) from None
-                    await asyncio.sleep(0.01)
-                    if self._raw is None:
-                        raise ThreadhostError("client is closed") from None
-            raw.send(body, _NOBLOCK)
+            await self._send(raw, frames, deadline, timeout, what, portable)
             self._ensure_reader()
-            if not self._check_scheduled:
+            if not portable and not self._check_scheduled:
                 self._check_scheduled = True
                 loop.call_soon(self._check_events)
             # one timer per call instead of wait_for, which wraps every call in more futures
@@ -527,27 +1103,182 @@ class AsyncClient:
                 expiry.cancel()
             self._pending.pop(rid, None)
 
-    async def _roundtrip_portable(self, rid: int, frames: list[bytes], timeout: float,
-                                  what: str) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending[rid] = fut
-        deadline = time.monotonic() + timeout
-        try:
-            await self._send_portable(frames, deadline, what, timeout)
-            self._ensure_reader()
+    async def close(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        self._reader = None
+        self.raw = None
+        if self.sock is not None:
+            if self._watch is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.sock.disable_monitor()
+                self._watch.close()
+                if self._monitor is not None:
+                    self._monitor.close(linger=0)
+                self._watch = self._monitor = None
+            self.sock.close(linger=0)
+            self.sock = None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ThreadhostError("client is closed"))
+        self._pending.clear()
+
+
+class _AsyncMethod:
+    __slots__ = ("_client", "_name")
+
+    def __init__(self, client: AsyncClient, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        return self._client._request(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<threadhost remote call {self._name!r} (asyncio)>"
+
+
+class AsyncClient:
+    """An asyncio threadhost client: ``async with AsyncClient(ep) as lib: await lib.calc(5)``.
+
+    The same calls as :class:`Client`, awaited: ``await lib.calc(5)``,
+    ``await lib.call("calc", 5)``, ``await lib.status()``... Many calls may be awaited
+    concurrently (pipelined on one socket); a single reader task routes replies to their
+    futures by request id. Members give way to the served adapter's calls as on
+    :class:`Client` (``await AsyncClient.close(lib)`` is always the client's own).
+    """
+
+    _t: _AsyncTransport
+
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        fingerprint: str | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        retry: Retry | None = None,
+    ) -> None:
+        self._timeout = _check_timeout(timeout)
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
+        self._forced: float | None = None
+        self._retry = retry
+        self._t = _AsyncTransport(endpoint, RequestCore(fingerprint, max_size))
+
+    def _view(self, forced: float | None, retry: Retry | None) -> AsyncClient:
+        view = object.__new__(type(self))
+        view._t = self._t
+        view._timeout = self._timeout
+        view._forced = forced
+        view._retry = retry
+        return view
+
+    def _with_timeout(self, timeout: float) -> AsyncClient:
+        return self._view(_check_timeout(timeout), self._retry)
+
+    # ------------------------------------------------------------------ calls
+
+    async def _request(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        declared: float | None = None,
+    ) -> Any:
+        """As :meth:`Client._request`, awaited."""
+        if timeout is None:
+            timeout = self._forced if self._forced is not None else (
+                declared if declared is not None else self._timeout)
+        args = tuple(args)
+        kwargs = kwargs or {}
+        retry = self._retry
+        if retry is None:
+            return await self._attempt(method, args, kwargs, timeout)
+        began = time.monotonic()
+        deadline = began + retry.deadline
+        attempts = 0
+        while True:
             try:
-                return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise CallTimeoutError(
-                    f"{what}: no answer from {self.endpoint} within {timeout:g}s"
-                ) from None
-        finally:
-            self._pending.pop(rid, None)
+                return await self._attempt(
+                    method, args, kwargs, min(timeout, max(deadline - time.monotonic(), 0.001)))
+            except TryLaterError as exc:
+                attempts += 1
+                wait = retry.wait(exc, deadline, attempts, began)
+                if wait is None:
+                    raise
+                await asyncio.sleep(wait)
 
+    async def _attempt(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       timeout: float) -> Any:
+        t = self._t
+        rid = t.core.next_id()
+        frames = t.core.call_frames(rid, method, args, kwargs, timeout)
+        return RequestCore.outcome(await t.roundtrip(rid, frames, timeout, method))
+
+    async def _control(self, make: Callable[[int], Any], timeout: float | None) -> Any:
+        return RequestCore.outcome(await self._control_reply(make, timeout))
+
+    async def _control_reply(self, make: Callable[[int], Any], timeout: float | None,
+                             what: str | None = None) -> Any:
+        t = self._t
+        if timeout is None:
+            timeout = self._forced if self._forced is not None else self._timeout
+        rid = t.core.next_id()
+        msg = make(rid)
+        reply = await t.roundtrip(rid, encode(msg), timeout, what or msg.kind)
+        if isinstance(reply, Description):
+            t.calls = _fast_calls(reply)
+        return reply
+
+    async def _describe(self, timeout: float | None = None) -> Description:
+        msg: Description = await self._control(lambda i: Describe(id=i), timeout)
+        return msg
+
+    # ------------------------------------------------------------------ members that give way
+
+    def _adapter_call(self, name: str) -> _AsyncMethod:
+        method = self.__dict__.get(name)
+        if not isinstance(method, _AsyncMethod):
+            method = self.__dict__[name] = _AsyncMethod(self, name)
+        return method
+
+    def _learning(self, name: str, own: Callable[..., Any], quiet: bool) -> Callable[..., Any]:
+        async def first_use(*args: Any, **kwargs: Any) -> Any:
+            calls = await self._learn(name, quiet)
+            if calls is not None and name in calls:
+                return await self._adapter_call(name)(*args, **kwargs)
+            return await own(self, *args, **kwargs)
+
+        first_use.__doc__ = own.__doc__
+        return first_use
+
+    async def _learn(self, what: str, quiet: bool) -> frozenset[str] | None:
+        """As :meth:`Client._learn`, awaited."""
+        t = self._t
+        if t.calls is not None:
+            return t.calls
+        if quiet and t.closed:
+            return None
+        timeout = min(self._timeout, LEARN_TIMEOUT) if quiet else None
+        try:
+            reply = await self._control_reply(lambda i: Describe(id=i), timeout, what)
+        except ThreadhostError:
+            if quiet:
+                return None
+            raise
+        return t.calls if isinstance(reply, Description) else None
+
+    @_asks
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        return await self.request(method, args, kwargs)
+        """Call ``method`` with the client's default timeout."""
+        return await self._request(method, args, kwargs)
 
+    @_asks
     async def request(
         self,
         method: str,
@@ -556,51 +1287,107 @@ class AsyncClient:
         *,
         timeout: float | None = None,
     ) -> Any:
-        t = self.timeout if timeout is None else timeout
-        rid = self._core.next_id()
-        frames = self._core.call_frames(rid, method, tuple(args), kwargs or {}, t)
-        return RequestCore.outcome(await self._roundtrip(rid, frames, t, method))
+        """Call ``method`` with explicit ``args``/``kwargs`` and an optional per-call timeout."""
+        return await self._request(method, args, kwargs,
+                                   timeout=None if timeout is None else _check_timeout(timeout))
 
-    async def _control(self, make: Callable[[int], Any], what: str, timeout: float | None) -> Any:
-        t = self.timeout if timeout is None else timeout
-        rid = self._core.next_id()
-        return RequestCore.outcome(await self._roundtrip(rid, encode(make(rid)), t, what))
-
+    @_asks
     async def describe(self, timeout: float | None = None) -> dict[str, Any]:
-        msg: Description = await self._control(lambda i: Describe(id=i), "describe", timeout)
+        """The served adapter's description (calls, signatures, fingerprint)."""
+        msg = await self._describe(timeout)
         return {**msg.adapter, "fingerprint": msg.fingerprint}
 
+    @_asks
     async def fingerprint(self, timeout: float | None = None) -> str:
-        msg: Description = await self._control(lambda i: Describe(id=i), "describe", timeout)
-        return msg.fingerprint
+        """The served adapter's schema fingerprint."""
+        return (await self._describe(timeout)).fingerprint
 
+    @_asks
     async def maintain(self, method: str | None = None, timeout: float | None = None
                        ) -> MaintainReply:
+        """Ask the broker to run a slow call now; the reply says whether it started."""
         reply: MaintainReply = await self._control(
-            lambda i: Maintain(id=i, method=method), "maintain", timeout)
+            lambda i: Maintain(id=i, method=method), timeout)
         return reply
 
+    @_asks
     async def status(self, timeout: float | None = None) -> dict[str, Any]:
-        reply: StatusReply = await self._control(lambda i: Status(id=i), "status", timeout)
+        """The service status (state, host pid, generation, counters...)."""
+        reply: StatusReply = await self._control(lambda i: Status(id=i), timeout)
         return reply.status
 
+    @_asks
+    async def ping(self, timeout: float | None = None) -> float:
+        """Round-trip time to the broker in seconds."""
+        t0 = time.perf_counter()
+        reply = await self._control(lambda i: Ping(id=i), timeout)
+        assert isinstance(reply, Pong)
+        return time.perf_counter() - t0
+
+    @_local
+    def with_timeout(self, timeout: float) -> AsyncClient:
+        """This client with another timeout for the calls made through it
+        (``await lib.with_timeout(2.0).calc(5)``); same socket. Closing it closes the
+        client."""
+        return self._with_timeout(timeout)
+
+    @_local
+    def with_retry(self, retry: Retry | None) -> AsyncClient:
+        """This client with another :class:`Retry` (None: no retry); same socket."""
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
+        return self._view(self._forced, retry)
+
+    @_closes
     async def close(self) -> None:
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-        self._reader = None
-        self._raw = None
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(ThreadhostError("client is closed"))
-        self._pending.clear()
+        """Close the client; pending calls fail. Idempotent."""
+        await self._t.close()
+
+    if TYPE_CHECKING:
+        endpoint: str
+        timeout: float
+        closed: bool
+        late_replies: int
+    else:
+
+        @_value
+        def endpoint(self) -> str:
+            """The endpoint this client connects to."""
+            return self._t.endpoint
+
+        @_value
+        def timeout(self) -> float:
+            """The timeout of calls made through this client (or view)."""
+            return self._forced if self._forced is not None else self._timeout
+
+        @_value
+        def closed(self) -> bool:
+            """Whether the client is closed."""
+            return self._t.closed
+
+        @_value
+        def late_replies(self) -> int:
+            """Replies to earlier calls that had timed out, dropped so far."""
+            return self._t.late_replies
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._adapter_call(name)
+
+    def __dir__(self) -> list[str]:
+        """Members and, once known (after any describe or first use of a member that asks
+        the service), the served adapter's calls."""
+        return sorted(set(super().__dir__()) | (self._t.calls or frozenset()))
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self._t.close()
+
+    def __repr__(self) -> str:
+        timeout = self._forced if self._forced is not None else self._timeout
+        return f"<threadhost.AsyncClient {self._t.endpoint} timeout={timeout:g}s>"

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from threadhost.client import DEFAULT_TIMEOUT, AsyncClient, Client
+from threadhost.client import DEFAULT_TIMEOUT, AsyncClient, Client, Retry
 from threadhost.errors import (
     BadArgumentsError,
     CallTimeoutError,
@@ -61,6 +61,7 @@ __all__ = [
     "Method",
     "ModuleState",
     "Param",
+    "Retry",
     "Schema",
     "SyncProxy",
 ]
@@ -223,12 +224,14 @@ class Method(Generic[R]):
     def call(self, client: Client, values: tuple[Any, ...]) -> R:
         """Make the call through a sync ``threadhost.client.Client``."""
         args, kwargs = self.pack(values)
-        return self.unpack(client.request(self.name, args, kwargs, timeout=self.timeout))
+        return self.unpack(client._request(self.name, args, kwargs, declared=self.timeout))
 
     async def acall(self, client: AsyncClient, values: tuple[Any, ...]) -> R:
         """Make the call through an ``threadhost.client.AsyncClient``."""
         args, kwargs = self.pack(values)
-        return self.unpack(await client.request(self.name, args, kwargs, timeout=self.timeout))
+        return self.unpack(
+            await client._request(self.name, args, kwargs, declared=self.timeout)
+        )
 
     def __repr__(self) -> str:
         return f"<threadhost proxy call {self.label}>"
@@ -274,13 +277,21 @@ def _check_timeout(timeout: float) -> float:
     return min(timeout, CONNECT_CHECK_TIMEOUT)
 
 
+def _description(msg: Any) -> dict[str, Any]:
+    return {**msg.adapter, "fingerprint": msg.fingerprint}
+
+
 class SyncProxy:
     """Base of a generated ``Client``: a thread-safe sync client and context manager.
 
     Connecting checks the fingerprint (unless ``check=False``); see the module docstring.
+    ``retry`` (a :class:`threadhost.Retry`) retries calls refused as busy or unavailable.
+    ``with_timeout(seconds)`` is this client with another timeout for the calls made
+    through it.
     """
 
     _schema: ClassVar[Schema]
+    _client: Client
 
     def __init__(
         self,
@@ -288,23 +299,35 @@ class SyncProxy:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         check: bool = True,
+        retry: Retry | None = None,
     ) -> None:
-        self._client = Client(endpoint, timeout, fingerprint=self._schema.fingerprint)
+        self._client = Client(
+            endpoint, timeout, fingerprint=self._schema.fingerprint, retry=retry
+        )
         if check:
             try:
                 self._check()
             except BaseException:
-                self._client.close()
+                self._client._t.close()
                 raise
 
     def _check(self) -> None:
         client = self._client
+        endpoint = client._t.endpoint
         try:
-            description = client.describe(timeout=_check_timeout(client.timeout))
+            description = _description(client._describe(_check_timeout(client._timeout)))
         except _DEFER as exc:
-            self._schema.deferred(client.endpoint, exc)
+            self._schema.deferred(endpoint, exc)
             return
-        self._schema.verify(description, client.endpoint)
+        self._schema.verify(description, endpoint)
+
+    def with_timeout(self: P, timeout: float) -> P:
+        """This client with another timeout (seconds) for the calls made through it:
+        ``lib.with_timeout(2.0).calc(5)``. It shares the connection (closing it closes
+        this client) and overrides the adapter's ``@fast(timeout=...)``."""
+        view = object.__new__(type(self))
+        view._client = self._client._with_timeout(timeout)
+        return view
 
     @property
     def threadhost_client(self) -> Client:
@@ -313,7 +336,7 @@ class SyncProxy:
 
     def close(self) -> None:
         """Close the connection. Idempotent."""
-        self._client.close()
+        self._client._t.close()
 
     def __enter__(self: P) -> P:
         return self
@@ -322,7 +345,7 @@ class SyncProxy:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<{self._schema.module}.Client {self._client.endpoint}>"
+        return f"<{self._schema.module}.Client {self._client._t.endpoint}>"
 
 
 A = TypeVar("A", bound="AsyncProxy")
@@ -332,10 +355,13 @@ class AsyncProxy:
     """Base of a generated ``AsyncClient``: use ``async with``; calls may run concurrently.
 
     Entering (``async with``) checks the fingerprint (unless ``check=False``); without
-    ``async with`` only the per-call fingerprint protects.
+    ``async with`` only the per-call fingerprint protects. ``retry`` and
+    ``with_timeout(seconds)`` as on :class:`SyncProxy`.
     """
 
     _schema: ClassVar[Schema]
+    _client: AsyncClient
+    _check_on_enter: bool
 
     def __init__(
         self,
@@ -343,18 +369,32 @@ class AsyncProxy:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         check: bool = True,
+        retry: Retry | None = None,
     ) -> None:
-        self._client = AsyncClient(endpoint, timeout, fingerprint=self._schema.fingerprint)
+        self._client = AsyncClient(
+            endpoint, timeout, fingerprint=self._schema.fingerprint, retry=retry
+        )
         self._check_on_enter = check
 
     async def _check(self) -> None:
         client = self._client
+        endpoint = client._t.endpoint
         try:
-            description = await client.describe(timeout=_check_timeout(client.timeout))
+            description = _description(
+                await client._describe(_check_timeout(client._timeout))
+            )
         except _DEFER as exc:
-            self._schema.deferred(client.endpoint, exc)
+            self._schema.deferred(endpoint, exc)
             return
-        self._schema.verify(description, client.endpoint)
+        self._schema.verify(description, endpoint)
+
+    def with_timeout(self: A, timeout: float) -> A:
+        """This client with another timeout (seconds) for the calls made through it:
+        ``await lib.with_timeout(2.0).calc(5)``; it shares the connection."""
+        view = object.__new__(type(self))
+        view._client = self._client._with_timeout(timeout)
+        view._check_on_enter = False
+        return view
 
     @property
     def threadhost_client(self) -> AsyncClient:
@@ -363,14 +403,14 @@ class AsyncProxy:
 
     async def close(self) -> None:
         """Close the connection; pending calls fail. Idempotent."""
-        await self._client.close()
+        await self._client._t.close()
 
     async def __aenter__(self: A) -> A:
         if self._check_on_enter:
             try:
                 await self._check()
             except BaseException:
-                await self._client.close()
+                await self._client._t.close()
                 raise
         return self
 
@@ -378,18 +418,18 @@ class AsyncProxy:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<{self._schema.module}.AsyncClient {self._client.endpoint}>"
+        return f"<{self._schema.module}.AsyncClient {self._client._t.endpoint}>"
 
 
-class ModuleState:
+class ModuleState(Generic[P]):
     """The connection behind a generated module's ``init()``/calls/``uninit()``."""
 
     def __init__(self, schema: Schema) -> None:
         self._schema = schema
         self._lock = threading.Lock()
-        self._proxy: SyncProxy | None = None
+        self._proxy: P | None = None
 
-    def init(self, proxy: SyncProxy) -> None:
+    def init(self, proxy: P) -> None:
         """Use ``proxy`` from now on (closing the previous one, if any)."""
         with self._lock:
             old, self._proxy = self._proxy, proxy
@@ -403,10 +443,14 @@ class ModuleState:
         if old is not None:
             old.close()
 
-    def client(self) -> Client:
-        """The connected client; :class:`ThreadhostError` before ``init()``."""
+    def proxy(self) -> P:
+        """The connected proxy client; :class:`ThreadhostError` before ``init()``."""
         proxy = self._proxy
         if proxy is None:
             name = self._schema.module
             raise ThreadhostError(f"{name} is not connected: call {name}.init() first")
-        return proxy._client
+        return proxy
+
+    def client(self) -> Client:
+        """The connected client; :class:`ThreadhostError` before ``init()``."""
+        return self.proxy()._client

@@ -78,9 +78,17 @@ _ENUM_BOILERPLATE = frozenset({"__qualname__", "__firstlineno__", "__static_attr
 #: Internal module-level names of a generated proxy.
 _INTERNAL = ("_proxy", "_SCHEMA", "_STATE")
 #: Public names every generated module defines besides the calls.
-_MODULE_NAMES = ("FINGERPRINT", "ADAPTER", "Client", "AsyncClient", "init", "uninit")
+_MODULE_NAMES = (
+    "FINGERPRINT",
+    "ADAPTER",
+    "Client",
+    "AsyncClient",
+    "init",
+    "uninit",
+    "with_timeout",
+)
 #: Attributes of the generated classes besides the calls (see threadhost.proxy).
-_CLASS_NAMES = ("close", "threadhost_client")
+_CLASS_NAMES = ("close", "threadhost_client", "with_timeout")
 
 
 # --------------------------------------------------------------------------- small renderers
@@ -397,7 +405,8 @@ def _header(spec: AdapterSpec, command: str, first: str) -> list[str]:
         "Module level, as a drop-in for the library: ``init()`` (connect; ``endpoint=``,",
         f"``timeout=``), then ``{first}(...)`` and the other calls, then ``uninit()``.",
         f"Objects: ``with Client() as c: c.{first}(...)``, and",
-        f"``async with AsyncClient() as c: await c.{first}(...)``.",
+        f"``async with AsyncClient() as c: await c.{first}(...)``. One call with another",
+        f"timeout: ``with_timeout(2.0).{first}(...)``, ``c.with_timeout(2.0).{first}(...)``.",
         "",
         "Calls raise ``threadhost.BusyError`` while the service runs maintenance, and the",
         "other ``threadhost.ThreadhostError`` subclasses; arguments and results are",
@@ -477,12 +486,13 @@ def render_proxy(spec: AdapterSpec, command_target: str) -> str:
     module.add([line for call in calls for line in call.table_definition()])
     module.add(_client_class(calls, asynchronous=False), compound=True)
     module.add(_client_class(calls, asynchronous=True), compound=True)
-    module.add(["_STATE = _proxy.ModuleState(_SCHEMA)"])
+    module.add(["_STATE: _proxy.ModuleState[Client] = _proxy.ModuleState(_SCHEMA)"])
     init_params = [
         f"endpoint: str = {_str_source(DEFAULT_ENDPOINT)}",
         f"timeout: float = {DEFAULT_TIMEOUT!r}",
         "*",
         "check: bool = True",
+        "retry: _proxy.Retry | None = None",
     ]
     module.add(
         [
@@ -490,10 +500,11 @@ def render_proxy(spec: AdapterSpec, command_target: str) -> str:
             *_docstring(
                 "Connect to the service, as ``Client(endpoint, timeout)``; calls before\n"
                 "``init`` raise ``threadhost.ThreadhostError``. Calling ``init`` again\n"
-                "replaces the connection.",
+                "replaces the connection. ``retry=threadhost.Retry(deadline=...)`` retries\n"
+                "calls refused as busy or unavailable.",
                 _INDENT,
             ),
-            f"{_INDENT}_STATE.init(Client(endpoint, timeout, check=check))",
+            f"{_INDENT}_STATE.init(Client(endpoint, timeout, check=check, retry=retry))",
         ],
         compound=True,
     )
@@ -502,6 +513,18 @@ def render_proxy(spec: AdapterSpec, command_target: str) -> str:
             "def uninit() -> None:",
             f'{_INDENT}"""Disconnect. Idempotent."""',
             f"{_INDENT}_STATE.uninit()",
+        ],
+        compound=True,
+    )
+    module.add(
+        [
+            "def with_timeout(timeout: float) -> Client:",
+            *_docstring(
+                f"``init``'s connection with another timeout (seconds) for the calls made\n"
+                f"through the result: ``with_timeout(2.0).{calls[0].spec.name}(...)``.",
+                _INDENT,
+            ),
+            f"{_INDENT}return _STATE.proxy().with_timeout(timeout)",
         ],
         compound=True,
     )

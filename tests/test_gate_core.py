@@ -248,7 +248,7 @@ def test_a_failed_start_up_call_never_opens_the_host() -> None:
     assert gate.status(2.0)["last_restart_reason"] == why
     assert gate.status(2.0)["slow_calls"]["read_config"] == {
         "policy": "manual", "runs": 1, "failures": 1, "estimate": 0.5, "deadline": 120.0,
-        "last_error": "no config"}
+        "last_error": "no config", "next_due_in": None}
 
 
 def test_a_second_ready_is_ignored() -> None:
@@ -1341,7 +1341,7 @@ def test_status_of_a_serving_gate() -> None:
                      "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
         "slow_calls": {"read_config": {"policy": "manual", "runs": 2, "failures": 0,
                                        "estimate": 2.0, "deadline": 120.0,
-                                       "last_error": None}},
+                                       "last_error": None, "next_due_in": None}},
     }
 
 

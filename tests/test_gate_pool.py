@@ -663,3 +663,15 @@ def test_an_attached_host_whose_start_up_fails_is_told_to_stop_and_forgotten() -
     assert len(gate.pool) == 0 and not any(isinstance(a, KillHost) for a in acts)
     (reply,) = to_client(gate.client_message(0.6, C1, Call(id=1, method="calc")))
     assert reply.code is ErrorCode.BUSY  # never ready yet: "the service is starting"
+
+
+def test_status_says_when_each_slow_call_is_next_due() -> None:
+    p = Pool(1, description=desc(policy="every=10s"), startup_s=1.0)
+    assert p.gate.status(1.0)["slow_calls"]["read_config"]["next_due_in"] == 10.0
+    assert p.gate.status(4.5)["slow_calls"]["read_config"]["next_due_in"] == 6.5
+    p.tick(11.0)  # due: the round runs, nothing is "next" while it runs
+    assert p.gate.status(11.5)["slow_calls"]["read_config"]["next_due_in"] is None
+    p.finish_all("h1", 12.0)
+    assert p.gate.status(12.0)["slow_calls"]["read_config"]["next_due_in"] == 10.0
+    manual = Pool(1)
+    assert manual.gate.status(2.0)["slow_calls"]["read_config"]["next_due_in"] is None

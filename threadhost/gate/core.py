@@ -848,4 +848,8 @@ class Gate:
         if self.last_maintenance is not None:
             out["last_maintenance"] = ago(self.last_maintenance, now)
         out["slow_calls"] = slow_calls_view(self._schedule.calls)
+        for name, view in out["slow_calls"].items():
+            due = self._schedule.next_due(name, now)
+            view["next_due_in"] = None if due is None or self._rollout is not None else round(
+                max(0.0, due - now), 3)
         return out

@@ -57,6 +57,7 @@ class Schedule:
         self.calls: dict[str, SlowCall] = {}
         self.startup_names: tuple[str, ...] = ()
         self.last_slow_end: float | None = None
+        self.started = False  # policies started (the service served once)
 
     @classmethod
     def from_description(
@@ -125,8 +126,20 @@ class Schedule:
             call.hold_until = None
 
     def start_policies(self, now: float) -> None:
+        self.started = True
         for call in self.calls.values():
             call.policy.start(now)
+
+    def next_due(self, name: str, now: float) -> float | None:
+        """When the policy of ``name`` next looks (for time terms: when it is due), held
+        back by a halted round's back-off; None before the service served or for manual."""
+        call = self.calls.get(name)
+        if call is None or not self.started:
+            return None
+        t = call.policy.next_wakeup(now)
+        if t is None:
+            return None
+        return t if call.hold_until is None else max(t, call.hold_until)
 
     def on_call(self, now: float) -> None:
         for call in self.calls.values():

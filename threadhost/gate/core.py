@@ -63,7 +63,13 @@ from threadhost.wire import (
     error_reply,
 )
 
-__all__ = ["Gate"]
+__all__ = ["OTHER_METHOD", "Gate", "Observer"]
+
+Observer = Callable[[str, str, str, float], None]
+"""Told each outcome: (``"call"`` or ``"slow"``, method, outcome — ``ok`` or an error code —,
+seconds from forwarding to the answer, 0 for calls refused at once). For metrics."""
+OTHER_METHOD = "(other)"
+"""The method label of calls to names the adapter does not declare (bounded labels)."""
 
 _CODES = {"busy": ErrorCode.BUSY, "unavailable": ErrorCode.UNAVAILABLE,
           "failed": ErrorCode.FAILED}
@@ -81,10 +87,12 @@ class Gate:
         now: float,
         info: Mapping[str, Any] | None = None,
         token: str = "broker",
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
         self.info = dict(info or {})  # static facts shown in status (e.g. broker_pid)
         self.token = token  # this broker run's instance token, sent in broker heartbeats
+        self._observe = observer  # told every call's outcome (metrics); None: nobody
         self._make_policy = make_policy
         self.state = GateState.STARTING
         self.pool = Pool(config.hosts if not config.spawn else config.hosts or 1)
@@ -233,7 +241,11 @@ class Gate:
         """A decoded request from a client. Returns what to send where."""
         kind = type(msg)
         if kind is Call:
-            return self._client_call(now, route, msg)
+            actions = self._client_call(now, route, msg)
+            if self._observe is not None and type(actions[0]) is ToClient:  # refused at once
+                method = msg.method if msg.method in self._fast else OTHER_METHOD
+                self._observe("call", method, actions[0].message.code.value, 0.0)
+            return actions
         if kind is Ping:
             return [ToClient(route, Pong(id=msg.id))]
         if kind is Status:
@@ -500,6 +512,9 @@ class Gate:
         else:
             self.counters["errors"] += 1
             out = dataclasses.replace(msg, id=entry.client_id)
+        if self._observe is not None:
+            outcome = msg.code.value if isinstance(msg, ErrorReply) else "ok"
+            self._observe("call", entry.method, outcome, now - entry.started)
         actions: list[Action] = [ToClient(entry.route, out)]
         if host.state is HostState.DRAINING and not host.calls and self._rollout is not None:
             actions.extend(self._begin_host_maintenance(now, host))
@@ -521,6 +536,9 @@ class Gate:
         host.last_maintenance = record
         actions: list[Action] = []
         unfit = not ok and getattr(msg, "code", None) is ErrorCode.UNFIT
+        if self._observe is not None:
+            self._observe("slow", slow.name, "ok" if ok else "unfit" if unfit else "error",
+                          duration)
         if ok:
             self.generation += 1
             host.generation += 1
@@ -678,6 +696,8 @@ class Gate:
         actions: list[Action] = []
         for entry in host.calls.values():
             self.counters["crashed" if code is ErrorCode.CRASHED else "errors"] += 1
+            if self._observe is not None:
+                self._observe("call", entry.method, code.value, 0.0)
             actions.append(ToClient(entry.route, ErrorReply(id=entry.client_id, code=code,
                                                             message=text)))
         host.calls.clear()

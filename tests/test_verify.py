@@ -28,34 +28,22 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import zmq
 
+import threadhost
 from examples import mylib
 from examples.mylib_adapter import Mylib
 from tests.conftest import ROOT
+from tests.fake_broker import SLACK, FakeBroker, fake_brokers
 from threadhost.adapter import Adapter, fast, inspect_adapter, load_adapter, slow
 from threadhost.conformance import run_conformance
 from threadhost.errors import AdapterError, UnknownCallError
-from threadhost.protocol import (
-    Call,
-    ErrorCode,
-    ErrorReply,
-    Goodbye,
-    Heartbeat,
-    Ready,
-    Result,
-    Shutdown,
-    decode,
-    encode,
-)
+from threadhost.protocol import ErrorCode, Goodbye, Heartbeat, Ready, Result, Shutdown, encode
 
 HOST_ID = "V"
-SLACK = 10.0
 
 
 # --------------------------------------------------------------------------- the hook
@@ -215,75 +203,10 @@ def test_mylib_state_stays_hostile(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the host
 
 
-@dataclass
-class FakeBroker:
-    """A ROUTER playing the broker for one real host process."""
-
-    sock: zmq.Socket[bytes]
-    proc: subprocess.Popen[bytes]
-    log: Path
-    got: list[tuple[str, Any]] = field(default_factory=list)
-    next_id: int = 1
-
-    def pump(self, timeout: float) -> None:
-        if self.sock.poll(int(timeout * 1000)):
-            while True:
-                try:
-                    frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    return
-                self.got.append((frames[0].decode(), decode(frames[1:])))
-
-    def first(self, pred: Callable[[Any], bool], timeout: float = SLACK) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, (ident, msg) in enumerate(self.got):
-                if ident == HOST_ID and pred(msg):
-                    del self.got[i]
-                    return msg
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nothing matching arrived; got {self.got}\n"
-                                     f"{self.log.read_text(errors='replace')}")
-            self.pump(0.05)
-
-    def call(self, method: str, *args: Any) -> Any:
-        rid, self.next_id = self.next_id, self.next_id + 1
-        self.sock.send_multipart([HOST_ID.encode(), *encode(Call(id=rid, method=method,
-                                                                 args=list(args)))])
-        return self.first(lambda m: isinstance(m, Result | ErrorReply) and m.id == rid)
-
-
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Callable[..., FakeBroker]]:
-    ctx = zmq.Context()
-    started: list[FakeBroker] = []
-
-    def start(target: str = "tests.conformance_adapters:Unfit", **env: str) -> FakeBroker:
-        sock = ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.bind("tcp://127.0.0.1:*")
-        endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        log = tmp_path / f"host{len(started)}.log"
-        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "threadhost.host", target, "--connect", endpoint,
-                 "--host-id", HOST_ID, "--heartbeat", "0.1"],
-                cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT)
-        fb = FakeBroker(sock, proc, log)
-        started.append(fb)
-        return fb
-
-    try:
-        yield start
-    finally:
-        for fb in started:
-            if fb.proc.poll() is None:
-                fb.proc.kill()
-            fb.proc.wait(10)
-            fb.sock.close(linger=0)
-        ctx.term()
+    with fake_brokers(tmp_path, HOST_ID) as start:
+        yield lambda target="tests.conformance_adapters:Unfit", **env: start(target, env=env)
 
 
 def _not_beat(msg: Any) -> bool:
@@ -398,3 +321,38 @@ def test_kit_host_verify_fails_a_host_that_serves_after_unfit() -> None:
     result = report.result("host.verify")
     assert result is not None and result.status == "FAIL", report.format()
     assert "an unfit instance must refuse fast calls with unfit" in result.detail
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+def test_serve_does_not_start_from_a_configuration_verify_rejects(
+        service_factory: Any) -> None:
+    svc = service_factory(offset=-3)  # mylib applies it; mylib's verify does not
+    assert svc.proc.wait(30) != 0
+    assert "verify failed after 'read_config': ValueError: " in svc.log()
+    assert "offset = -3 is negative" in svc.log()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+def test_a_reload_verify_rejects_is_never_served(service_factory: Any) -> None:
+    svc = service_factory(offset=5)
+    svc.wait_state("ready")
+    lib = svc.client(timeout=5.0)
+    assert lib.calc(1) == 6
+    svc.config.write_text("read_min_seconds = 0\nread_max_seconds = 0\n")  # no offset: 1
+    with threadhost.connect(svc.endpoint, timeout=5.0) as c:
+        assert c.maintain().started
+    results: list[Any] = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        try:
+            results.append(lib.calc(1))
+        except threadhost.ThreadhostError as exc:
+            results.append(type(exc).__name__)
+        time.sleep(0.01)
+    assert 2 not in results, results  # x + the default offset: the state verify refused
+    assert any(isinstance(r, str) for r in results), results

@@ -317,8 +317,14 @@ class RuntimeDir:
 
     def backend(self) -> str:
         """A fresh ``ipc://`` endpoint in the directory for this run's back end."""
-        self.socket = self.path / f"hosts-{os.urandom(6).hex()}.sock"
-        return f"ipc://{self.socket}"
+        socket_path = self.path / f"hosts-{os.urandom(4).hex()}.sock"
+        limit = getattr(zmq, "IPC_PATH_MAX_LEN", 107) or 107
+        if len(os.fsencode(socket_path)) > limit:
+            raise BrokerError(f"cannot listen on ipc://{socket_path}: the path is longer than "
+                              f"an ipc socket allows ({limit} bytes); set {RUNTIME_ENV} to a "
+                              f"shorter directory")
+        self.socket = socket_path
+        return f"ipc://{socket_path}"
 
     def slot_lock(self, slot: int) -> str:
         """The lock file of pool slot ``slot`` (the host takes it: ``--lock``)."""
@@ -371,20 +377,29 @@ def _sweep(root: Path, keep: Path) -> None:
             continue
         if fd is None:
             continue  # a live broker holds it
+        slots: list[int] = []
         try:
             names = os.listdir(path)  # again: now that no broker can start there
-            if not _known(names) or not all(
-                    _unlink_if_free(path / n) for n in names if _SLOT_LOCK.fullmatch(n)):
-                continue  # a host of that run is still alive: its lock must stay
+            if not _known(names):
+                continue
             for n in names:
-                if _SOCKET.fullmatch(n):
-                    os.unlink(path / n)
-            (path / _BROKER_LOCK).unlink()  # held by us: safe (see _lock_now)
-            path.rmdir()
-            log.info("removed %s, left by a crashed run", path)
+                if _SLOT_LOCK.fullmatch(n):
+                    slot_fd = _lock_now(path / n, create=False)
+                    if slot_fd is None:
+                        break  # a host of that run is still alive: its lock must stay
+                    slots.append(slot_fd)
+            else:
+                for n in names:  # every lock file is held by us: safe (see _lock_now)
+                    if n != _BROKER_LOCK:
+                        os.unlink(path / n)
+                (path / _BROKER_LOCK).unlink()
+                path.rmdir()
+                log.info("removed %s, left by a crashed run", path)
         except OSError:
             continue
         finally:
+            for slot_fd in slots:
+                os.close(slot_fd)
             os.close(fd)
 
 

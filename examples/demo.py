@@ -48,7 +48,7 @@ def main() -> int:
     config.write_text("offset = 1\nread_min_seconds = 3\nread_max_seconds = 3\n")
     endpoint = free_endpoint()
     env = {**os.environ, "MYLIB_CONFIG": str(config)}
-    cmd = [sys.executable, "-m", "threadhost", "serve", "examples.mylib_adapter",
+    cmd = [sys.executable, "-m", "threadhost", "serve", "--example", "mylib",
            "--endpoint", endpoint, "--policy", "manual", "--log-level", "WARNING"]
     say("$ MYLIB_CONFIG=" + str(config) + " " + " ".join(["threadhost", *cmd[3:]]))
     server = subprocess.Popen(cmd, cwd=root, env=env)

@@ -6,11 +6,14 @@ and the status client are replaced (one test runs the real preflight in a subpro
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -51,8 +54,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         state["preflights"] += 1
         return dict(state["description"])
 
+    import threadhost.broker
+
     FakeBroker.built = []
-    monkeypatch.setattr(cli, "Broker", FakeBroker)
+    monkeypatch.setattr(threadhost.broker, "Broker", FakeBroker)
     monkeypatch.setattr(cli, "preflight", preflight)
     return state
 
@@ -450,3 +455,528 @@ def test_status_help_documents_exit_codes() -> None:
     for line in ("0  the service answered and has not failed",
                  "3  the service answered and is failed", "1  no answer"):
         assert line in result.output
+
+
+# ============================================================================ conventions
+# (issue 15: one endpoint spelling, THREADHOST_* variables, -v/-q, call, describe, lean
+# start-up). Bad input of every command: tests/test_cli_bad_input.py.
+
+
+@pytest.fixture(autouse=True)
+def _no_threadhost_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("THREADHOST_"):
+            monkeypatch.delenv(key)
+
+
+def test_default_endpoint_is_the_brokers() -> None:
+    from threadhost.broker import DEFAULT_ENDPOINT
+
+    assert cli.DEFAULT_ENDPOINT == DEFAULT_ENDPOINT
+
+
+def test_serve_endpoint_from_the_environment(fake: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli.main, ["serve", "examples.mylib_adapter"],
+                                env={"THREADHOST_ENDPOINT": "tcp://127.0.0.1:7001"})
+    assert result.exit_code == 0, result.stderr
+    assert FakeBroker.built[0].endpoint == "tcp://127.0.0.1:7001"
+    FakeBroker.built = []
+    result = CliRunner().invoke(cli.main, ["serve", "examples.mylib_adapter", "--endpoint",
+                                           "tcp://127.0.0.1:7002"],
+                                env={"THREADHOST_ENDPOINT": "tcp://127.0.0.1:7001"})
+    assert FakeBroker.built[0].endpoint == "tcp://127.0.0.1:7002"  # the command line wins
+
+
+def test_serve_options_from_the_environment(fake: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli.main, ["serve", "examples.mylib_adapter"], env={
+        "THREADHOST_HOSTS": "3", "THREADHOST_POLICY": "manual",
+        "THREADHOST_MAX_MAINTAINING": "2", "THREADHOST_ROUTE_AWAY_AFTER": "2s",
+        "THREADHOST_HEARTBEAT_TIMEOUT": "4s", "THREADHOST_FAST_CALL_LIMIT": "9s",
+        "THREADHOST_RESTART_LIMIT": "0", "THREADHOST_RESTART_WINDOW": "30s",
+        "THREADHOST_LOG_LEVEL": "error"})
+    assert result.exit_code == 0, result.stderr
+    (broker,) = FakeBroker.built
+    config = broker.config
+    assert (config.hosts, config.policy, config.max_maintaining) == (3, "manual", 2)
+    assert (config.route_away_after, config.heartbeat_timeout) == (2.0, 4.0)
+    assert (config.fast_call_limit, config.restart_limit, config.restart_window) == (
+        9.0, 0, 30.0)
+    assert broker.log_level == "ERROR"
+
+
+def test_environment_wins_over_the_config_file(fake: dict[str, Any],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "load_config_isolated", lambda path: settings(
+        adapter="examples.mylib_adapter", hosts=3, endpoint="tcp://127.0.0.1:7003"))
+    result = CliRunner().invoke(cli.main, ["serve"], env={
+        "THREADHOST_CONFIG": "serve.toml", "THREADHOST_HOSTS": "2"})
+    assert result.exit_code == 0, result.stderr
+    assert FakeBroker.built[0].config.hosts == 2
+    assert FakeBroker.built[0].endpoint == "tcp://127.0.0.1:7003"  # from the file
+
+
+def test_serve_example_resolves_in_a_checkout(fake: dict[str, Any],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert cli.example_target("mylib") == "examples.mylib_adapter"
+    config = served_config("--example", "mylib")
+    assert FakeBroker.built[0].target == "examples.mylib_adapter" and config.hosts == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "level"),
+    [
+        ([], {}, "INFO"),
+        (["-v"], {}, "DEBUG"),
+        (["-q"], {}, "WARNING"),
+        (["--log-level", "error"], {}, "ERROR"),
+        ([], {"THREADHOST_LOG_LEVEL": "error"}, "ERROR"),
+        (["-v"], {"THREADHOST_LOG_LEVEL": "error"}, "DEBUG"),  # -v wins over the variable
+        (["-q", "--log-level", "debug"], {}, "DEBUG"),  # --log-level wins over -q
+    ],
+)
+@pytest.mark.parametrize("where", ["group", "command"])
+def test_log_level_of_serve_and_broker(fake: dict[str, Any], args: list[str],
+                                       env: dict[str, str], level: str, where: str) -> None:
+    flags = [a for a in args if a in ("-v", "-q")]
+    rest = [a for a in args if a not in ("-v", "-q")]
+    for command in (["serve", "examples.mylib_adapter"],
+                    ["broker", "--backend", "tcp://127.0.0.1:6002"]):
+        FakeBroker.built = []
+        argv = ([*flags, *command, *rest] if where == "group" else [*command, *flags, *rest])
+        result = CliRunner().invoke(cli.main, argv, env=env)
+        assert result.exit_code == 0, result.stderr
+        assert FakeBroker.built[0].log_level == level, argv
+
+
+def test_broker_endpoints_from_the_environment(fake: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli.main, ["broker"], env={
+        "THREADHOST_ENDPOINT": "tcp://127.0.0.1:7004", "THREADHOST_BACKEND": "ipc:///tmp/be",
+        "THREADHOST_HOSTS": "2"})
+    assert result.exit_code == 0, result.stderr
+    (broker,) = FakeBroker.built
+    assert (broker.endpoint, broker.backend, broker.config.hosts) == (
+        "tcp://127.0.0.1:7004", "ipc:///tmp/be", 2)
+
+
+@pytest.fixture
+def host_argv(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    import threadhost.host
+
+    seen: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> int:
+        seen.append(argv)
+        return 0
+
+    monkeypatch.setattr(threadhost.host, "main", fake_main)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the command inserts the cwd
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--backend", "tcp://127.0.0.1:6002"], {}),
+        (["--connect", "tcp://127.0.0.1:6002"], {}),  # the old spelling
+        ([], {"THREADHOST_BACKEND": "tcp://127.0.0.1:6002"}),
+    ],
+)
+def test_host_backend_spellings(host_argv: list[list[str]], args: list[str],
+                                env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli.main, ["host", "examples.mylib_adapter", *args,
+                                           "--host-id", "h7"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert host_argv == [["examples.mylib_adapter", "--connect", "tcp://127.0.0.1:6002",
+                          "--host-id", "h7", "--log-level", "INFO"]]
+
+
+def test_host_quiet_and_broker_timeout(host_argv: list[list[str]]) -> None:
+    result = CliRunner().invoke(cli.main, ["-q", "host", "examples.mylib_adapter", "--backend",
+                                           "tcp://127.0.0.1:6002", "--broker-timeout", "2s"],
+                                env={"THREADHOST_BROKER_TIMEOUT": "9s"})
+    assert result.exit_code == 0, result.stderr
+    argv = host_argv[0]
+    assert argv[argv.index("--log-level") + 1] == "WARNING"
+    assert argv[argv.index("--broker-timeout") + 1] == "2.0"
+
+
+def commands_with_options() -> list[str]:
+    return ["serve", "status", "maintain", "call", "describe", "broker", "host"]
+
+
+@pytest.mark.parametrize("command", commands_with_options())
+def test_help_lists_the_environment_variables(command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # unwrapped
+    cmd = cli.main.commands[command]
+    envvars = [p.envvar for p in cmd.params if isinstance(p, click.Option) and p.envvar]
+    assert envvars, command
+    for envvar in envvars:
+        assert f"env var: {envvar}" in text, (command, envvar)
+    assert "-v, --verbose" in text and "-q, --quiet" in text
+
+
+def test_every_endpoint_option_has_the_same_variable() -> None:
+    for name, cmd in cli.main.commands.items():
+        for p in cmd.params:
+            if isinstance(p, click.Option) and "--endpoint" in p.opts:
+                assert p.envvar == "THREADHOST_ENDPOINT", name
+            if isinstance(p, click.Option) and "--backend" in p.opts:
+                assert p.envvar == "THREADHOST_BACKEND", name
+            if isinstance(p, click.Option) and "--timeout" in p.opts:
+                assert p.envvar == "THREADHOST_TIMEOUT", name
+
+
+# ----------------------------------------------------------------------------- client endpoints
+
+
+class Recorder:
+    """Stands in for threadhost.client.Client in status/maintain/call/describe: records the
+    endpoint, timeout and requests; answers with ``Recorder.answer`` (raised if an
+    exception)."""
+
+    made: ClassVar[list[Recorder]] = []
+    answer: ClassVar[Any] = None
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        self.endpoint, self.timeout = endpoint, timeout
+        self.requests: list[tuple[str, Any, Any]] = []
+        Recorder.made.append(self)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _answer(self, what: str, *args: Any) -> Any:
+        self.requests.append((what, *args))
+        if isinstance(Recorder.answer, BaseException):
+            raise Recorder.answer
+        return Recorder.answer
+
+    def request(self, method: str, args: Any = (), kwargs: Any = None) -> Any:
+        return self._answer(method, list(args), dict(kwargs or {}))
+
+    def status(self) -> Any:
+        return self._answer("<status>")
+
+    def describe(self) -> Any:
+        return self._answer("<describe>")
+
+    def maintain(self, method: str | None = None) -> Any:
+        return self._answer("<maintain>", method)
+
+    def __getattr__(self, name: str) -> Any:  # an adapter call named like a member...
+        raise AssertionError(f"the CLI used lib.{name}: it must call through the class")
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
+    monkeypatch.setattr(threadhost.client, "Client", Recorder)
+    Recorder.made, Recorder.answer = [], None
+    return Recorder
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "endpoint"),
+    [
+        ([], {}, "tcp://127.0.0.1:6000"),
+        (["tcp://127.0.0.1:7010"], {}, "tcp://127.0.0.1:7010"),
+        (["--endpoint", "tcp://127.0.0.1:7011"], {}, "tcp://127.0.0.1:7011"),
+        ([], {"THREADHOST_ENDPOINT": "ipc:///tmp/th.sock"}, "ipc:///tmp/th.sock"),
+        (["tcp://127.0.0.1:7012"], {"THREADHOST_ENDPOINT": "tcp://127.0.0.1:7013"},
+         "tcp://127.0.0.1:7012"),  # the argument wins over the variable
+        (["tcp://127.0.0.1:7014", "--endpoint", "tcp://127.0.0.1:7014"], {},
+         "tcp://127.0.0.1:7014"),  # the same twice is fine
+    ],
+)
+@pytest.mark.parametrize("command", ["status", "maintain", "describe", "call"])
+def test_client_endpoint(recorder: type[Recorder], command: str, args: list[str],
+                         env: dict[str, str], endpoint: str) -> None:
+    recorder.answer = {"state": "ready"} if command == "status" else (
+        MaintainReplyStub() if command == "maintain" else {"calls": []})
+    argv = [command, *args, *(["calc", "5"] if command == "call" else [])]
+    result = CliRunner().invoke(cli.main, argv, env=env)
+    assert result.exit_code == 0, result.stderr
+    assert recorder.made[0].endpoint == endpoint
+
+
+class MaintainReplyStub:
+    def __init__(self, started: bool = True, reason: str = "'read_config' on 1 host") -> None:
+        self.started, self.reason = started, reason
+
+
+def test_client_timeouts(recorder: type[Recorder]) -> None:
+    recorder.answer = {"state": "ready"}
+    assert run("status").exit_code == 0
+    assert run("status", "--timeout", "250ms").exit_code == 0
+    result = CliRunner().invoke(cli.main, ["status"], env={"THREADHOST_TIMEOUT": "7s"})
+    assert result.exit_code == 0
+    assert run("call", "calc", "5").exit_code == 0
+    assert [r.timeout for r in recorder.made] == [5.0, 0.25, 7.0, 10.0]
+
+
+# ----------------------------------------------------------------------------- call
+
+
+@pytest.mark.parametrize(
+    ("word", "value"),
+    [("5", 5), ("-2.5", -2.5), ("true", True), ("null", None), ("[1, 2]", [1, 2]),
+     ('{"a": 1}', {"a": 1}), ("alice", "alice"), ('"5"', "5"), ("", ""), ("1e3", 1000.0),
+     ("tcp://x", "tcp://x"), ("[1, 2", "[1, 2"), ("hello world", "hello world")],
+)
+def test_parse_value(word: str, value: Any) -> None:
+    assert cli.parse_value(word) == value
+    assert type(cli.parse_value(word)) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "endpoint", "sent"),
+    [
+        (["calc", "5"], "tcp://127.0.0.1:6000", ("calc", [5], {})),
+        (["tcp://127.0.0.1:7020", "calc", "5"], "tcp://127.0.0.1:7020", ("calc", [5], {})),
+        (["ipc:///tmp/x.sock", "calc"], "ipc:///tmp/x.sock", ("calc", [], {})),
+        (["calc", "-5"], "tcp://127.0.0.1:6000", ("calc", [-5], {})),
+        (["calc", "-2.5e1"], "tcp://127.0.0.1:6000", ("calc", [-25.0], {})),
+        (["echo", "--", "--not-an-option", "-x"], "tcp://127.0.0.1:6000",
+         ("echo", ["--not-an-option", "-x"], {})),
+        (["lookup", "alice", "[1, 2]", "--kw", "strict=true", "--kw", "name=bob",
+          "--kw", "empty="], "tcp://127.0.0.1:6000",
+         ("lookup", ["alice", [1, 2]], {"strict": True, "name": "bob", "empty": ""})),
+        (["status"], "tcp://127.0.0.1:6000", ("status", [], {})),  # an adapter call
+        (["--endpoint", "tcp://127.0.0.1:7021", "calc", "1"], "tcp://127.0.0.1:7021",
+         ("calc", [1], {})),
+    ],
+)
+def test_call_arguments(recorder: type[Recorder], argv: list[str], endpoint: str,
+                        sent: tuple[Any, ...]) -> None:
+    recorder.answer = 6
+    result = run("call", *argv)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "6\n"
+    (client,) = recorder.made
+    assert client.endpoint == endpoint
+    assert client.requests == [sent]
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "as_json"),
+    [
+        (6, "6", "6"),
+        ("hello", "hello", '"hello"'),
+        (None, "null", "null"),
+        ([1, "a"], '[\n  1,\n  "a"\n]', '[1, "a"]'),
+        ({"a": [1, 2]}, '{\n  "a": [\n    1,\n    2\n  ]\n}', '{"a": [1, 2]}'),
+        (b"\x00\xff", '"AP8="', '"AP8="'),
+        ({1: (b"a", 2.5)}, '{\n  "1": [\n    "YQ==",\n    2.5\n  ]\n}', '{"1": ["YQ==", 2.5]}'),
+        ("é", "é", '"é"'),
+    ],
+)
+def test_call_prints_the_result(recorder: type[Recorder], value: Any, text: str,
+                                as_json: str) -> None:
+    recorder.answer = value
+    assert run("call", "f").stdout == text + "\n"
+    assert run("call", "f", "--json").stdout == as_json + "\n"
+    assert run("-q", "call", "f").stdout == ""
+
+
+def test_call_busy_exits_75_with_retry_after(recorder: type[Recorder]) -> None:
+    from threadhost.errors import BusyError, UnavailableError
+
+    recorder.answer = BusyError("busy: slow call 'read_config' running for 1.2s",
+                                retry_after=2.06)
+    result = run("call", "calc", "5")
+    assert one_error_line(result, 75) == (
+        "busy: slow call 'read_config' running for 1.2s (retry after 2.1s)")
+    recorder.answer = UnavailableError("unavailable: starting", retry_after=None)
+    assert one_error_line(run("call", "calc", "5"), 75) == "unavailable: starting"
+    assert one_error_line(run("describe"), 75) == "unavailable: starting"
+    assert one_error_line(run("maintain"), 75) == "unavailable: starting"
+    assert one_error_line(run("status"), 1) == "unavailable: starting"  # status: 1, as before
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "UnknownCallError('Mylib has no client-callable call nope')",
+        "BadArgumentsError('Mylib.calc: argument x:\\n  Input should be a valid integer')",
+        "RemoteError('boom', remote_type='ValueError', remote_traceback='Traceback...')",
+        "CallTimeoutError('calc: no answer within 1s')",
+        "ServiceFailedError('failed: restart limit')",
+    ],
+)
+def test_call_errors_exit_1_one_line(recorder: type[Recorder], error: str) -> None:
+    import threadhost.errors as errors
+
+    recorder.answer = eval(error, vars(errors))
+    line = one_error_line(run("call", "calc", "5"), 1)
+    assert "\n" not in line and "Traceback" not in line
+    if "BadArguments" in error:
+        assert line == "Mylib.calc: argument x:; Input should be a valid integer"
+    if "RemoteError" in error:
+        assert line == "ValueError: boom"
+
+
+def test_call_v_prints_the_remote_traceback(recorder: type[Recorder]) -> None:
+    from threadhost.errors import RemoteError
+
+    recorder.answer = RemoteError("boom", remote_type="ValueError",
+                                  remote_traceback="Traceback (most recent call last):\n  x\n")
+    result = run("-v", "call", "calc", "5")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Traceback (most recent call last):", "  x",
+                                          "threadhost: error: ValueError: boom"]
+
+
+def test_call_v_says_how_long_it_took(recorder: type[Recorder]) -> None:
+    recorder.answer = 6
+    result = run("call", "-v", "calc", "5")
+    assert result.stdout == "6\n"
+    assert re.fullmatch(r"threadhost: tcp://127\.0\.0\.1:6000 answered in [\d.]+ ms\n",
+                        result.stderr)
+
+
+# ----------------------------------------------------------------------------- describe, status,
+# maintain output
+
+
+def mylib_description() -> dict[str, Any]:
+    from threadhost.adapter import load_adapter
+
+    return load_adapter("examples.mylib_adapter").describe()
+
+
+def test_describe_text(recorder: type[Recorder]) -> None:
+    recorder.answer = mylib_description()
+    result = run("describe")
+    assert result.exit_code == 0, result.stderr
+    fingerprint = recorder.answer["fingerprint"][:12]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"examples.mylib_adapter:Mylib  (fingerprint {fingerprint})"
+    assert lines[1:3] == ["  mylib hosted by threadhost.",
+                          "  default policy: idle=10s | stale=5m; replicable"]
+    assert "calls (threadhost call METHOD ARG...):" in lines
+    assert "  calc(x: int) -> int" in lines
+    assert "      Return x + offset." in lines
+    slow = lines.index("slow calls (run by the broker; threadhost maintain --call NAME):")
+    assert lines[slow + 1] == "  read_config() -> None  [startup]"
+    assert lines.index("  calc(x: int) -> int") < slow
+
+
+def test_describe_json_and_quiet(recorder: type[Recorder]) -> None:
+    recorder.answer = mylib_description()
+    assert json.loads(run("describe", "--json").stdout) == recorder.answer
+    assert run("describe", "-q").stdout == "calc\n"
+
+
+def test_signatures_of_every_kind_of_parameter() -> None:
+    from threadhost.adapter import load_adapter
+
+    calls = {c["name"]: c for c in load_adapter("tests.proxy_types_adapter:Types").describe()
+             ["calls"]}
+    expected = {
+        "echo_bytes": "echo_bytes(b: bytes) -> bytes",
+        "echo_dict": "echo_dict(d: dict[str, list[float]]) -> dict[str, list[float]]",
+        "echo_tuple": "echo_tuple(t: tuple[int, str, bytes]) -> tuple[int, str, bytes]",
+        "echo_optional": "echo_optional(x: int | None = None) -> int | None",
+        "echo_literal": "echo_literal(mode: Literal['fast', 'safe', 3]) -> "
+                        "Literal['fast', 'safe', 3]",
+        "echo_color": "echo_color(c: Color = 'green') -> Color",
+        "echo_mode": "echo_mode(m: Mode | None = 'safe') -> Mode | None",
+        "points": "points(n: int) -> list[Point]",
+        "scale": "scale(x: int, /, y: int = 1, *, factor: float = 1.0, label: str = '') -> str",
+        "nothing": "nothing() -> None",
+    }
+    for name, text in expected.items():
+        assert cli.signature_text(calls[name]) == text
+
+
+@pytest.mark.parametrize(
+    ("schema", "text"),
+    [({}, "Any"), (None, "Any"), ({"type": ["integer", "null"]}, "int | None"),
+     ({"type": "array"}, "list"), ({"type": "object"}, "dict"), ({"const": "x"}, "Literal['x']"),
+     ({"title": "Thing"}, "Thing"), ({"type": "mystery"}, "Any"),
+     ({"oneOf": [{"type": "string"}, {"type": "string"}]}, "str")],
+)
+def test_type_text_edges(schema: Any, text: str) -> None:
+    assert cli.type_text(schema) == text
+
+
+def test_signature_with_star_args() -> None:
+    assert cli.signature_text({"name": "f", "params": [
+        {"name": "a", "kind": "var_positional", "schema": {"type": "integer"}},
+        {"name": "b", "kind": "keyword_only", "schema": {}, "required": False},
+        {"name": "c", "kind": "var_keyword", "schema": {"type": "string"}}],
+        "returns": {"type": "null"}}) == "f(*a: int, b: Any = ..., **c: str) -> None"
+
+
+def test_format_description_tolerates_missing_keys() -> None:
+    assert cli.format_description({}) == "None"
+    text = cli.format_description({"adapter": "m:A", "calls": [
+        {"name": "x", "kind": "slow", "policy": "idle=1s", "deadline": 30}, "junk"]})
+    assert text.splitlines()[-1] == "  x() -> Any  [policy idle=1s, deadline 30]"
+
+
+def test_status_quiet_prints_the_state(recorder: type[Recorder]) -> None:
+    recorder.answer = two_hosts_status("ready")
+    assert run("status", "-q").stdout == "ready\n"
+    recorder.answer = two_hosts_status("failed")
+    result = run("-q", "status")
+    assert (result.exit_code, result.stdout) == (3, "failed\n")
+
+
+@pytest.mark.parametrize(
+    ("started", "reason", "printed"),
+    [
+        (True, "'read_config' on 1 host", "started: 'read_config' on 1 host"),
+        (True, "started 'read_config'", "started 'read_config'"),  # an older broker's wording
+        (False, "already running: 'read_config'", "not started: already running: "
+                                                   "'read_config'"),
+    ],
+)
+def test_maintain_output(recorder: type[Recorder], started: bool, reason: str,
+                         printed: str) -> None:
+    recorder.answer = MaintainReplyStub(started, reason)
+    result = run("maintain", "--call", "read_config")
+    assert (result.exit_code, result.stdout) == (0 if started else 1, printed + "\n")
+    assert recorder.made[0].requests == [("<maintain>", "read_config")]
+    quiet = run("maintain", "-q")
+    assert (quiet.exit_code, quiet.stdout) == (0 if started else 1, "")
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+def imported_modules(*args: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "threadhost", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          stdin=subprocess.DEVNULL,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("THREADHOST_")})
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+HEAVY = {"pydantic", "threadhost.proxygen", "threadhost.conformance", "threadhost.broker",
+         "threadhost.gate", "threadhost.adapter", "threadhost.protocol", "threadhost.config"}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status", "--help"], ["serve", "--help"],
+                                  ["status", "tcp://127.0.0.1:1", "--timeout", "1s"]])
+def test_listing_commands_and_status_import_nothing_heavy(args: list[str]) -> None:
+    modules = imported_modules(*args)
+    assert "threadhost.cli" in modules and "click" in modules
+    assert not modules & HEAVY, modules & HEAVY
+
+
+def test_lazy_commands_help_without_importing_them() -> None:
+    for name, (_target, short) in cli._Group.lazy.items():
+        command = cli.main.get_command(click.Context(cli.main), name)
+        assert command is not None
+        assert command.get_short_help_str(10**6) == short, name
+    listing = run("--help").stdout
+    assert "proxy        Generate a typed proxy module" in listing
+    assert "conformance  Check that the broker (or host) at ENDPOINT" in listing

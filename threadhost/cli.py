@@ -1,41 +1,95 @@
-"""The ``threadhost`` command line (also ``python -m threadhost``)."""
+"""The ``threadhost`` command line (also ``python -m threadhost``).
+
+Conventions (docs/cli.md):
+
+* the endpoint: client-side commands (``status``, ``maintain``, ``call``, ``describe``) take
+  it as an optional first argument or ``--endpoint``; ``serve`` and ``broker`` take
+  ``--endpoint``; the back end that hosts attach to is ``--backend`` (``broker`` and ``host``;
+  ``host --connect`` is its old spelling). ``THREADHOST_ENDPOINT`` / ``THREADHOST_BACKEND``
+  are the defaults, and every common option has a ``THREADHOST_*`` variable, listed in each
+  command's ``--help``. Precedence: command line, environment, ``--config`` file, default.
+* ``-v`` / ``-q`` (before or after the command): log level DEBUG / WARNING for ``serve``,
+  ``broker`` and ``host``; more / less output for the others.
+* every error is one line on stderr, ``threadhost: error: ...``, never a traceback (``-v``
+  adds the traceback of an unexpected one). Exit status: 0 success, 1 error, 2 usage (a bad
+  option, value, endpoint, adapter or config file), 3 ``status`` of a failed service,
+  75 (EX_TEMPFAIL) ``call``/``describe``/``maintain`` refused for now (busy, unavailable:
+  the line ends with ``(retry after N.Ns)``).
+* start-up is lean: listing commands and ``status`` import neither pydantic, the broker nor
+  the proxy generator (the modules of a command load when it runs).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from threadhost.broker import DEFAULT_ENDPOINT, Broker, BrokerError
-from threadhost.errors import ThreadhostError
-from threadhost.gate import GateConfig
-from threadhost.policy import PolicyError, check_policy, parse_duration
+if TYPE_CHECKING:
+    from threadhost.client import Client
+    from threadhost.errors import TryLaterError
 
 __all__ = ["main"]
 
+#: The client endpoint when none is given (the same as ``threadhost.broker.DEFAULT_ENDPOINT``).
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:6000"
+#: ``call``/``describe``/``maintain`` were refused for now (busy, unavailable): try later.
+EXIT_TRY_LATER = 75
+#: ``threadhost serve --example NAME`` -> the adapter module in ``examples/``.
+EXAMPLES = {"mylib": "mylib_adapter"}
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"threadhost: error: {message}", err=True)
+ENV_ENDPOINT = "THREADHOST_ENDPOINT"
+ENV_BACKEND = "THREADHOST_BACKEND"
+ENV_TIMEOUT = "THREADHOST_TIMEOUT"
+ENV_LOG_LEVEL = "THREADHOST_LOG_LEVEL"
+
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+_TRANSPORTS = ("tcp", "ipc", "inproc", "pgm", "epgm", "ws", "wss", "udp", "tipc", "vmci",
+               "norm")
+_LITERAL_WORDS = "threadhost.literal_words"
+_verbosity = 0  # -1 (-q), 0, +1 (-v): set while parsing, read by the error handler
+
+
+def _one_line(text: object) -> str:
+    lines = [part.strip() for part in str(text).splitlines() if part.strip()]
+    return "; ".join(lines) or "error"
+
+
+def _fail(message: object, code: int = 2) -> NoReturn:
+    click.echo(f"threadhost: error: {_one_line(message)}", err=True)
     sys.exit(code)
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except PolicyError as exc:
-        raise click.BadParameter(str(exc)) from None
+def _note(message: str) -> None:
+    """A line on stderr with -v."""
+    if _verbosity > 0:
+        click.echo(f"threadhost: {message}", err=True)
+
+
+# ----------------------------------------------------------------------------- option values
 
 
 def _option_name(param: click.Parameter) -> str:
+    """``--hosts``; an option with several long names: ``--backend/--connect``."""
+    long = [opt for opt in param.opts if opt.startswith("--")]
+    if len(long) > 1:
+        return "/".join(long)
     return max(param.opts, key=len) if param.opts else str(param.name)
+
+
+def _source_name(ctx: click.Context, param: click.Parameter) -> str:
+    """How the user spelled ``param``: its option name, or its environment variable when the
+    value came from there."""
+    envvar = getattr(param, "envvar", None)
+    if param.name and envvar and ctx.get_parameter_source(param.name) is (
+            ParameterSource.ENVIRONMENT):
+        return envvar if isinstance(envvar, str) else str(envvar[0])
+    return _option_name(param)
 
 
 def _positive_duration(ctx: click.Context, param: click.Parameter, value: str | None
@@ -43,7 +97,9 @@ def _positive_duration(ctx: click.Context, param: click.Parameter, value: str | 
     """A duration that must be > 0; anything else exits with one line (exit 2)."""
     if value is None:
         return None
-    name = _option_name(param)
+    from threadhost.policy import PolicyError, parse_duration
+
+    name = _source_name(ctx, param)
     try:
         seconds = parse_duration(value)
     except PolicyError as exc:
@@ -66,10 +122,33 @@ def _int_at_least(minimum: int) -> Callable[[click.Context, click.Parameter, str
         except ValueError:
             number = None
         if number is None or number < minimum:
-            _fail(f"{_option_name(param)} must be an integer >= {minimum}, got {value!r}")
+            _fail(f"{_source_name(ctx, param)} must be an integer >= {minimum}, got {value!r}")
         return number
 
     return check
+
+
+def check_endpoint(value: str, where: str, *, bind: bool = False) -> str:
+    """``value`` if it is a ZeroMQ endpoint (``TRANSPORT://ADDRESS``; a tcp one needs a port,
+    ``*`` only where the command binds), else exit 2 with one line naming ``where``."""
+    scheme, sep, address = value.partition("://")
+    problem = None
+    if not sep or not scheme or not address.strip():
+        problem = f"expected TRANSPORT://ADDRESS, e.g. {DEFAULT_ENDPOINT}"
+    elif scheme not in _TRANSPORTS:
+        problem = f"unknown transport {scheme!r} (tcp, ipc, inproc, ...)"
+    elif scheme == "tcp":
+        host, colon, port = address.rpartition(":")
+        if not colon or not host:
+            problem = "a tcp endpoint needs HOST:PORT, e.g. tcp://127.0.0.1:6000"
+        elif port == "*":
+            if not bind:
+                problem = "port '*' (any free port) only where the endpoint is bound"
+        elif not port.isdigit() or not 0 < int(port) <= 65535:
+            problem = f"port {port!r} is not a number from 1 to 65535"
+    if problem:
+        _fail(f"{where}: bad endpoint {value!r}: {problem}")
+    return value
 
 
 _T = TypeVar("_T")
@@ -86,6 +165,58 @@ def _pick(given: _T | None, from_file: Any, default: _T) -> _T:
     return default
 
 
+# ----------------------------------------------------------------------------- verbosity
+
+
+def _set_verbosity(delta: int) -> Callable[[click.Context, click.Parameter, bool], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        global _verbosity
+        if not value:
+            return
+        if _verbosity not in (0, delta):
+            raise click.UsageError("-v and -q exclude each other", ctx)
+        _verbosity = delta
+
+    return callback
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _verbosity_options(f: _F) -> _F:
+    """``-v``/``-q``, on the group and on each command (``threadhost -v serve`` and
+    ``threadhost serve -v`` are the same)."""
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
+                     callback=_set_verbosity(-1),
+                     help="less output (serve/broker/host: log level WARNING)")(f)
+    f = click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True,
+                     callback=_set_verbosity(+1),
+                     help="more output (serve/broker/host: log level DEBUG; errors: the "
+                          "traceback of an unexpected one)")(f)
+    return f
+
+
+def _log_level(ctx: click.Context, given: str | None, from_file: str | None = None) -> str:
+    """--log-level on the command line, else -v/-q, else THREADHOST_LOG_LEVEL, else the
+    config file, else INFO."""
+    if given is not None and ctx.get_parameter_source("log_level") is (
+            ParameterSource.COMMANDLINE):
+        return given.upper()
+    if _verbosity:
+        return "DEBUG" if _verbosity > 0 else "WARNING"
+    return (given or from_file or "INFO").upper()
+
+
+def _log_level_option(f: _F) -> _F:
+    return click.option(
+        "--log-level", default=None, envvar=ENV_LOG_LEVEL, show_envvar=True,
+        type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+        help="[default: INFO; -v DEBUG, -q WARNING]")(f)
+
+
+# ----------------------------------------------------------------------------- helper processes
+
+
 def _child_env() -> dict[str, str]:
     """The environment of a helper process: it imports what this process imports."""
     env = dict(os.environ)
@@ -96,49 +227,69 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _run_helper(args: list[str], what: str) -> str:
+    """Run ``python ARGS`` in a throw-away process; its stdout, or exit 2 with the last line
+    of its stderr."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env=_child_env(), stdin=subprocess.DEVNULL, timeout=120)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        _fail(lines[-1] if lines else what)
+    return proc.stdout
+
+
 def load_config_isolated(path: str) -> dict[str, Any]:
     """Validate a ``serve`` config file in a throw-away process (pydantic never enters the
     broker's own process: ~12 MB less) and return its settings, durations in seconds; or
     exit with the file's one-line error."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "threadhost.config", path],
-        capture_output=True,
-        text=True,
-        env=_child_env(),
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        _fail(lines[-1] if lines else f"cannot read config {path}")
-    settings: dict[str, Any] = json.loads(proc.stdout)
+    settings: dict[str, Any] = json.loads(
+        _run_helper(["-m", "threadhost.config", path], f"cannot read config {path}"))
     return settings
 
 
 def preflight(target: str) -> dict[str, Any]:
     """Load the adapter in a throw-away process (never in the broker's own process) and
     return its description, or exit with the loader's one-line error."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "threadhost.host", "--describe", target],
-        capture_output=True,
-        text=True,
-        env=_child_env(),
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        _fail(lines[-1] if lines else f"cannot load adapter {target!r}")
-    description: dict[str, Any] = json.loads(proc.stdout)
+    description: dict[str, Any] = json.loads(
+        _run_helper(["-m", "threadhost.host", "--describe", target],
+                    f"cannot load adapter {target!r}"))
     return description
 
 
-class _LazyGroup(click.Group):
-    """Commands whose modules load only when run (or listed): ``serve`` stays lean."""
+def example_target(name: str) -> str:
+    """The adapter module of bundled example ``name``: ``threadhost.examples.*`` in an
+    installed wheel, ``examples.*`` in a checkout (whichever imports)."""
+    import importlib.util
 
-    lazy: ClassVar[dict[str, str]] = {
-        "proxy": "threadhost.proxygen:proxy_command",
-        "conformance": "threadhost.conformance:conformance_command",
+    module = EXAMPLES[name]
+    if os.getcwd() not in sys.path:  # a checkout, as for any MODULE (hosts get the cwd too)
+        sys.path.append(os.getcwd())
+    for package in ("threadhost.examples", "examples"):
+        try:
+            found = importlib.util.find_spec(f"{package}.{module}") is not None
+        except ImportError:
+            found = False
+        if found:
+            return f"{package}.{module}"
+    _fail(f"example {name!r} not found: neither threadhost.examples.{module} nor "
+          f"examples.{module} can be imported")
+
+
+# ----------------------------------------------------------------------------- the group
+
+
+class _Group(click.Group):
+    """Commands whose modules load only when run: listing commands imports neither pydantic
+    nor the proxy generator. Every error is one line (see the module docstring)."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "proxy": ("threadhost.proxygen:proxy_command",
+                  "Generate a typed proxy module for adapter TARGET (MODULE or MODULE:CLASS)."),
+        "conformance": ("threadhost.conformance:conformance_command",
+                        "Check that the broker (or host) at ENDPOINT speaks the threadhost "
+                        "protocol."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -148,47 +299,129 @@ class _LazyGroup(click.Group):
         if cmd_name in self.lazy:
             import importlib
 
-            module, _, attr = self.lazy[cmd_name].partition(":")
+            module, _, attr = self.lazy[cmd_name][0].partition(":")
             command: click.Command = getattr(importlib.import_module(module), attr)
             return command
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, without importing the lazy commands."""
+        rows: list[tuple[str, str]] = []
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        for name in names:
+            if name in self.lazy:
+                text = self.lazy[name][1]
+                rows.append((name, text if len(text) <= limit
+                             else text[:limit - 3].rsplit(" ", 1)[0] + "..."))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
+        global _verbosity
+        _verbosity = 0
+        prog_name = prog_name or "threadhost"  # also under python -m threadhost
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
+        except click.ClickException as exc:
+            line = exc.format_message()
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                line += f" (see '{exc.ctx.command_path} --help')"
+            _fail(line, exc.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+        except Exception as exc:
+            _unexpected(exc)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _unexpected(exc: Exception) -> NoReturn:
+    """An error no command handled: one line (and its traceback with -v)."""
+    from threadhost.errors import ThreadhostError, TryLaterError
+
+    if _verbosity > 0:
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(exc, TryLaterError):
+        _try_later(exc)
+    if isinstance(exc, ThreadhostError):
+        _fail(exc, 1)
+    _fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, 1)
+
+
+@click.group(name="threadhost", cls=_Group,
+             context_settings={"help_option_names": ["-h", "--help"],
+                               "max_content_width": 100})
 @click.version_option(package_name="threadhost")
+@_verbosity_options
 def main() -> None:
-    """threadhost: host a thread-hostile, slow, crash-prone library behind a busy-aware broker."""
+    """threadhost: host a thread-hostile, slow, crash-prone library behind a busy-aware broker.
+
+    \b
+    Endpoints: THREADHOST_ENDPOINT (default tcp://127.0.0.1:6000) for every command that
+    takes one; clients also take it as their first argument. Every error is one line on
+    stderr. Exit status: 0 ok, 1 error, 2 usage, 3 failed service (status), 75 try later
+    (call, describe, maintain). See docs/cli.md.
+    """
+
+
+# ----------------------------------------------------------------------------- serve
 
 
 @main.command()
-@click.argument("target", required=False)
-@click.option("--endpoint", default=None, help=f"client endpoint [default: {DEFAULT_ENDPOINT}]")
-@click.option("--policy", default=None, help='maintenance policy, e.g. "idle=10s | stale=5m"')
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="TOML file with serve settings (command-line options win)")
+@click.argument("target", required=False, metavar="[MODULE[:CLASS]]")
+@click.option("--example", type=click.Choice(sorted(EXAMPLES)), default=None,
+              help="serve a bundled example adapter instead of MODULE (mylib: the seed's "
+                   "library)")
+@click.option("--endpoint", metavar="URL", default=None, envvar=ENV_ENDPOINT, show_envvar=True,
+              help=f"where clients connect [default: {DEFAULT_ENDPOINT}]")
+@click.option("--policy", metavar="SPEC", default=None, envvar="THREADHOST_POLICY",
+              show_envvar=True, help='maintenance policy, e.g. "idle=10s | stale=5m"')
+@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
+              default=None, envvar="THREADHOST_CONFIG", show_envvar=True,
+              help="TOML file with serve settings (command line and environment win)")
 @click.option("--hosts", metavar="N", callback=_int_at_least(1), default=None,
+              envvar="THREADHOST_HOSTS", show_envvar=True,
               help="host processes, each its own library instance; N > 1 needs a "
                    "replicable adapter [default: 1]")
 @click.option("--max-maintaining", metavar="N", callback=_int_at_least(1), default=None,
+              envvar="THREADHOST_MAX_MAINTAINING", show_envvar=True,
               help="hosts that may run a slow call at the same time during a rollout "
                    "[default: 1]")
 @click.option("--route-away-after", metavar="DURATION", callback=_positive_duration,
-              default=None,
+              default=None, envvar="THREADHOST_ROUTE_AWAY_AFTER", show_envvar=True,
               help="a host whose fast call has run longer gets no new calls "
                    "[default: derived from measured fast calls]")
 @click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
-              default=None, help="declare a silent host dead after this long [default: 3s]")
+              default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
+              help="declare a silent host dead after this long [default: 3s]")
 @click.option("--fast-call-limit", metavar="DURATION", callback=_positive_duration,
-              default=None,
+              default=None, envvar="THREADHOST_FAST_CALL_LIMIT", show_envvar=True,
               help="kill and restart a host whose fast call runs longer [default: 60s]")
 @click.option("--restart-limit", metavar="N", callback=_int_at_least(0), default=None,
+              envvar="THREADHOST_RESTART_LIMIT", show_envvar=True,
               help="host restarts allowed within --restart-window [default: 5]")
 @click.option("--restart-window", metavar="DURATION", callback=_positive_duration,
-              default=None, help="window for --restart-limit [default: 60s]")
-@click.option("--log-level", default=None,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+              default=None, envvar="THREADHOST_RESTART_WINDOW", show_envvar=True,
+              help="window for --restart-limit [default: 60s]")
+@_log_level_option
+@_verbosity_options
+@click.pass_context
 def serve(
+    ctx: click.Context,
     target: str | None,
+    example: str | None,
     endpoint: str | None,
     policy: str | None,
     config_file: str | None,
@@ -201,28 +434,37 @@ def serve(
     restart_window: float | None,
     log_level: str | None,
 ) -> None:
-    """Serve adapter TARGET (MODULE or MODULE:CLASS) until Ctrl-C or SIGTERM."""
-    cfg: dict[str, Any] = {}
-    if config_file is not None:
-        cfg = load_config_isolated(config_file)
-    base = GateConfig()
-    target = _pick(target, cfg.get("adapter"), None)
-    endpoint = _pick(endpoint, cfg.get("endpoint"), DEFAULT_ENDPOINT)
-    policy = _pick(policy, cfg.get("policy"), None)
-    policies: dict[str, str] = dict(cfg.get("policies") or {})
-    level = _pick(log_level, cfg.get("log_level"), "INFO").upper()
-    pool_size = _pick(hosts, cfg.get("hosts"), 1)
-    if hosts is not None:
-        pool_source = f"--hosts {pool_size}"
-    else:
-        pool_source = f"hosts = {pool_size} (config {config_file})"
-    if not target:
-        _fail("no adapter given: threadhost serve MODULE[:CLASS]")
+    """Serve adapter MODULE[:CLASS] (or --example NAME) until Ctrl-C or SIGTERM."""
+    if target and example:
+        raise click.UsageError("give MODULE[:CLASS] or --example, not both", ctx)
+    if endpoint is not None:
+        check_endpoint(endpoint, _source_name(ctx, _param(ctx, "endpoint")), bind=True)
     if policy is not None:
+        from threadhost.policy import PolicyError, check_policy
+
         try:
             check_policy(policy)
         except PolicyError as exc:
-            _fail(str(exc))
+            _fail(exc)
+    cfg: dict[str, Any] = {}
+    if config_file is not None:
+        cfg = load_config_isolated(config_file)
+    if example:
+        target = example_target(example)
+    target = _pick(target, cfg.get("adapter"), None)
+    if endpoint is None and cfg.get("endpoint") is not None:
+        check_endpoint(cfg["endpoint"], f"endpoint (config {config_file})", bind=True)
+    endpoint = _pick(endpoint, cfg.get("endpoint"), DEFAULT_ENDPOINT)
+    policy = _pick(policy, cfg.get("policy"), None)
+    policies: dict[str, str] = dict(cfg.get("policies") or {})
+    level = _log_level(ctx, log_level, cfg.get("log_level"))
+    pool_size = _pick(hosts, cfg.get("hosts"), 1)
+    if hosts is not None:
+        pool_source = f"{_source_name(ctx, _param(ctx, 'hosts'))} {pool_size}"
+    else:
+        pool_source = f"hosts = {pool_size} (config {config_file})"
+    if not target:
+        _fail("no adapter given: threadhost serve MODULE[:CLASS] (or --example mylib)")
     description = preflight(target)
     if pool_size > 1 and description.get("replicable") is not True:
         name = description.get("adapter") or target
@@ -231,15 +473,17 @@ def serve(
     if policy is None:
         default = description.get("default_policy")
         if default:
+            from threadhost.policy import PolicyError, check_policy
+
             try:
                 check_policy(default)
             except PolicyError as exc:
                 _fail(f"{description.get('adapter')}.default_policy: {exc}")
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s threadhost[%(process)d] %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    _basic_logging(level)
+    from threadhost.broker import Broker, BrokerError
+    from threadhost.gate import GateConfig
+
+    base = GateConfig()
     config = GateConfig(
         policy=policy,
         policies=policies,
@@ -258,24 +502,118 @@ def serve(
     try:
         code = broker.run()
     except BrokerError as exc:
-        _fail(str(exc))
+        _fail(exc)
     sys.exit(code)
 
 
-@main.command()
-@click.argument("endpoint", default=DEFAULT_ENDPOINT)
-@click.option("--call", "method", default=None, help="slow call to run [default: the first]")
-@click.option("--timeout", callback=_duration, default="5s", help="answer timeout [default: 5s]")
-def maintain(endpoint: str, method: str | None, timeout: float) -> None:
-    """Ask the service at ENDPOINT to run its slow call now (exit 0 if it started)."""
+def _param(ctx: click.Context, name: str) -> click.Parameter:
+    return next(p for p in ctx.command.params if p.name == name)
+
+
+def _basic_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s threadhost[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+def _endpoint_options(f: _F) -> _F:
+    """``[ENDPOINT]`` as the first argument, or ``--endpoint``, or THREADHOST_ENDPOINT."""
+    f = click.option("--endpoint", "endpoint_option", metavar="URL", default=None,
+                     envvar=ENV_ENDPOINT, show_envvar=True,
+                     help=f"the service (or give it as the first argument) "
+                          f"[default: {DEFAULT_ENDPOINT}]")(f)
+    return f
+
+
+def _timeout_option(default: str) -> Callable[[_F], _F]:
+    return click.option("--timeout", metavar="DURATION", callback=_positive_duration,
+                        default=default, envvar=ENV_TIMEOUT, show_envvar=True,
+                        help=f"answer timeout [default: {default}]")
+
+
+def _client_endpoint(ctx: click.Context, positional: str | None, option: str | None) -> str:
+    """The endpoint of a client command: the first argument, else --endpoint (or
+    THREADHOST_ENDPOINT), else the default; checked."""
+    if positional is not None:
+        if (option is not None and option != positional
+                and ctx.get_parameter_source("endpoint_option") is ParameterSource.COMMANDLINE):
+            raise click.UsageError(
+                f"two endpoints: {positional!r} and --endpoint {option!r}", ctx)
+        return check_endpoint(positional, "ENDPOINT")
+    if option is not None:
+        return check_endpoint(option, _source_name(ctx, _param(ctx, "endpoint_option")))
+    return DEFAULT_ENDPOINT
+
+
+def _connect(endpoint: str, timeout: float) -> Client:
+    """A client of ``endpoint``. The commands call its members through the class
+    (``type(client).status(client)``): an adapter call named ``status`` cannot shadow them."""
+    import zmq
+
     from threadhost.client import Client
 
-    with Client(endpoint, timeout) as client:
+    try:
+        return Client(endpoint, timeout)
+    except zmq.ZMQError as exc:
+        _fail(f"bad endpoint {endpoint!r}: {exc.strerror}")
+
+
+def _try_later(exc: TryLaterError) -> NoReturn:
+    """Exit 75 with the error and when to retry."""
+    line = _one_line(exc)
+    if exc.retry_after is not None:
+        line += f" (retry after {exc.retry_after:.1f}s)"
+    _fail(line, EXIT_TRY_LATER)
+
+
+def _answered(endpoint: str, t0: float) -> None:
+    import time
+
+    _note(f"{endpoint} answered in {(time.perf_counter() - t0) * 1000:.1f} ms")
+
+
+@main.command()
+@click.argument("endpoint", required=False)
+@_endpoint_options
+@click.option("--call", "method", default=None, help="slow call to run [default: the first]")
+@_timeout_option("5s")
+@_verbosity_options
+@click.pass_context
+def maintain(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
+             method: str | None, timeout: float) -> None:
+    """Ask the service at ENDPOINT to run its slow call now.
+
+    \b
+    Exit status: 0 started, 1 not started (the reason is printed) or no answer,
+    75 refused for now, 2 usage.
+    """
+    import time
+
+    from threadhost.errors import ThreadhostError, TryLaterError
+
+    endpoint = _client_endpoint(ctx, endpoint, endpoint_option)
+    with _connect(endpoint, timeout) as client:
+        t0 = time.perf_counter()
         try:
-            reply = client.maintain(method)
+            reply = type(client).maintain(client, method)
+        except TryLaterError as exc:
+            _try_later(exc)
         except ThreadhostError as exc:
-            _fail(str(exc), 1)
-    click.echo(("started: " if reply.started else "not started: ") + reply.reason)
+            _fail(exc, 1)
+        _answered(endpoint, t0)
+    if _verbosity >= 0:
+        reason = reply.reason
+        if reply.started:
+            click.echo(reason if reason.startswith("started") else f"started: {reason}")
+        else:
+            click.echo(f"not started: {reason}")
     sys.exit(0 if reply.started else 1)
 
 
@@ -370,58 +708,355 @@ def _format_status(st: dict[str, Any]) -> str:
 
 
 @main.command()
-@click.argument("endpoint", default=DEFAULT_ENDPOINT)
+@click.argument("endpoint", required=False)
+@_endpoint_options
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@click.option("--timeout", callback=_duration, default="5s", help="answer timeout [default: 5s]")
-def status(endpoint: str, as_json: bool, timeout: float) -> None:
-    """Show the state of the service at ENDPOINT and of each of its hosts.
+@_timeout_option("5s")
+@_verbosity_options
+@click.pass_context
+def status(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
+           as_json: bool, timeout: float) -> None:
+    """Show the state of the service at ENDPOINT and of each of its hosts (-q: the state
+    only).
 
     \b
     Exit status:
       0  the service answered and has not failed (serving, starting, maintaining...)
       3  the service answered and is failed (restart limit reached; see "failed:")
       1  no answer (nothing listening, timeout) or an error reply
+      2  usage (a bad option or endpoint)
     """
-    from threadhost.client import Client
+    import time
 
-    with Client(endpoint, timeout) as client:
+    from threadhost.errors import ThreadhostError
+
+    endpoint = _client_endpoint(ctx, endpoint, endpoint_option)
+    with _connect(endpoint, timeout) as client:
+        t0 = time.perf_counter()
         try:
-            st = client.status()
+            st = type(client).status(client)
         except ThreadhostError as exc:
-            _fail(str(exc), 1)
-    click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else _format_status(st))
+            _fail(exc, 1)
+        _answered(endpoint, t0)
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+    elif _verbosity < 0:
+        click.echo(st.get("state"))
+    else:
+        click.echo(_format_status(st))
     sys.exit(3 if st.get("state") == "failed" else 0)
 
 
+# ----------------------------------------------------------------------------- call, describe
+
+
+def parse_value(word: str) -> Any:
+    """A command-line argument as a JSON value; a word that is not valid JSON is a string
+    (``5`` -> 5, ``[1, 2]`` -> [1, 2], ``null`` -> None, ``abc`` -> 'abc', ``'"5"'`` -> '5')."""
+    try:
+        return json.loads(word)
+    except ValueError:
+        return word
+
+
+def _is_number(word: str) -> bool:
+    value = parse_value(word)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def jsonable(value: Any) -> Any:
+    """A result as JSON-able data: bytes as base64 text, tuples as lists, keys as text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else json.dumps(jsonable(k)): jsonable(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+def format_result(value: Any, as_json: bool) -> str:
+    """``--json``: one line of JSON. Otherwise a string as it is, anything else as indented
+    JSON."""
+    if as_json:
+        return json.dumps(jsonable(value), ensure_ascii=False)
+    if isinstance(value, str):
+        return value
+    return json.dumps(jsonable(value), indent=2, ensure_ascii=False)
+
+
+class _CallCommand(click.Command):
+    """Words after ``--`` are arguments even when they start with '-'; before it, only a
+    negative number may."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            ctx.meta[_LITERAL_WORDS] = len(args) - args.index("--") - 1
+        return super().parse_args(ctx, args)
+
+
+@main.command(cls=_CallCommand, context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, metavar="[ENDPOINT] METHOD [ARG]...")
+@click.option("--kw", "keywords", multiple=True, metavar="NAME=VALUE",
+              help="a keyword argument (repeatable); VALUE is read as ARG is")
+@click.option("--json", "as_json", is_flag=True, help="print the result as one line of JSON")
+@_endpoint_options
+@_timeout_option("10s")
+@_verbosity_options
+@click.pass_context
+def call(ctx: click.Context, words: tuple[str, ...], keywords: tuple[str, ...],
+         as_json: bool, endpoint_option: str | None, timeout: float) -> None:
+    """Call METHOD of the service and print the result (-q: print nothing).
+
+    \b
+    ENDPOINT is the first word if it contains "://" (tcp://127.0.0.1:6000), else
+    --endpoint, THREADHOST_ENDPOINT or the default. Each ARG is a JSON value; a word that
+    is not valid JSON is a string:
+      threadhost call calc 5                        -> calc(5)
+      threadhost call tcp://10.0.0.5:6000 calc 5    -> the same call on another service
+      threadhost call lookup alice '[1, 2]' --kw strict=true
+      threadhost call echo '"5"'                    -> echo("5") (a string)
+      threadhost call calc -- -5                    -> after --, words may start with '-'
+    A string result prints as it is, anything else as JSON (--json: always one line of JSON;
+    bytes are base64 text).
+
+    \b
+    Exit status:
+      0   the call returned
+      75  refused for now: busy (a slow call runs) or unavailable; the line ends with
+          "(retry after N.Ns)" when the service knows
+      1   any other error (unknown call, bad arguments, the library raised, no answer...)
+      2   usage
+    """
+    import time
+
+    from threadhost.errors import RemoteError, ThreadhostError, TryLaterError
+
+    literal = ctx.meta.get(_LITERAL_WORDS, 0)
+    for word in words[:len(words) - literal]:
+        if word.startswith("-") and not _is_number(word):
+            raise click.UsageError(
+                f"no such option: {word} (an argument that starts with '-' goes after '--')",
+                ctx)
+    rest = list(words)
+    positional = rest.pop(0) if rest and "://" in rest[0] else None
+    endpoint = _client_endpoint(ctx, positional, endpoint_option)
+    if not rest:
+        raise click.UsageError("missing METHOD", ctx)
+    method, args = rest[0], [parse_value(word) for word in rest[1:]]
+    kwargs: dict[str, Any] = {}
+    for item in keywords:
+        name, eq, value = item.partition("=")
+        if not eq or not name.isidentifier():
+            raise click.UsageError(f"--kw expects NAME=VALUE, got {item!r}", ctx)
+        if name in kwargs:
+            raise click.UsageError(f"--kw {name} given twice", ctx)
+        kwargs[name] = parse_value(value)
+    with _connect(endpoint, timeout) as client:
+        t0 = time.perf_counter()
+        try:
+            result = type(client).request(client, method, args, kwargs)
+        except TryLaterError as exc:
+            _try_later(exc)
+        except RemoteError as exc:
+            if _verbosity > 0 and exc.remote_traceback:
+                click.echo(exc.remote_traceback.rstrip(), err=True)
+            _fail(exc, 1)
+        except ThreadhostError as exc:
+            _fail(exc, 1)
+        _answered(endpoint, t0)
+    if _verbosity >= 0:
+        click.echo(format_result(result, as_json))
+
+
+_SIMPLE_TYPES = {"integer": "int", "number": "float", "boolean": "bool", "null": "None"}
+
+
+def type_text(schema: Any) -> str:
+    """A JSON schema (as adapters describe parameters and results) as a Python-like type:
+    ``{"type": "integer"}`` -> ``int``, a model or an enum -> its title, ``anyOf`` -> ``A | B``."""
+    if not isinstance(schema, dict) or not schema:
+        return "Any"
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return " | ".join(dict.fromkeys(type_text(s) for s in schema[key]))
+    title = schema.get("title")
+    if "const" in schema:
+        return f"Literal[{schema['const']!r}]"
+    if isinstance(schema.get("enum"), list):
+        return str(title) if title else (
+            "Literal[" + ", ".join(repr(v) for v in schema["enum"]) + "]")
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " | ".join(type_text({**schema, "type": k}) for k in kind)
+    if kind == "string":
+        return "bytes" if schema.get("format") == "binary" else "str"
+    if kind in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[kind]
+    if kind == "array":
+        if isinstance(schema.get("prefixItems"), list):
+            return "tuple[" + ", ".join(type_text(s) for s in schema["prefixItems"]) + "]"
+        return f"list[{type_text(schema['items'])}]" if "items" in schema else "list"
+    if kind == "object":
+        if title and "properties" in schema:
+            return str(title)
+        extra = schema.get("additionalProperties")
+        return f"dict[str, {type_text(extra)}]" if isinstance(extra, dict) else "dict"
+    return str(title) if title else "Any"
+
+
+def signature_text(call_description: dict[str, Any]) -> str:
+    """``calc(x: int) -> int`` from a call's description."""
+    params = [p for p in call_description.get("params") or [] if isinstance(p, dict)]
+    parts: list[str] = []
+    starred = False
+    for i, p in enumerate(params):
+        kind = p.get("kind")
+        text = f"{p.get('name')}: {type_text(p.get('schema'))}"
+        if kind == "var_positional":
+            text, starred = "*" + text, True
+        elif kind == "var_keyword":
+            text = "**" + text
+        elif kind == "keyword_only" and not starred:
+            parts.append("*")
+            starred = True
+        if "default" in p:
+            text += f" = {p['default']!r}"
+        elif p.get("required") is False:
+            text += " = ..."
+        parts.append(text)
+        if kind == "positional_only" and (
+                i + 1 == len(params) or params[i + 1].get("kind") != "positional_only"):
+            parts.append("/")
+    returns = type_text(call_description.get("returns"))
+    return f"{call_description.get('name')}({', '.join(parts)}) -> {returns}"
+
+
+def format_description(d: dict[str, Any]) -> str:
+    """The text form of ``threadhost describe``."""
+    fingerprint = str(d.get("fingerprint") or "")
+    lines = [f"{d.get('adapter')}" + (f"  (fingerprint {fingerprint[:12]})" if fingerprint
+                                      else "")]
+    if d.get("doc"):
+        lines.append(f"  {str(d['doc']).strip().splitlines()[0]}")
+    facts = []
+    if d.get("default_policy"):
+        facts.append(f"default policy: {d['default_policy']}")
+    if d.get("replicable") is True:
+        facts.append("replicable")
+    if facts:
+        lines.append("  " + "; ".join(facts))
+    calls = [c for c in d.get("calls") or [] if isinstance(c, dict)]
+    for kind, heading in (("fast", "calls (threadhost call METHOD ARG...):"),
+                          ("slow", "slow calls (run by the broker; threadhost maintain "
+                                   "--call NAME):")):
+        chosen = [c for c in calls if c.get("kind") == kind]
+        if not chosen:
+            continue
+        lines += ["", heading]
+        for c in chosen:
+            options = [k if v is True else f"{k} {v}" for k in ("startup", "policy", "deadline",
+                                                                "timeout")
+                       if (v := c.get(k)) not in (None, False)]
+            lines.append(f"  {signature_text(c)}"
+                         + (f"  [{', '.join(options)}]" if options else ""))
+            if c.get("doc"):
+                lines.append(f"      {str(c['doc']).strip().splitlines()[0]}")
+    return "\n".join(lines)
+
+
 @main.command()
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="client endpoint")
-@click.option("--backend", required=True, help="endpoint hosts attach to, e.g. tcp://127.0.0.1:6002")
-@click.option("--policy", default=None, help="maintenance policy (overrides the adapter's)")
+@click.argument("endpoint", required=False)
+@_endpoint_options
+@click.option("--json", "as_json", is_flag=True, help="print the description as JSON")
+@_timeout_option("5s")
+@_verbosity_options
+@click.pass_context
+def describe(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
+             as_json: bool, timeout: float) -> None:
+    """List the calls of the service at ENDPOINT with their signatures (-q: the names of
+    its fast calls only).
+
+    \b
+    Exit status: 0 described, 75 refused for now, 1 no answer or an error, 2 usage.
+    """
+    import time
+
+    from threadhost.errors import ThreadhostError, TryLaterError
+
+    endpoint = _client_endpoint(ctx, endpoint, endpoint_option)
+    with _connect(endpoint, timeout) as client:
+        t0 = time.perf_counter()
+        try:
+            description = type(client).describe(client)
+        except TryLaterError as exc:
+            _try_later(exc)
+        except ThreadhostError as exc:
+            _fail(exc, 1)
+        _answered(endpoint, t0)
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+    elif _verbosity < 0:
+        for c in description.get("calls") or []:
+            if isinstance(c, dict) and c.get("kind") == "fast":
+                click.echo(c.get("name"))
+    else:
+        click.echo(format_description(description))
+
+
+# ----------------------------------------------------------------------------- attach mode
+
+
+@main.command()
+@click.option("--endpoint", metavar="URL", default=DEFAULT_ENDPOINT, show_default=True,
+              envvar=ENV_ENDPOINT, show_envvar=True, help="where clients connect")
+@click.option("--backend", metavar="URL", required=True, envvar=ENV_BACKEND, show_envvar=True,
+              help="where hosts attach, e.g. tcp://127.0.0.1:6002")
+@click.option("--policy", metavar="SPEC", default=None, envvar="THREADHOST_POLICY",
+              show_envvar=True, help="maintenance policy (overrides the adapter's)")
 @click.option("--hosts", metavar="N", callback=_int_at_least(1), default=None,
+              envvar="THREADHOST_HOSTS", show_envvar=True,
               help="adopt at most N attached hosts [default: no limit]")
 @click.option("--max-maintaining", metavar="N", callback=_int_at_least(1), default=None,
+              envvar="THREADHOST_MAX_MAINTAINING", show_envvar=True,
               help="hosts that may run a slow call at the same time during a rollout "
                    "[default: 1]")
 @click.option("--route-away-after", metavar="DURATION", callback=_positive_duration,
-              default=None,
+              default=None, envvar="THREADHOST_ROUTE_AWAY_AFTER", show_envvar=True,
               help="a host whose fast call has run longer gets no new calls "
                    "[default: derived from measured fast calls]")
 @click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
-              default=None, help="declare a silent host dead after this long [default: 3s]")
-@click.option("--log-level", default="INFO",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def broker(endpoint: str, backend: str, policy: str | None, hosts: int | None,
-           max_maintaining: int | None, route_away_after: float | None,
-           heartbeat_timeout: float | None, log_level: str) -> None:
+              default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
+              help="declare a silent host dead after this long [default: 3s]")
+@_log_level_option
+@_verbosity_options
+@click.pass_context
+def broker(ctx: click.Context, endpoint: str, backend: str, policy: str | None,
+           hosts: int | None, max_maintaining: int | None, route_away_after: float | None,
+           heartbeat_timeout: float | None, log_level: str | None) -> None:
     """Run only the broker (attach mode): hosts started elsewhere with `threadhost host`
-    connect to BACKEND. Used by the conformance kit and for hosts on other machines."""
+    attach to its --backend. Used by the conformance kit and for hosts on other machines."""
+    check_endpoint(endpoint, _source_name(ctx, _param(ctx, "endpoint")), bind=True)
+    check_endpoint(backend, _source_name(ctx, _param(ctx, "backend")), bind=True)
     if policy is not None:
+        from threadhost.policy import PolicyError, check_policy
+
         try:
             check_policy(policy)
         except PolicyError as exc:
-            _fail(str(exc))
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s threadhost[%(process)d] %(levelname)s %(message)s")
+            _fail(exc)
+    level = _log_level(ctx, log_level)
+    _basic_logging(level)
+    from threadhost.broker import Broker, BrokerError
+    from threadhost.gate import GateConfig
+
     base = GateConfig()
     config = GateConfig(
         policy=policy,
@@ -431,27 +1066,33 @@ def broker(endpoint: str, backend: str, policy: str | None, hosts: int | None,
         route_away_after=route_away_after,
         heartbeat_timeout=_pick(heartbeat_timeout, None, base.heartbeat_timeout),
     )
-    b = Broker(None, endpoint=endpoint, backend=backend, config=config, log_level=log_level)
+    b = Broker(None, endpoint=endpoint, backend=backend, config=config, log_level=level)
     try:
         code = b.run()
     except BrokerError as exc:
-        _fail(str(exc))
+        _fail(exc)
     sys.exit(code)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("target")
-@click.option("--connect", "endpoint", required=True, help="the broker's back-end endpoint")
+@click.argument("target", metavar="MODULE[:CLASS]")
+@click.option("--backend", "--connect", "endpoint", metavar="URL", required=True,
+              envvar=ENV_BACKEND, show_envvar=True,
+              help="the broker's --backend (--connect: the old spelling)")
 @click.option("--host-id", default=None, help="routing id [default: host-PID]")
-@click.option("--broker-timeout", callback=_positive_duration, default=None,
+@click.option("--broker-timeout", metavar="DURATION", callback=_positive_duration, default=None,
+              envvar="THREADHOST_BROKER_TIMEOUT", show_envvar=True,
               help="no broker heartbeat for this long: the broker is gone; the host waits "
                    "and announces itself to the next one [default: 3s]")
-@click.option("--log-level", default="INFO",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def host(target: str, endpoint: str, host_id: str | None, broker_timeout: float | None,
-         log_level: str) -> None:
-    """Run a host process for adapter TARGET that attaches to a broker's back end. It
-    announces itself again to a new broker on the same endpoint (after a broker restart)."""
+@_log_level_option
+@_verbosity_options
+@click.pass_context
+def host(ctx: click.Context, target: str, endpoint: str, host_id: str | None,
+         broker_timeout: float | None, log_level: str | None) -> None:
+    """Run a host process for adapter MODULE[:CLASS] that attaches to a broker's back end.
+    It announces itself again to a new broker on the same endpoint (after a broker
+    restart)."""
+    check_endpoint(endpoint, _source_name(ctx, _param(ctx, "endpoint")))
     from threadhost.host import main as host_main
 
     extra: list[str] = []
@@ -459,4 +1100,5 @@ def host(target: str, endpoint: str, host_id: str | None, broker_timeout: float 
         extra = ["--broker-timeout", str(broker_timeout)]
     sys.path.insert(0, os.getcwd())
     sys.exit(host_main([target, "--connect", endpoint, "--host-id",
-                        host_id or f"host-{os.getpid()}", "--log-level", log_level, *extra]))
+                        host_id or f"host-{os.getpid()}", "--log-level",
+                        _log_level(ctx, log_level), *extra]))

@@ -1688,3 +1688,207 @@ def test_attach_a_host_silent_while_stopping_is_given_up_with_exit_1() -> None:
     assert gate.tick(4.0001) == [KillHost("x", "no heartbeat for 3s while stopping"),
                                  Stopped(1, "host no heartbeat for 3s while stopping")]
     assert gate.state is GateState.STOPPED
+
+
+# =========================================================================== survivors' tests
+
+
+def test_after_force_stop_killed_hosts_have_no_deadlines() -> None:
+    gate = serving(2, heartbeat_timeout=1.0)
+    gate.force_stop(6.0, "second signal")
+    assert [h.killed for h in gate.pool] == ["second signal", "second signal"]
+    assert gate.next_wakeup(6.0) == 7.0  # no host deadline, no stop deadline
+    assert gate.tick(100.0) == []
+
+
+def test_a_starting_hosts_plain_heartbeat_does_not_restart_its_start_up_timeout() -> None:
+    gate = make(startup_timeout=10.0)
+    gate.start(0.0)
+    assert gate.host_message(5.0, "h1", Heartbeat(host_id="h1")) == []
+    assert gate.tick(10.0001) == [KillHost("h1", "not ready within the start-up timeout (10s)")]
+
+
+def test_a_host_waiting_for_its_slot_starts_its_timeout_when_it_stops_waiting() -> None:
+    gate = make(startup_timeout=10.0)
+    gate.start(0.0)
+    gate.host_message(1.0, "h1", Heartbeat(host_id="h1", busy_id=0))
+    assert gate.status(1.5)["hosts"][0]["state"] == "waiting"
+    assert gate.tick(50.0) == []
+    gate.host_message(60.0, "h1", Heartbeat(host_id="h1", busy_id=0))  # still waiting
+    gate.host_message(62.0, "h1", Heartbeat(host_id="h1"))  # the slot is free: starting now
+    assert gate.status(62.5)["hosts"][0]["state"] == "starting"
+    assert gate.tick(72.0) == []
+    assert gate.tick(72.001) == [KillHost("h1", "not ready within the start-up timeout (10s)")]
+
+
+def test_an_attached_host_retired_at_start_up_does_not_charge_the_budget() -> None:
+    gate = attach(hosts=1, restart_limit=0)
+    gate.host_message(1.0, "x", ready_msg("x1"))  # runs its start-up call (id 1)
+    why = "start-up slow call 'read_config' failed on x: no config"
+    acts = gate.host_message(2.0, "x", ErrorReply(id=1, code=ErrorCode.REMOTE_EXCEPTION,
+                                                  message="no config"))
+    assert acts == [
+        Log("error", f"host x is not fit to serve: {why}"),
+        ToHost("x", Shutdown(reason=f"not fit to serve: {why}")),
+        Log("error", f"host x died: {why}"),
+        Log("info", "waiting for a host to attach"),
+    ]
+    assert gate.state is GateState.STARTING and gate.restart_count == 0
+    assert len(gate.pool) == 0
+
+
+def test_a_goodbye_in_a_pool_asks_for_a_tick() -> None:
+    gate = serving(2)
+    gate.tick(5.0)
+    gate.host_message(5.5, "h1", Goodbye(host_id="h1"))
+    assert gate.state is GateState.READY and gate.needs_tick is True
+
+
+def test_a_serving_host_is_not_taken_when_the_only_other_one_is_stuck() -> None:
+    gate = serving(2, route_away_after=1.0)
+    (fwd,) = calls_to(gate.client_message(10.0, C, fast(1)), "h1")
+    gate.host_message(10.1, "h1", Result(id=fwd.id))
+    assert calls_to(gate.client_message(10.2, C, fast(2)), "h2")  # h2 hangs in it
+    gate.client_message(12.0, C, Maintain(id=9))
+    assert [h.state for h in gate.pool] == [HostState.READY, HostState.READY]
+
+
+def test_of_two_due_slow_calls_the_one_that_waited_longest_runs_first() -> None:
+    adapter = desc(slow("a", startup=False, policy="every=10s"),
+                   slow("b", startup=False, policy="every=10s"))
+    gate = serving(adapter=adapter, start_s=3.0)  # ready at 3: both due at 13
+    gate.client_message(4.0, C, Maintain(id=1, method="a"))
+    gate.host_message(5.0, "h1", Result(id=1))  # a ran last at 5 (due again at 15)
+    assert calls_to(gate.tick(30.0)) == [Call(id=2, method="b")]  # b never ran: first
+
+
+def test_halt_back_off_and_release_after_a_good_round() -> None:
+    adapter = desc(slow(startup=False))
+    gate = serving(2, adapter=adapter)
+    gate.client_message(10.0, C, Maintain(id=1))  # h1 is the canary (call id 1)
+    acts = gate.host_message(11.0, "h1", ErrorReply(id=1, code=ErrorCode.REMOTE_EXCEPTION,
+                                                    message="bad"))
+    why = "slow call failed on h1 after 'read_config': bad"
+    assert acts == [
+        Log("error", f"maintenance 'read_config' halted: {why}; 1 host(s) keep their state; "
+                     "retry in 30s"),
+        Log("warning", "maintenance 'read_config' finished: 0 host(s) ok, 1 failed"),
+        Log("error", f"host h1 is not fit to serve: {why}"), KillHost("h1", why)]
+    assert gate.status(12.0)["rollout"] == {
+        "state": "halted", "call": "read_config", "host": "h1", "reason": why,
+        "untouched": ["h2"], "ago": 1.0, "retry_in": 29.0}
+    gate.host_exited(11.5, "h1", "killed")
+    bring_up(gate, "h3", 12.0, adapter=adapter)
+    gate.client_message(20.0, C, Maintain(id=2))  # h2 (id 2) then h3 (id 3): fine
+    gate.host_message(21.0, "h2", Result(id=2))
+    gate.host_message(22.0, "h3", Result(id=3))
+    st = gate.status(22.0)
+    assert "rollout" not in st  # the halt is over
+    assert st["last_maintenance"]["ok"] is True
+    gate.client_message(30.0, C, Maintain(id=3))  # h2 canary again (id 4), fails again
+    acts = gate.host_message(31.0, "h2", ErrorReply(id=4, code=ErrorCode.REMOTE_EXCEPTION,
+                                                    message="bad"))
+    assert acts[0].text.endswith("retry in 30s")  # released: the back-off starts over
+
+
+def test_a_second_halt_in_a_row_doubles_the_back_off() -> None:
+    adapter = desc(slow(startup=False))
+    gate = serving(3, adapter=adapter)
+    gate.client_message(10.0, C, Maintain(id=1))  # h1 canary
+    gate.host_message(11.0, "h1", ErrorReply(id=1, code=ErrorCode.REMOTE_EXCEPTION))
+    gate.client_message(12.0, C, Maintain(id=2))  # h2 canary (id 2)
+    acts = gate.host_message(13.0, "h2", ErrorReply(id=2, code=ErrorCode.UNFIT,
+                                                    message="verify: wrong answer"))
+    assert acts[0] == Log("error", "maintenance 'read_config' halted: verify failed on h2 "
+                                   "after 'read_config': verify: wrong answer; 1 host(s) keep "
+                                   "their state; retry in 60s")
+
+
+def test_status_names_the_first_running_slow_call_by_slot() -> None:
+    gate = make(hosts=2)
+    gate.start(0.0)
+    gate.host_message(1.0, "h2", ready_msg("h2"))  # slow call id 1 on h2
+    gate.host_message(1.5, "h1", ready_msg("h1"))  # slow call id 2 on h1
+    assert gate.status(2.0)["maintenance"] == {"call": "read_config", "reason": "startup",
+                                               "host": "h1", "elapsed": 0.5, "expected": None}
+
+
+def test_a_stuck_ready_host_during_a_waiting_rollout_promises_nothing() -> None:
+    adapter = desc(slow(startup=False))
+    gate = serving(2, adapter=adapter, start_s=4.0, route_away_after=1.0)  # starts take 4 s
+    gate.client_message(10.0, C, Maintain(id=1))
+    gate.host_message(10.5, "h1", Result(id=1))
+    gate.host_message(11.0, "h2", Result(id=2))  # the slow call takes 0.5 s
+    gate.host_exited(20.0, "h2", "x")  # h3 starting: expected in 4 s
+    gate.client_message(20.1, C, Maintain(id=2))  # h1 must keep serving: not taken
+    assert calls_to(gate.client_message(20.2, C, fast(1)), "h1")
+    (reply,) = replies(gate.client_message(21.5, C, fast(2)))  # h1 stuck now
+    assert reply == ErrorReply(id=2, code=ErrorCode.BUSY,
+                               message="busy: fast call 'calc' running for 1.3s",
+                               retry_after=2.5)  # h3: 4.0 - 1.5; nothing from h1
+
+
+def test_the_observer_is_told_every_outcome() -> None:
+    seen: list[tuple[str, str, str, float]] = []
+    gate = Gate(GateConfig(hosts=1, heartbeat_interval=1e6, heartbeat_timeout=1e9),
+                parse_policy, now=0.0, observer=lambda *a: seen.append(a))
+    gate.start(0.0)
+    gate.client_message(0.5, C, fast(1))  # refused: starting
+    gate.host_message(1.0, "h1", ready_msg("h1", desc(slow(startup=False))))
+    assert seen == [("call", "(other)", "busy", 0.0)]  # methods unknown before ready
+    seen.clear()
+    (fwd,) = calls_to(gate.client_message(2.0, C, fast(2)))
+    gate.host_message(2.25, "h1", Result(id=fwd.id))
+    (fwd,) = calls_to(gate.client_message(3.0, C, fast(3)))
+    gate.host_message(3.5, "h1", ErrorReply(id=fwd.id, code=ErrorCode.BAD_ARGUMENTS))
+    gate.client_message(4.0, C, Call(id=4, method="nope"))
+    gate.client_message(4.0, C, Call(id=5, method="read_config"))
+    gate.client_message(4.0, C, fast(6, fingerprint="zz"))
+    assert seen == [("call", "calc", "ok", 0.25), ("call", "calc", "bad_arguments", 0.5),
+                    ("call", "(other)", "unknown_call", 0.0),
+                    ("call", "(other)", "unknown_call", 0.0),
+                    ("call", "calc", "fingerprint", 0.0)]
+    seen.clear()
+    gate.client_message(5.0, C, Maintain(id=7))  # slow call id 3
+    gate.client_message(5.5, C, fast(8))  # busy
+    gate.host_message(6.0, "h1", Result(id=3))
+    calls_to(gate.client_message(7.0, C, fast(9)))
+    gate.host_exited(8.0, "h1", "x")
+    assert seen == [("call", "calc", "busy", 0.0), ("slow", "read_config", "ok", 1.0),
+                    ("call", "calc", "crashed", 0.0)]
+    seen.clear()
+    bring_up(gate, "h2", 9.0, adapter=desc(slow(startup=False)))
+    gate.client_message(10.0, C, Maintain(id=10))  # slow call id 5
+    gate.host_message(12.0, "h2", ErrorReply(id=5, code=ErrorCode.UNFIT, message="v"))
+    gate.client_message(13.0, C, Maintain(id=11))
+    assert seen == [("slow", "read_config", "unfit", 2.0)]
+
+
+def test_an_observer_sees_failed_slow_calls_as_errors() -> None:
+    seen: list[tuple[str, str, str, float]] = []
+    gate = Gate(GateConfig(hosts=1, heartbeat_interval=1e6, heartbeat_timeout=1e9),
+                parse_policy, now=0.0, observer=lambda *a: seen.append(a))
+    gate.start(0.0)
+    gate.host_message(1.0, "h1", ready_msg("h1"))
+    gate.host_message(1.5, "h1", ErrorReply(id=1, code=ErrorCode.REMOTE_EXCEPTION))
+    assert seen == [("slow", "read_config", "error", 0.5)]
+
+
+def test_next_due_in_per_slow_call() -> None:
+    adapter = desc(slow("a", startup=False, policy="every=10s"), slow("m", startup=False))
+    gate = make()
+    gate.start(0.0)
+    gate.host_message(1.0, "h1", ready_msg("h1", adapter))  # ready at 1: a due at 11
+    st = gate.status(3.12345)
+    assert st["slow_calls"]["a"]["next_due_in"] == 7.877
+    assert st["slow_calls"]["m"]["next_due_in"] is None  # manual
+    assert gate.status(20.0)["slow_calls"]["a"]["next_due_in"] == 0.0  # overdue: now
+    gate.tick(11.0)  # a runs
+    assert gate.status(11.5)["slow_calls"]["a"]["next_due_in"] is None  # during the round
+
+
+def test_next_due_in_is_unknown_before_the_service_served() -> None:
+    gate = make()
+    gate.start(0.0)
+    gate.host_message(1.0, "h1", ready_msg("h1", desc(slow(policy="every=10s"))))
+    assert gate.status(1.5)["slow_calls"]["read_config"]["next_due_in"] is None

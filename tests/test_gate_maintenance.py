@@ -547,3 +547,34 @@ def test_a_host_being_killed_is_not_live() -> None:
     # h2 is being killed: h1 is the only live host, so it is taken though nobody covers
     r = rollout("h1")
     assert r.take_next(hosts("h1", "h2", killed=("h2",)), 1, 1) == ["h1"]
+
+
+# =========================================================================== next_due
+
+
+def test_next_due_needs_started_policies() -> None:
+    sched = schedule_of(a=Fake(wakeup=30.0))
+    assert sched.started is False
+    assert sched.next_due("a", 0.0) is None
+    sched.start_policies(1.0)
+    assert sched.started is True
+    assert sched.next_due("a", 0.0) == 30.0
+    assert sched.next_due("ghost", 0.0) is None
+
+
+def test_next_due_of_a_policy_without_wakeup_and_of_a_held_call() -> None:
+    sched = schedule_of(a=Fake(wakeup=None), b=Fake(wakeup=30.0))
+    sched.start_policies(0.0)
+    assert sched.next_due("a", 0.0) is None
+    sched.calls["a"].hold_until = 50.0
+    assert sched.next_due("a", 0.0) is None
+    sched.calls["b"].hold_until = 50.0
+    assert sched.next_due("b", 0.0) == 50.0
+    sched.calls["b"].hold_until = 10.0
+    assert sched.next_due("b", 0.0) == 30.0
+
+
+def test_next_due_asks_the_policy_with_now() -> None:
+    sched, _ = build([slow("a", policy="every=10s")])
+    sched.start_policies(5.0)
+    assert sched.next_due("a", 6.0) == 15.0

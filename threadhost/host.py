@@ -5,16 +5,40 @@ Theory of operation
 ``python -m threadhost.host --connect ENDPOINT --host-id ID MODULE[:CLASS]`` is started by
 the broker (``threadhost serve``), never by users. It runs two threads:
 
-* the **library thread** owns the *call socket* (DEALER, routing id ``ID``). It imports the
-  adapter, runs ``setup``, says ``ready``, then loops: receive a ``call``, validate the
-  arguments against the declared signature (bad input never reaches the library), run it,
-  answer ``result`` or a typed ``error``. On ``shutdown`` (or SIGTERM) it finishes the
-  current call, runs ``teardown`` — all on this same thread — and says ``goodbye``.
+* the **library thread** owns the *call socket* (DEALER, routing id ``ID``). With
+  ``--lock PATH`` it first takes the slot's lock (below). It imports the adapter, runs
+  ``setup`` (and ``verify``, when the adapter has one and no start-up slow call), says
+  ``ready``, then loops: receive a ``call``, validate the arguments against the declared
+  signature (bad input never reaches the library), run it, answer ``result`` or a typed
+  ``error``. On ``shutdown`` (or SIGTERM) it finishes the current call, runs ``teardown`` —
+  all on this same thread — and says ``goodbye``.
 * the **main thread** never runs library code. It owns the *heartbeat socket* (DEALER,
   routing id ``ID/hb``) and sends a ``heartbeat`` every interval, carrying the id of the call
   the library thread is running, so the broker can tell "busy in a 30 s slow call" from
   "dead". It also handles signals (SIGINT is ignored: Ctrl-C reaches the whole process
   group, and the broker decides when the host stops) and exits when its parent is gone.
+
+verify (docs/protocol.md §11, R54)
+----------------------------------
+After every slow call, whatever its outcome, the library thread runs the adapter's
+``verify`` (if it defines one) before answering. If ``verify`` raises, the answer is the
+``unfit`` error — ``verify failed after 'NAME': Type: message``, followed by ``('NAME' itself
+failed: ...)`` when the slow call raised too — instead of the slow call's own, and the host
+refuses every fast call with ``unfit`` (after checking its arguments, without calling the
+library) until a later slow call passes ``verify``. At start-up, with no start-up slow call,
+a failing ``verify`` ends the host: ``teardown``, ``goodbye(ok=false, code=unfit)``, exit 4.
+
+The slot lock (``--lock PATH``, docs/protocol.md §12)
+-----------------------------------------------------
+Before importing the adapter the library thread takes an exclusive ``flock`` on PATH
+(``serve`` passes ``<runtime dir>/<service>/slot-N.lock``), writes its pid into it, and never
+releases it: the kernel does when the process exits, however it exits. While another process
+holds it (the slot's previous instance, e.g. still finishing a slow call after its broker was
+killed) the thread polls every 50 ms, the heartbeats carry ``busy_id`` 0 (before ``ready``:
+"waiting for the previous instance of this slot to exit") and the log says so once. Stopped
+meanwhile (SIGTERM, parent gone), or unable to open the file, the host says
+``goodbye(ok=false, code=unavailable)`` and exits 6. After taking the lock it checks that PATH
+still names the file it locked (a holder may have removed it meanwhile), else it starts again.
 
 Broker heartbeats and re-announcement (docs/protocol.md §12, R51)
 ----------------------------------------------------------------
@@ -281,7 +305,10 @@ class Host:
             log.exception("host %s: library thread failed", self.host_id)
             self.exit_code = self.exit_code or 1
         finally:
-            sock.close(linger=2000)
+            # a broker gets 2 s to take our last answers and goodbye; an orphan (its broker
+            # died) has no one to send them to, and the slot's next instance waits for our
+            # exit (the lock), so it leaves at once
+            sock.close(linger=0 if self.exit_code == EXIT_ORPHANED else 2000)
             if self._wake is not None:
                 with contextlib.suppress(OSError):
                     self._wake.send(b"x")

@@ -13,8 +13,9 @@ takes the host out of service instead of being served.
 
 from __future__ import annotations
 
-from examples import mylib
 from threadhost.adapter import Adapter, fast, slow
+
+from . import mylib
 
 __all__ = ["Mylib"]
 

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import psutil
 import zmq
 
 import threadhost
@@ -322,8 +321,18 @@ class FuzzReport:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _psutil() -> Any:
+    """psutil, which only these tools need (``pip install 'threadhost[stress]'``)."""
+    try:
+        import psutil
+    except ImportError:
+        raise SystemExit("threadhost.stress needs psutil: pip install 'threadhost[stress]'"
+                         ) from None
+    return psutil
+
+
 def _rss_mb(pid: int) -> float:
-    return float(psutil.Process(pid).memory_info().rss) / 1e6
+    return float(_psutil().Process(pid).memory_info().rss) / 1e6
 
 
 def run_fuzz(endpoint: str, frames: int = 2000, *, seed: int = 0, sockets: int = 4,
@@ -406,7 +415,7 @@ def backend_of(endpoint: str) -> str | None:
     pid = _status(endpoint).get("host_pid")
     if not pid:
         return None
-    cmd = psutil.Process(pid).cmdline()
+    cmd = _psutil().Process(pid).cmdline()
     return cmd[cmd.index("--connect") + 1] if "--connect" in cmd else None
 
 

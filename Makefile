@@ -64,6 +64,7 @@ MUTATE_TARGETS ?= threadhost/policy.py:tests/test_policy.py \
 	threadhost/gate/report.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/config.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/actions.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
+	threadhost/gate/poison.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/core.py:tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py
 MUTATE_ARGS ?=
 .PHONY: mutate

@@ -675,3 +675,17 @@ def test_status_says_when_each_slow_call_is_next_due() -> None:
     assert p.gate.status(12.0)["slow_calls"]["read_config"]["next_due_in"] == 10.0
     manual = Pool(1)
     assert manual.gate.status(2.0)["slow_calls"]["read_config"]["next_due_in"] is None
+
+
+def test_an_unfit_answer_to_a_fast_call_is_unavailable_and_retires_the_host() -> None:
+    p = Pool(2)
+    p.call(3.0, rid=1)
+    msg = p.pending["h1"].pop(0)
+    acts = p.gate.host_message(3.1, "h1", ErrorReply(id=msg.id, code=ErrorCode.UNFIT,
+                                                     message="verify failed after 'x': bad"))
+    (reply,) = to_client(acts)
+    assert reply.code is ErrorCode.UNAVAILABLE and reply.id == 1
+    assert "did not run" in reply.message and "verify failed" in reply.message
+    assert [a.host_id for a in acts if isinstance(a, KillHost)] == ["h1"]
+    (target, _), = to_hosts(p.call(3.2, rid=2))
+    assert target == "h2"

@@ -433,6 +433,7 @@ class Broker:
         log_level: str = "INFO",
         host_env: dict[str, str] | None = None,
         runtime_root: str | Path | None = None,
+        metrics: str | None = None,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -447,6 +448,10 @@ class Broker:
         self.heartbeat_interval = heartbeat_interval
         self.log_level = log_level
         self.host_env = host_env
+        self.metrics_listen = metrics  # HOST:PORT for Prometheus metrics, or None
+        self.metrics_endpoint: tuple[str, int] | None = None
+        self.stop_reason: str | None = None
+        """Why the service stopped (the last ``Stopped`` action), for the CLI's last line."""
         self.procs: dict[str, _Proc] = {}
         self._host_routes: dict[str, tuple[bytes]] = {}  # host id -> its routing envelope
         self._signals: list[int] = []
@@ -532,6 +537,20 @@ class Broker:
     def run(self, on_ready: Callable[[str], None] | None = None) -> int:
         """Serve until stopped; returns the process exit code. ``on_ready`` is called with
         the bound endpoint once sockets are listening."""
+        metrics = None
+        if self.metrics_listen is not None:  # prometheus_client only when asked for
+            try:
+                from threadhost.metrics import Metrics
+            except ImportError:
+                raise BrokerError("--metrics needs prometheus_client: "
+                                  "pip install 'threadhost[metrics]'") from None
+            metrics = Metrics()
+            try:
+                self.metrics_endpoint = metrics.serve(self.metrics_listen)
+            except (OSError, ValueError) as exc:
+                raise BrokerError(f"cannot serve metrics on {self.metrics_listen}: "
+                                  f"{exc}") from None
+            log.info("metrics on http://%s:%d/metrics", *self.metrics_endpoint)
         front, back, backend = self._bind()
         rsock, wsock = socket.socketpair()
         rsock.setblocking(False)
@@ -548,7 +567,9 @@ class Broker:
         now = time.monotonic()
         gate = Gate(self.config, self.make_policy, now,
                     info={"broker_pid": os.getpid(), "endpoint": self.bound_endpoint},
-                    token=f"broker-{os.getpid()}-{os.urandom(6).hex()}")
+                    token=f"broker-{os.getpid()}-{os.urandom(6).hex()}",
+                    observer=metrics.observe if metrics is not None else None)
+        snapshot_at = now  # next status snapshot for the metrics' gauges
         exit_code: int | None = None
         stop_signals = 0
         if self.target is None:
@@ -613,6 +634,9 @@ class Broker:
                 if exit_code is None and (now >= wake_at or gate.needs_tick):
                     exit_code = self._act(gate.tick(now), front, back, backend)
                     wake_at = gate.next_wakeup(now)
+                    if metrics is not None and now >= snapshot_at:
+                        metrics.update(gate.status(now))
+                        snapshot_at = now + 1.0
         finally:
             signal.set_wakeup_fd(old_fd)
             for sig, handler in old_handlers.items():
@@ -736,6 +760,7 @@ class Broker:
                 getattr(log, action.level, log.info)("%s", action.text)
             elif type(action) is Stopped:
                 log.info("stopped: %s", action.reason)
+                self.stop_reason = action.reason
                 exit_code = action.exit_code
         return exit_code
 

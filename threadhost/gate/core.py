@@ -506,6 +506,18 @@ class Gate:
                 return self._slow_finished(now, host, slow, msg)
             return []
         self._fast_stats.record(now - entry.started)
+        if type(msg) is ErrorReply and msg.code is ErrorCode.UNFIT:  # its verify failed
+            reason = f"host {host.host_id} is unfit: {msg.message}"
+            self.counters["rejected_unavailable"] += 1
+            out_unfit = ErrorReply(entry.client_id, ErrorCode.UNAVAILABLE,
+                                   f"unavailable: {reason}; the call did not run")
+            if self._observe is not None:
+                self._observe("call", entry.method, "unavailable", now - entry.started)
+            retired: list[Action] = [ToClient(entry.route, out_unfit)]
+            if host.killed is None:
+                retired.extend(self._retire(now, host, reason))
+            self._sync(now)
+            return retired
         if type(msg) is Result:
             self.counters["served"] += 1
             out: Result | ErrorReply = Result(id=entry.client_id, value=msg.value)

@@ -514,13 +514,11 @@ def test_a_broker_that_goes_away(fake: FakeBroker) -> None:
     with FakeBroker({"calc": calc}, fake.endpoint) as again:
         deadline = time.monotonic() + 5
         while True:
-            try:
-                assert lib.calc(3) == 4, again.received
+            try:  # the call may wait up to 1 s for ZeroMQ's next reconnect: time to answer
+                assert lib.with_timeout(3.0).calc(3) == 4, again.received
                 break
             except UnavailableError:
                 assert time.monotonic() < deadline
-            except CallTimeoutError:
-                raise AssertionError((again.received, again.error)) from None
     lib.close()
 
 

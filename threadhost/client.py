@@ -336,7 +336,10 @@ class _Own:
             return obj._learning(self.name, self.fn, self.quiet)
         if self.value:
             return self.fn(obj)
-        return MethodType(self.fn, obj)
+        method = MethodType(self.fn, obj)
+        if calls is not None:  # settled for good: found directly from now on
+            obj.__dict__[self.name] = method
+        return method
 
 
 def _asks(fn: _F) -> _F:
@@ -499,7 +502,10 @@ class _SyncTransport:
     def roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
         if self.closed:
             raise ThreadhostError("client is closed")
-        conn = self.conn()
+        try:
+            conn: _Conn = self._local.conn
+        except AttributeError:
+            conn = self._new_conn()
         with conn.lock:
             try:
                 return self._exchange(conn, rid, frames, timeout, what)
@@ -680,8 +686,11 @@ class Client:
         args = tuple(args)
         kwargs = kwargs or {}
         retry = self._retry
-        if retry is None:
-            return self._attempt(method, args, kwargs, timeout)
+        if retry is None:  # the hot path: _attempt inlined
+            t = self._t
+            rid = t.core.next_id()
+            frames = t.core.call_frames(rid, method, args, kwargs, timeout)
+            return RequestCore.outcome(t.roundtrip(rid, frames, timeout, method))
         began = time.monotonic()
         deadline = began + retry.deadline
         attempts = 0
@@ -1084,7 +1093,14 @@ class _AsyncTransport:
         deadline = time.monotonic() + timeout
         expiry: asyncio.TimerHandle | None = None
         try:
-            await self._send(raw, frames, deadline, timeout, what, portable)
+            try:  # the hot path: the first frame goes at once (else: no connection now)
+                if portable:
+                    raise zmq.Again
+                raw.send(frames[0], _MORE_NOBLOCK)
+            except zmq.Again:
+                await self._send(raw, frames, deadline, timeout, what, portable)
+            else:
+                raw.send(frames[1], _NOBLOCK)
             self._ensure_reader()
             if not portable and not self._check_scheduled:
                 self._check_scheduled = True
@@ -1197,8 +1213,11 @@ class AsyncClient:
         args = tuple(args)
         kwargs = kwargs or {}
         retry = self._retry
-        if retry is None:
-            return await self._attempt(method, args, kwargs, timeout)
+        if retry is None:  # the hot path: _attempt inlined
+            t = self._t
+            rid = t.core.next_id()
+            frames = t.core.call_frames(rid, method, args, kwargs, timeout)
+            return RequestCore.outcome(await t.roundtrip(rid, frames, timeout, method))
         began = time.monotonic()
         deadline = began + retry.deadline
         attempts = 0

@@ -5,12 +5,13 @@ A caller decides what to do from the exception type alone::
     ThreadhostError                   root of everything threadhost raises
     ├── TryLaterError                 cannot take the call now; has retry_after
     │   ├── BusyError                 a slow call (maintenance) runs; the gate answered at once
-    │   └── UnavailableError          no host is ready (starting, restarting, shutting down)
+    │   └── UnavailableError          no host is ready (starting, restarting, shutting down),
+    │                                 or no service at the endpoint (the call was not sent)
     ├── ServiceFailedError            the service gave up (restart limit reached); permanent
-    ├── CallTimeoutError              no answer within the caller's timeout (also a TimeoutError)
+    ├── CallTimeoutError              sent, no answer within the caller's timeout (a TimeoutError)
     ├── HostCrashedError              the host died while running the call; outcome unknown
     ├── UnknownCallError              the adapter declares no such client-callable call
-    ├── BadArgumentsError             arguments do not match the declared signature
+    ├── BadArgumentsError             arguments do not match the signature or cannot be carried
     ├── RemoteError                   the library raised; carries remote type, message, traceback
     ├── PoisonedCallError             this call killed hosts again and again: quarantined
     ├── UnfitError                    (host to broker) ``verify`` failed: instance not fit
@@ -82,7 +83,8 @@ class BusyError(TryLaterError):
 
 class UnavailableError(TryLaterError):
     """Raised when no host is ready: the service is starting, restarting after a crash,
-    or shutting down."""
+    or shutting down. A client raises it too when no service at the endpoint accepts the
+    connection ("no service at tcp://..."): the call was not sent."""
 
     code = "unavailable"
 
@@ -95,8 +97,8 @@ class ServiceFailedError(ThreadhostError):
 
 
 class CallTimeoutError(ThreadhostError, TimeoutError):
-    """Raised when no answer arrived within the caller's timeout. The call may or may not
-    have run."""
+    """Raised when no answer arrived within the caller's timeout to a call that was sent.
+    The call may or may not have run."""
 
     code = "timeout"
 
@@ -116,8 +118,9 @@ class UnknownCallError(ThreadhostError):
 
 
 class BadArgumentsError(ThreadhostError):
-    """Raised when the arguments do not fit the declared signature. They were refused
-    before reaching the library."""
+    """Raised when the arguments do not fit the declared signature, or hold a value the
+    protocol cannot carry (``2**70``, a set, an arbitrary object: refused by the client
+    before anything is sent). They were refused before reaching the library."""
 
     code = "bad_arguments"
 

@@ -92,3 +92,17 @@ class TwoSlow(Adapter):
     def pid(self) -> int:
         """The host's pid."""
         return os.getpid()
+
+
+class BadStart(Adapter):
+    """Its start-up slow call fails: it must never serve."""
+
+    @slow(startup=True)
+    def load(self) -> None:
+        """Read a configuration that is not there."""
+        raise ValueError("no offset in the configuration")
+
+    @fast
+    def pid(self) -> int:
+        """The host's pid."""
+        return os.getpid()

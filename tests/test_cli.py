@@ -35,9 +35,11 @@ class FakeBroker:
     built: ClassVar[list[FakeBroker]] = []
 
     def __init__(self, target: str | None, *, endpoint: str, config: GateConfig,
-                 log_level: str, backend: str | None = None) -> None:
+                 log_level: str, backend: str | None = None,
+                 metrics: str | None = None) -> None:
         self.target, self.endpoint, self.config = target, endpoint, config
-        self.backend, self.log_level = backend, log_level
+        self.backend, self.log_level, self.metrics = backend, log_level, metrics
+        self.stop_reason: str | None = None
         FakeBroker.built.append(self)
 
     def run(self) -> int:

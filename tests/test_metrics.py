@@ -101,3 +101,36 @@ def test_metrics_are_served_over_http() -> None:
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
         body = resp.read().decode()
     assert 'threadhost_state{state="ready"} 1.0' in body
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_serve_metrics_and_json_logs(service_factory: Any) -> None:
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    svc = service_factory("--metrics", f"127.0.0.1:{port}", "--log-format", "json")
+    svc.wait_state("ready")
+    lib = svc.client()
+    for _ in range(3):
+        assert lib.calc(1) == 2
+    body = ""
+    for _ in range(50):  # the gauges follow the broker's snapshot (once a second)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            body = resp.read().decode()
+        if 'threadhost_state{state="ready"} 1.0' in body:
+            break
+        import time
+
+        time.sleep(0.1)
+    assert 'threadhost_calls_total{method="calc",outcome="ok"} 3.0' in body
+    assert 'threadhost_state{state="ready"} 1.0' in body
+    assert "threadhost_hosts_ready 1.0" in body
+    assert svc.stop() == 0  # the hosts log their shutdown too
+    lines = [line for line in svc.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert {r["process"] for r in records} == {"broker", "host"}
+    assert all({"time", "level", "pid", "logger", "message"} <= set(r) for r in records)

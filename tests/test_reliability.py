@@ -263,3 +263,21 @@ def test_client_recovers_after_broker_restart_on_same_endpoint(tmp_path: Path) -
     finally:
         if first.proc.poll() is None:
             first.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_start_up_stops_serve_naming_the_call_and_the_error() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_endpoint
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "threadhost", "serve", "tests.adapters_reliability:BadStart",
+         "--endpoint", free_endpoint()],
+        cwd=ROOT, capture_output=True, text=True, timeout=50, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("threadhost: error: ")
+    assert "start-up slow call 'load' failed" in last
+    assert "no offset in the configuration" in last

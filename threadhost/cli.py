@@ -109,6 +109,17 @@ def _positive_duration(ctx: click.Context, param: click.Parameter, value: str | 
     return seconds
 
 
+def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``HOST:PORT`` for an HTTP listener (metrics); anything else: one line, exit 2."""
+    if value is None:
+        return None
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        _fail(f"{_option_name(param)}: expected HOST:PORT (e.g. 127.0.0.1:9464), "
+              f"got {value!r}")
+    return value
+
+
 def _int_at_least(minimum: int) -> Callable[[click.Context, click.Parameter, str | None],
                                             int | None]:
     """A callback for an integer option taken as a string: click's own errors are several
@@ -415,6 +426,13 @@ def main() -> None:
 @click.option("--restart-window", metavar="DURATION", callback=_positive_duration,
               default=None, envvar="THREADHOST_RESTART_WINDOW", show_envvar=True,
               help="window for --restart-limit [default: 60s]")
+@click.option("--metrics", metavar="HOST:PORT", callback=_listen, default=None,
+              envvar="THREADHOST_METRICS", show_envvar=True,
+              help="expose Prometheus metrics at http://HOST:PORT/metrics "
+                   "(needs threadhost[metrics])")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              envvar="THREADHOST_LOG_FORMAT", show_envvar=True,
+              help="log lines as text or one JSON object per line [default: text]")
 @_log_level_option
 @_verbosity_options
 @click.pass_context
@@ -432,6 +450,8 @@ def serve(
     fast_call_limit: float | None,
     restart_limit: int | None,
     restart_window: float | None,
+    metrics: str | None,
+    log_format: str | None,
     log_level: str | None,
 ) -> None:
     """Serve adapter MODULE[:CLASS] (or --example NAME) until Ctrl-C or SIGTERM."""
@@ -479,7 +499,7 @@ def serve(
                 check_policy(default)
             except PolicyError as exc:
                 _fail(f"{description.get('adapter')}.default_policy: {exc}")
-    _basic_logging(level)
+    _basic_logging(level, log_format)
     from threadhost.broker import Broker, BrokerError
     from threadhost.gate import GateConfig
 
@@ -498,11 +518,14 @@ def serve(
         restart_limit=_pick(restart_limit, cfg.get("restart_limit"), base.restart_limit),
         restart_window=_pick(restart_window, cfg.get("restart_window"), base.restart_window),
     )
-    broker = Broker(target, endpoint=endpoint, config=config, log_level=level)
+    broker = Broker(target, endpoint=endpoint, config=config, log_level=level,
+                    metrics=metrics)
     try:
         code = broker.run()
     except BrokerError as exc:
         _fail(exc)
+    if code != 0 and broker.stop_reason:  # the last line says why (e.g. a failed start-up)
+        click.echo(f"threadhost: error: {broker.stop_reason}", err=True)
     sys.exit(code)
 
 
@@ -510,14 +533,13 @@ def _param(ctx: click.Context, name: str) -> click.Parameter:
     return next(p for p in ctx.command.params if p.name == name)
 
 
-def _basic_logging(level: str) -> None:
-    import logging
+def _basic_logging(level: str, log_format: str | None = None) -> None:
+    from threadhost.logs import ENV_LOG_FORMAT, setup_logging
 
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s threadhost[%(process)d] %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    if log_format is not None:
+        os.environ[ENV_LOG_FORMAT] = log_format  # the host processes log the same way
+    setup_logging(level, log_format, "broker",
+                  "%(asctime)s threadhost[%(process)d] %(levelname)s %(message)s")
 
 
 # ----------------------------------------------------------------------------- clients
@@ -693,6 +715,26 @@ def _format_status(st: dict[str, Any]) -> str:
     ]
     if st.get("failed_reason"):
         lines.append(f"failed:       {st['failed_reason']}")
+    slow = st.get("slow_calls")
+    if isinstance(slow, dict):
+        for name, sc in slow.items():
+            if not isinstance(sc, dict):
+                continue
+            due = _number(sc.get("next_due_in"))
+            when = (f"next due in {due:.1f}s" if due is not None
+                    else "running now" if isinstance(st.get("rollout"), dict)
+                    and st["rollout"].get("state") == "running"
+                    and st["rollout"].get("call") == name else "not scheduled")
+            lines.append(f"slow call:    {name}: policy {sc.get('policy')!r}, {when}")
+    rollout = st.get("rollout")
+    if isinstance(rollout, dict) and rollout.get("state") == "halted":
+        lines.append(f"rollout:      halted on {rollout.get('host')}: {rollout.get('reason')}"
+                     f" (retry in {_number(rollout.get('retry_in')) or 0:.0f}s)")
+    quarantined = st.get("quarantined")
+    if isinstance(quarantined, list) and quarantined:
+        lines.append("quarantined:  " + ", ".join(
+            f"{q.get('method')} ({q.get('kills')} kills)" for q in quarantined
+            if isinstance(q, dict)))
     counters = st.get("counters")
     counters = counters if isinstance(counters, dict) else {}
     lines.append(("counters:     " + ", ".join(f"{k}={v}" for k, v in counters.items()))
@@ -1084,11 +1126,14 @@ def broker(ctx: click.Context, endpoint: str, backend: str, policy: str | None,
               envvar="THREADHOST_BROKER_TIMEOUT", show_envvar=True,
               help="no broker heartbeat for this long: the broker is gone; the host waits "
                    "and announces itself to the next one [default: 3s]")
+@click.option("--lock", metavar="PATH", default=None,
+              help="hold this lock file (flock) from before the library loads until exit; "
+                   "a second host with the same PATH waits: one library instance per PATH")
 @_log_level_option
 @_verbosity_options
 @click.pass_context
 def host(ctx: click.Context, target: str, endpoint: str, host_id: str | None,
-         broker_timeout: float | None, log_level: str | None) -> None:
+         broker_timeout: float | None, lock: str | None, log_level: str | None) -> None:
     """Run a host process for adapter MODULE[:CLASS] that attaches to a broker's back end.
     It announces itself again to a new broker on the same endpoint (after a broker
     restart)."""
@@ -1098,6 +1143,8 @@ def host(ctx: click.Context, target: str, endpoint: str, host_id: str | None,
     extra: list[str] = []
     if broker_timeout is not None:
         extra = ["--broker-timeout", str(broker_timeout)]
+    if lock is not None:
+        extra += ["--lock", lock]
     sys.path.insert(0, os.getcwd())
     sys.exit(host_main([target, "--connect", endpoint, "--host-id",
                         host_id or f"host-{os.getpid()}", "--log-level",

@@ -645,10 +645,10 @@ def main(argv: list[str] | None = None) -> int:
         return _describe(ns.target)
     if not ns.connect:
         parser.error("--connect is required")
-    logging.basicConfig(
-        level=ns.log_level.upper(),
-        format=f"%(asctime)s host[{os.getpid()}] %(levelname)s %(message)s",
-    )
+    from threadhost.logs import setup_logging
+
+    setup_logging(ns.log_level, None, "host",  # THREADHOST_LOG_FORMAT, from the broker
+                  f"%(asctime)s host[{os.getpid()}] %(levelname)s %(message)s")
     _die_with_parent()
     if not ns.heartbeat > 0 or not ns.broker_timeout > 0:
         parser.error("--heartbeat and --broker-timeout must be positive numbers of seconds")

@@ -22,3 +22,12 @@ class Colliding(Adapter):
     def calc(self, x: int) -> int:
         """Return x + 1."""
         return x + 1
+
+
+class WithTimeoutCall(Adapter):
+    """A fast call named like a generated proxy's ``with_timeout``."""
+
+    @fast
+    def with_timeout(self, seconds: float) -> float:
+        """Return seconds."""
+        return seconds

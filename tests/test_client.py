@@ -156,7 +156,7 @@ def test_close_without_a_service_closes_the_client_quickly() -> None:
     lib = threadhost.connect(free_endpoint(), timeout=5.0)
     t0 = time.monotonic()
     lib.close()
-    assert lib.closed and time.monotonic() - t0 < 1.5
+    assert lib.closed and time.monotonic() - t0 < 2.5
 
 
 def test_status_during_start_up_is_the_services(fake: FakeBroker) -> None:
@@ -186,7 +186,7 @@ def test_dir_lists_the_adapters_calls(fake: FakeBroker) -> None:
     with threadhost.connect(free_endpoint(), timeout=5.0) as nowhere:
         t0 = time.monotonic()
         assert "status" in dir(nowhere)  # no service: just the members, soon
-        assert time.monotonic() - t0 < 1.5
+        assert time.monotonic() - t0 < 2.5
 
 
 def test_async_adapter_calls_named_like_members_are_the_adapters(
@@ -262,6 +262,14 @@ def test_generated_proxy_with_timeout(fake: FakeBroker) -> None:
     asyncio.run(main())
 
 
+def test_generated_proxies_refuse_a_call_named_with_timeout() -> None:
+    from threadhost.errors import AdapterError
+    from threadhost.proxygen import generate
+
+    with pytest.raises(AdapterError, match="cannot have a call named 'with_timeout'"):
+        generate("tests.adapters_client:WithTimeoutCall")
+
+
 # --------------------------------------------------------------------------- retry
 
 
@@ -313,7 +321,7 @@ def test_retry_stops_at_the_deadline(fake: FakeBroker) -> None:
     with pytest.raises(BusyError):
         lib.calc(5)
     elapsed = time.monotonic() - t0
-    assert 0.6 < elapsed <= 1.3, elapsed
+    assert 0.6 < elapsed <= 1.8, elapsed
     assert 3 <= len(fake.names()) <= 6
 
 
@@ -443,7 +451,7 @@ def test_no_service_is_unavailable_soon_and_says_so() -> None:
             with pytest.raises(UnavailableError, match=f"calc: no service at {endpoint}: "
                                "nothing accepted the connection; the call was not sent"):
                 lib.calc(5)
-            assert time.monotonic() - t0 < 1.5  # the next failed attempt, not the timeout
+            assert time.monotonic() - t0 < 2.5  # the next failed attempt, not the timeout
         with pytest.raises(UnavailableError, match="status: no service at"):
             lib.status()
 
@@ -452,7 +460,7 @@ def test_no_service_is_unavailable_soon_and_says_so() -> None:
             t0 = time.monotonic()
             with pytest.raises(UnavailableError, match=f"calc: no service at {endpoint}"):
                 await alib.calc(5)
-            assert time.monotonic() - t0 < 1.5
+            assert time.monotonic() - t0 < 2.5
 
     asyncio.run(main())
 
@@ -468,7 +476,7 @@ def test_no_handshake_is_unavailable_within_the_timeout() -> None:
             t0 = time.monotonic()
             with pytest.raises(UnavailableError, match=r"no connection within 0\.8s"):
                 lib.calc(5)
-            assert 0.75 < time.monotonic() - t0 < 1.5
+            assert 0.75 < time.monotonic() - t0 < 2.0
 
 
 def test_a_silent_broker_is_a_call_timeout(fake: FakeBroker) -> None:
@@ -510,7 +518,7 @@ def test_a_broker_that_goes_away(fake: FakeBroker) -> None:
     t0 = time.monotonic()
     with pytest.raises(UnavailableError, match="no service at"):
         lib.calc(2)
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 2.5
     with FakeBroker({"calc": calc}, fake.endpoint) as again:
         deadline = time.monotonic() + 5
         while True:
@@ -538,7 +546,7 @@ def test_a_broker_that_appears_during_a_call_is_used() -> None:
         with pytest.raises(CallTimeoutError, match="no answer"):
             lib.calc(5)  # may first wait for the reconnect (up to 1 s), all within 1.2 s
         elapsed = time.monotonic() - t0
-        assert elapsed < 1.5, elapsed
+        assert elapsed < 2.0, elapsed
         assert silent.poll(1000), "the request reached the late broker"
     finally:
         lib.close()
@@ -573,9 +581,9 @@ def test_threads_sharing_a_client_keep_their_timeouts(fake: FakeBroker) -> None:
         w.join(10)
     for n in range(4):
         value, elapsed = results[f"fast{n}"]
-        assert value == n + 1 and elapsed < 1.0, results  # not behind the 4 s call
+        assert value == n + 1 and elapsed < 2.0, results  # not behind the 4 s call
     error, elapsed = results["short"]
-    assert isinstance(error, CallTimeoutError) and 0.95 < elapsed < 1.6, results
+    assert isinstance(error, CallTimeoutError) and 0.95 < elapsed < 2.5, results
     slow.join(10)
     assert results["slow"][0] == 4.0
     lib.close()
@@ -627,7 +635,7 @@ def test_shared_client_keeps_each_calls_timeout_against_a_real_service(
     with pytest.raises(CallTimeoutError):
         lib.with_timeout(1.0).echo(2)
     elapsed = time.monotonic() - t0
-    assert 0.95 < elapsed < 2.0, elapsed
+    assert 0.95 < elapsed < 3.0, elapsed
     slow.join(20)
     assert out == [4.0]
 

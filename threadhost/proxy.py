@@ -4,7 +4,7 @@ A generated proxy module is a thin typed layer; all behaviour lives here, once::
 
     generated module                       this module                 threadhost.client
     ----------------                       -----------                 -----------------
-    def calc(x: int) -> int:          ->   Method.call(client, (x,))   Client.request(...)
+    def calc(x: int) -> int:          ->   Method.call(client, (x,))   Client._request(...)
         return _calc.call(...)               validate + dump args  ->    RequestCore frames,
                                              load + convert result <-    socket, typed errors
     class Client(SyncProxy)           ->   SyncProxy: owns a threadhost.client.Client

@@ -94,7 +94,7 @@ def test_every_package_is_listed() -> None:
                  ["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts)
              for p in (ROOT / "threadhost").rglob("__init__.py") if "__pycache__" not in p.parts}
-    assert found | {"threadhost.examples"} == listed
+    assert found | {"threadhost.examples", "threadhost.data"} == listed
 
 
 def test_wheel_metadata(dists: dict[str, Path]) -> None:

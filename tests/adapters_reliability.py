@@ -59,6 +59,11 @@ class Misbehaving(Adapter):
         os.abort()
 
     @fast
+    def crash_tagged(self, tag: int) -> None:
+        """Abort too; each ``tag`` is another call (no quarantine across tags)."""
+        os.abort()
+
+    @fast
     def hang(self) -> None:
         """Never return."""
         time.sleep(3600)

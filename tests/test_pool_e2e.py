@@ -42,7 +42,10 @@ def all_hosts_ready(svc: Service, n: int) -> dict[str, Any]:
     """Wait until the status lists ``n`` hosts, all ready; that status."""
 
     def check() -> dict[str, Any] | None:
-        st = svc.status()
+        try:
+            st = svc.status()
+        except threadhost.UnavailableError:  # "no service at ...": the broker is not up yet
+            return None
         hosts = st["hosts"]
         if len(hosts) == n and all(h["state"] == "ready" for h in hosts):
             return st

@@ -92,16 +92,34 @@ def test_restart_limit_enters_failed_state(service_factory: Any) -> None:
                                    target=MISBEHAVING)
     svc.wait_state("ready")
     lib = svc.client()
-    for _ in range(3):
+    for n in range(3):  # three different calls: none of them is quarantined
         call_until_ok(lib, "pid")
         with pytest.raises(threadhost.HostCrashedError):
-            lib.crash()
+            lib.crash_tagged(n)
     st = wait_for(lambda: (s := svc.status())["state"] == "failed" and s)
     assert "limit 2" in st["failed_reason"]
     with pytest.raises(threadhost.ServiceFailedError):
         lib.echo(1)
     assert st["host_pid"] is None
     assert svc.stop() == 1  # a failed service stops on SIGTERM, and says it failed
+
+
+def test_a_call_that_killed_two_hosts_is_quarantined(service_factory: Any) -> None:
+    svc: Service = service_factory("--restart-limit", "10", target=MISBEHAVING)
+    svc.wait_state("ready")
+    lib = svc.client()
+    for _ in range(2):
+        call_until_ok(lib, "pid")
+        with pytest.raises(threadhost.HostCrashedError):
+            lib.crash()
+    call_until_ok(lib, "pid")
+    with pytest.raises(threadhost.PoisonedCallError, match="killed 2 hosts"):
+        lib.crash()  # refused at once: it never reaches the host again
+    st = svc.status()
+    assert st["restart_count"] == 2
+    assert [q["method"] for q in st["quarantined"]] == ["crash"]
+    with pytest.raises(threadhost.HostCrashedError):  # other arguments still run
+        lib.crash_tagged(1)
 
 
 def test_mylib_abort_during_readconfig_restarts_and_recovers(service_factory: Any) -> None:

@@ -451,7 +451,7 @@ def test_no_service_is_unavailable_soon_and_says_so() -> None:
             with pytest.raises(UnavailableError, match=f"calc: no service at {endpoint}: "
                                "nothing accepted the connection; the call was not sent"):
                 lib.calc(5)
-            assert time.monotonic() - t0 < 2.5  # the next failed attempt, not the timeout
+            assert time.monotonic() - t0 < 3.0  # the next failed attempt, not the timeout
         with pytest.raises(UnavailableError, match="status: no service at"):
             lib.status()
 
@@ -460,7 +460,7 @@ def test_no_service_is_unavailable_soon_and_says_so() -> None:
             t0 = time.monotonic()
             with pytest.raises(UnavailableError, match=f"calc: no service at {endpoint}"):
                 await alib.calc(5)
-            assert time.monotonic() - t0 < 2.5
+            assert time.monotonic() - t0 < 3.0
 
     asyncio.run(main())
 
@@ -518,7 +518,7 @@ def test_a_broker_that_goes_away(fake: FakeBroker) -> None:
     t0 = time.monotonic()
     with pytest.raises(UnavailableError, match="no service at"):
         lib.calc(2)
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 3.0
     with FakeBroker({"calc": calc}, fake.endpoint) as again:
         deadline = time.monotonic() + 5
         while True:
@@ -530,9 +530,27 @@ def test_a_broker_that_goes_away(fake: FakeBroker) -> None:
     lib.close()
 
 
-def test_a_broker_that_appears_during_a_call_is_used() -> None:
-    """A call that finds no connection waits for the next attempt, not a fixed time: the
-    client's first attempt happens in the call, the broker is up for a later one."""
+def test_a_service_starting_within_the_grace_serves_the_call() -> None:
+    """A call made a moment before its service starts waits for it (NO_SERVICE_GRACE)."""
+    endpoint = free_endpoint()
+    brokers: list[FakeBroker] = []
+    lib = threadhost.connect(endpoint, timeout=5.0)
+    timer = threading.Timer(0.4, lambda: brokers.append(FakeBroker({"calc": calc}, endpoint)))
+    timer.start()
+    try:
+        t0 = time.monotonic()
+        assert lib.calc(1) == 2
+        assert 0.3 < time.monotonic() - t0 < 2.5
+    finally:
+        timer.join()
+        lib.close()
+        for broker in brokers:
+            broker.close()
+
+
+def test_a_broker_that_appears_after_no_service_is_used() -> None:
+    """No service, then a broker that never answers: the next call reaches it (perhaps
+    after waiting for ZeroMQ's next reconnect, up to 1 s) and times out within its bound."""
     endpoint = free_endpoint()
     ctx = zmq.Context()
     silent = ctx.socket(zmq.ROUTER)  # takes the request and never answers

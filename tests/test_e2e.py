@@ -197,7 +197,7 @@ def test_call_to_nothing_is_no_service_quickly() -> None:
         t0 = time.monotonic()
         with pytest.raises(threadhost.UnavailableError, match="no service at"):
             lib.calc(5)
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 3.0
 
 
 def test_maintain_and_status_commands(service_factory: Any, tmp_path: Path) -> None:

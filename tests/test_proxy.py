@@ -339,8 +339,8 @@ def test_arguments_are_validated_before_sending() -> None:
 
 def test_connect_defers_the_check_when_nobody_answers() -> None:
     t0 = time.perf_counter()
-    client = types_proxy.Client(free_endpoint(), timeout=5.0)  # no service: known at once
-    assert time.perf_counter() - t0 < 1.5
+    client = types_proxy.Client(free_endpoint(), timeout=5.0)  # no service: within 1 s
+    assert time.perf_counter() - t0 < 2.0
     client.close()
     import zmq
 

@@ -26,8 +26,9 @@ client's own members are always reachable through the class: ``Client.status(lib
 not connected, so a restarted broker never receives a stale request) and ``LINGER=0``;
 ZeroMQ reconnects by itself, so a client survives a broker restart on the same endpoint.
 When a call finds no connection, it waits for one and watches the socket's connection
-attempts (a ZeroMQ socket monitor): an attempt that fails (nothing listens, or the peer does
-not speak ZMTP), or no connection within the timeout, raises
+attempts (a ZeroMQ socket monitor): after a short grace for a service that is starting
+(:data:`NO_SERVICE_GRACE`), an attempt that fails (nothing listens, or the peer does not
+speak ZMTP), or no connection within the timeout, raises
 :class:`~threadhost.UnavailableError` ("no service at ...") — the request was not sent. A
 request that was sent and not answered in time raises
 :class:`~threadhost.CallTimeoutError` (it may have run). Every call returns or raises
@@ -87,9 +88,15 @@ __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "Retry", "
 DEFAULT_TIMEOUT = 10.0
 #: Longest wait of ``dir(client)`` (and of ``close()``) for the served adapter's calls.
 LEARN_TIMEOUT = 1.0
+#: A call that finds no connection waits this long (or its timeout, if shorter) for a
+#: service that may be starting; after that, the next failed connection attempt raises
+#: UnavailableError ("no service at ...").
+NO_SERVICE_GRACE = 1.0
 _RECONNECT_IVL_MS = 100
 _RECONNECT_IVL_MAX_MS = 1000
 _MIN_RETRY_WAIT = 0.01
+#: A service that could not tell its calls (no host ready yet) is not asked again sooner.
+_ASK_AGAIN_AFTER = 1.0
 
 # plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -468,6 +475,7 @@ class _SyncTransport:
         self.core = core
         self.ctx = ctx
         self.calls: frozenset[str] | None = None  # the served fast calls, once known
+        self.untold_until = 0.0  # the service could not tell them: not asked again before
         self.closed = False
         self.late_replies = 0  # replies to earlier calls that had timed out, dropped
         self._lock = threading.Lock()
@@ -571,6 +579,7 @@ class _SyncTransport:
         watch = conn.watching()
         watch.read()  # what happened before this call is not this call's business
         seen = watch.failures
+        grace_end = time.monotonic() + NO_SERVICE_GRACE
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLOUT)
         poller.register(watch.sock, zmq.POLLIN)
@@ -581,9 +590,12 @@ class _SyncTransport:
             except zmq.Again:
                 pass
             watch.read()
+            now = time.monotonic()
             if watch.failures > seen:
-                raise watch.no_service(what, self.endpoint, None)
-            remaining = deadline - time.monotonic()
+                if now >= grace_end:
+                    raise watch.no_service(what, self.endpoint, None)
+                seen = watch.failures  # perhaps a service starting: wait a little
+            remaining = deadline - now
             if remaining <= 0:
                 raise watch.no_service(what, self.endpoint, timeout)
             poller.poll(int(remaining * 1000) + 1)
@@ -756,6 +768,8 @@ class Client:
         t = self._t
         if t.calls is not None:
             return t.calls
+        if t.untold_until > time.monotonic():
+            return None
         timeout = min(self._timeout, LEARN_TIMEOUT) if quiet else None
         try:
             reply = self._control_reply(lambda i: Describe(id=i), timeout, what)
@@ -763,7 +777,10 @@ class Client:
             if quiet:
                 return None
             raise
-        return t.calls if isinstance(reply, Description) else None
+        if isinstance(reply, Description):
+            return t.calls
+        t.untold_until = time.monotonic() + _ASK_AGAIN_AFTER  # no adapter loaded yet
+        return None
 
     @_asks
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
@@ -922,6 +939,7 @@ class _AsyncTransport:
         self.endpoint = endpoint
         self.core = core
         self.calls: frozenset[str] | None = None
+        self.untold_until = 0.0
         self.late_replies = 0
         self._ctx = zmq.asyncio.Context.instance()
         self.sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.DEALER)
@@ -1055,6 +1073,7 @@ class _AsyncTransport:
         header, body = frames
         watch: _Watch | None = None
         seen = 0
+        grace_end = time.monotonic() + NO_SERVICE_GRACE
         while True:  # IMMEDIATE makes this fail while no broker is connected
             try:
                 if portable:  # through zmq.asyncio, which then looks after its reader
@@ -1074,7 +1093,9 @@ class _AsyncTransport:
             else:
                 watch.read()
             if watch.failures > seen:
-                raise watch.no_service(what, self.endpoint, None)
+                if time.monotonic() >= grace_end:
+                    raise watch.no_service(what, self.endpoint, None)
+                seen = watch.failures  # perhaps a service starting: wait a little
             if time.monotonic() >= deadline:
                 raise watch.no_service(what, self.endpoint, timeout)
             await asyncio.sleep(0.01)
@@ -1281,6 +1302,8 @@ class AsyncClient:
         t = self._t
         if t.calls is not None:
             return t.calls
+        if t.untold_until > time.monotonic():
+            return None
         if quiet and t.closed:
             return None
         timeout = min(self._timeout, LEARN_TIMEOUT) if quiet else None
@@ -1290,7 +1313,10 @@ class AsyncClient:
             if quiet:
                 return None
             raise
-        return t.calls if isinstance(reply, Description) else None
+        if isinstance(reply, Description):
+            return t.calls
+        t.untold_until = time.monotonic() + _ASK_AGAIN_AFTER  # no adapter loaded yet
+        return None
 
     @_asks
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:

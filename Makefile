@@ -78,3 +78,12 @@ mutate: setup
 .PHONY: bench-hosts
 bench-hosts: setup
 	$(PY) -m benchmarks.hosts $(BENCH_ARGS)
+
+# The fault campaign (about 5 minutes): 100 rounds with --hosts 1 and 100 with --hosts 2 of
+# host SIGKILL during a fast and a slow call, os.abort in the library, a failing reload, a
+# reload that fails verify, broker SIGKILL + restart, while client processes call; every
+# call accounted for. Table on stdout, JSON in benchmarks/results/faults.json. See
+# docs/reliability.md. BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench-faults
+bench-faults: setup
+	$(PY) -m benchmarks.faults $(BENCH_ARGS)

@@ -1763,7 +1763,7 @@ def test_of_two_due_slow_calls_the_one_that_waited_longest_runs_first() -> None:
 
 
 def test_halt_back_off_and_release_after_a_good_round() -> None:
-    adapter = desc(slow(startup=False))
+    adapter = desc(slow(startup=False, policy="every=1h"))
     gate = serving(2, adapter=adapter)
     gate.client_message(10.0, C, Maintain(id=1))  # h1 is the canary (call id 1)
     acts = gate.host_message(11.0, "h1", ErrorReply(id=1, code=ErrorCode.REMOTE_EXCEPTION,
@@ -1799,9 +1799,15 @@ def test_a_second_halt_in_a_row_doubles_the_back_off() -> None:
     gate.client_message(12.0, C, Maintain(id=2))  # h2 canary (id 2)
     acts = gate.host_message(13.0, "h2", ErrorReply(id=2, code=ErrorCode.UNFIT,
                                                     message="verify: wrong answer"))
-    assert acts[0] == Log("error", "maintenance 'read_config' halted: verify failed on h2 "
-                                   "after 'read_config': verify: wrong answer; 1 host(s) keep "
-                                   "their state; retry in 60s")
+    assert acts[0] == Log("error", "maintenance 'read_config' halted: verify: wrong answer "
+                                   "(on h2); 1 host(s) keep their state; retry in 60s")
+
+
+def test_a_halted_round_under_a_manual_policy_is_never_retried_by_itself() -> None:
+    gate = serving(2, adapter=desc(slow(startup=False)))
+    gate.client_message(10.0, C, Maintain(id=1))
+    gate.host_message(11.0, "h1", ErrorReply(id=1, code=ErrorCode.REMOTE_EXCEPTION))
+    assert gate.status(12.0)["rollout"]["retry_in"] is None
 
 
 def test_status_names_the_first_running_slow_call_by_slot() -> None:

@@ -349,7 +349,7 @@ def test_a_failing_canary_halts_the_round_and_is_replaced(how: str) -> None:
 
 
 def test_a_second_halt_doubles_the_back_off_and_success_clears_it() -> None:
-    p = Pool(2)
+    p = Pool(2, description=desc(policy="every=1h"))
     p.feed(p.gate.client_message(3.0, C1, Maintain(id=1)))
     p.answer("h1", 4.0, ok=False)
     p.gate.host_exited(4.1, "h1", "x")

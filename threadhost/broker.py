@@ -61,7 +61,6 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import re
@@ -78,6 +77,11 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+
+try:  # hashlib's own blake2b, without hashlib's import of OpenSSL (broker memory)
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b as _blake2b
 
 from threadhost.errors import ProtocolError, ThreadhostError
 from threadhost.gate import (
@@ -205,7 +209,7 @@ def service_name(endpoint: str) -> str:
     ``tcp-127.0.0.1-6000`` (other characters become ``-``; long names end in a hash)."""
     name = re.sub(r"[^A-Za-z0-9._-]", "-", endpoint.replace("://", "-", 1)).strip(".-")
     if len(name) > 48 or not name:
-        digest = hashlib.sha256(endpoint.encode("utf-8", "replace")).hexdigest()[:12]
+        digest = _blake2b(endpoint.encode("utf-8", "replace"), digest_size=6).hexdigest()
         name = f"{name[:32].rstrip('.-')}-{digest}".lstrip("-")
     return name
 

@@ -207,7 +207,7 @@ class Host:
                     if next_beat <= now:  # late (a frozen process): no burst of beats
                         next_beat = now + self.heartbeat_interval
                     self._beat(hb)
-                    if os.getppid() != self._parent:
+                    if os.getppid() != self._parent and self.exit_code != EXIT_ORPHANED:
                         log.error("host %s: parent process gone, stopping", self.host_id)
                         self.stop_requested.set()
                         self.exit_code = EXIT_ORPHANED
@@ -655,7 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     host = Host(ns.target, ns.connect, ns.host_id, heartbeat_interval=ns.heartbeat,
                 broker_timeout=ns.broker_timeout, max_size=ns.max_size, lock_path=ns.lock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: host.stop_requested.set())
+    def on_sigterm(*_: object) -> None:
+        if ns.connect and os.getppid() != host._parent:  # the parent-death signal: orphaned
+            host.exit_code = EXIT_ORPHANED  # (no linger: the slot's next instance waits)
+        host.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     return host.run()
 
 

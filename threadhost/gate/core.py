@@ -591,8 +591,10 @@ class Gate:
                 rollout.host_done(host.host_id, ok)
                 actions.extend(self._advance_rollout(now))
             return actions
-        what = "verify failed" if unfit else "slow call failed"
-        reason = f"{what} on {host.host_id} after {slow.name!r}: {error}"
+        if unfit:  # the host's message says it: "verify failed after 'NAME': ..."
+            reason = f"{error} (on {host.host_id})"
+        else:
+            reason = f"slow call failed on {host.host_id} after {slow.name!r}: {error}"
         if rollout is not None:  # first: nothing may go on to the next host
             actions.extend(self._halt(now, rollout, host.host_id, reason))
         actions.extend(self._retire(now, host, reason))
@@ -875,6 +877,8 @@ class Gate:
             out["rollout"] = rollout_view(self._rollout, now)
         elif self._halted is not None:
             out["rollout"] = halted_view(self._halted, now)
+            if self._schedule.next_due(self._halted["call"], now) is None:
+                out["rollout"]["retry_in"] = None  # its policy never retries by itself
         if self._quarantine.poisoned:
             out["quarantined"] = self._quarantine.view(now)
         if self.last_maintenance is not None:

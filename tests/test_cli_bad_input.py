@@ -53,6 +53,11 @@ def rows(tmp: Path) -> list[Row]:
         ("unknown global option", ["--bogus"], {}, 2, "No such option '--bogus'", ()),
         ("-v and -q", ["-v", "-q", "status"], {}, 2, "-v and -q exclude each other", ()),
         ("-v then command -q", ["-v", "status", "-q"], {}, 2, "-v and -q exclude", ()),
+        # --- conformance (it waited forever on a bogus endpoint)
+        ("conformance bogus endpoint", ["conformance", "bogus-endpoint"], {}, 2,
+         "ENDPOINT: bad endpoint 'bogus-endpoint'", (PROC,)),
+        ("conformance bogus backend", ["conformance", "tcp://127.0.0.1:1", "--backend", "no"],
+         {}, 2, "--backend: bad endpoint 'no'", ()),
         # --- status
         ("status bogus endpoint", ["status", "bogus-endpoint"], {}, 2,
          "ENDPOINT: bad endpoint 'bogus-endpoint': expected TRANSPORT://ADDRESS", (PROC,)),

@@ -362,6 +362,11 @@ def conformance_command(endpoint: str | None, role: Role, backend: str | None,
         return
     if endpoint is None:
         _fail("missing ENDPOINT (see --help)")
+    from threadhost.cli import check_endpoint  # one line and exit 2 for a bogus endpoint
+
+    check_endpoint(endpoint, "ENDPOINT", bind=role == "host")
+    if backend is not None:
+        check_endpoint(backend, "--backend")
     if role == "broker" and (spawn or command or probe or slow):
         _fail("--spawn, --exec, --probe and --slow are for --role host")
     if role == "host" and backend:

@@ -609,7 +609,7 @@ class Broker:
                         on_signal = True
                 if on_front:  # client traffic (host heartbeats do not count)
                     if trim is not None:
-                        trim_at = now + _TRIM_AFTER_IDLE
+                        trim_at = monotonic() + _TRIM_AFTER_IDLE  # now: after the poll
                 elif trim_at is not None and monotonic() >= trim_at:
                     trim_at = None
                     if trim is not None:

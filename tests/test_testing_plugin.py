@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,12 @@ def test_docs_describe_the_plugin() -> None:
     section = text.split("## Testing your adapter", 1)[1]
     for name in ("threadhost_service", "in_process", "FakeClock", "threadhost service log"):
         assert name in section, name
+
+
+@pytest.mark.timeout(10)
+def test_fake_clock_as_the_wall_clock_of_a_cron_policy() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    clock = FakeClock(start=start)
+    policy = parse_policy("cron=0 3 * * *", wall_clock=clock, tz=UTC)
+    fired = clock.run(policy, until=start + 3 * 86400)
+    assert [(t - start) / 3600 for t in fired] == [3.0, 27.0, 51.0]

@@ -982,3 +982,13 @@ def test_lazy_commands_help_without_importing_them() -> None:
     listing = run("--help").stdout
     assert "proxy        Generate a typed proxy module" in listing
     assert "conformance  Check that the broker (or host) at ENDPOINT" in listing
+
+
+def test_status_text_names_a_waiting_host() -> None:
+    from threadhost.cli import _format_status
+
+    text = _format_status({"state": "ready", "hosts": [
+        {"id": "h3", "pid": 7, "state": "waiting", "generation": 0, "in_flight": 0,
+         "restarts": 1, "last_maintenance": None,
+         "note": "waiting for the previous instance to exit"}]})
+    assert "h3: waiting for the previous instance to exit" in text

@@ -645,6 +645,7 @@ def test_a_waiting_host_is_not_timed_out_and_shows_why() -> None:
     gate.start(0.0)
     gate.host_message(1.0, "h1", Heartbeat(host_id="h1", busy_id=0))
     assert gate.status(1.0)["hosts"][0]["state"] == "waiting"
+    assert gate.status(1.0)["hosts"][0]["note"] == "waiting for the previous instance to exit"
     assert not [a for a in gate.tick(30.0) if isinstance(a, KillHost)]
     gate.host_message(31.0, "h1", Heartbeat(host_id="h1"))  # got the lock
     assert gate.status(31.0)["hosts"][0]["state"] == "starting"

@@ -744,6 +744,8 @@ def _format_status(st: dict[str, Any]) -> str:
         if any(isinstance(h, dict) for h in hosts):
             lines.append("hosts:")
             lines += _hosts_table(hosts)
+            lines += [f"  {h.get('id')}: {h['note']}" for h in hosts
+                      if isinstance(h, dict) and h.get("note")]
         else:
             lines.append("hosts:        none")
     return "\n".join(lines)

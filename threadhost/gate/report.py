@@ -11,7 +11,9 @@ from threadhost.gate.pool import HostRecord
 from threadhost.gate.routing import is_stuck
 from threadhost.gate.states import HostState
 
-__all__ = ["ago", "halted_view", "host_view", "rollout_view", "running_view",
+WAITING_NOTE = "waiting for the previous instance to exit"
+
+__all__ = ["WAITING_NOTE", "ago", "halted_view", "host_view", "rollout_view", "running_view",
            "slow_calls_view"]
 
 
@@ -32,9 +34,12 @@ def host_view(host: HostRecord, now: float, route_away_after: float, restarts: i
         state = "stuck"
     elif host.state is HostState.STARTING and host.waiting:
         state = "waiting"  # for the previous instance of its slot to exit
-    return {"id": host.host_id, "pid": host.pid, "state": state,
-            "generation": host.generation, "in_flight": len(host.calls),
-            "restarts": restarts, "last_maintenance": ago(host.last_maintenance, now)}
+    out = {"id": host.host_id, "pid": host.pid, "state": state,
+           "generation": host.generation, "in_flight": len(host.calls),
+           "restarts": restarts, "last_maintenance": ago(host.last_maintenance, now)}
+    if state == "waiting":
+        out["note"] = WAITING_NOTE
+    return out
 
 
 def running_view(host: HostRecord, now: float, calls: Mapping[str, SlowCall]

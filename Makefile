@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: setup demo test lint typecheck unit e2e clean
+.PHONY: setup demo test lint typecheck unit e2e clean docs docs-setup
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,21 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy threadhost examples tools
 
-test: setup lint typecheck
+test: setup lint typecheck docs
 	$(PY) -m pytest
+
+# The documentation site (mkdocs.yml) into site/, with --strict: a broken link between pages or
+# a reference that does not build fails it. Offline; a few seconds. The `docs` extra is
+# installed on first use (and again when pyproject.toml changes).
+MKDOCS_ENV = NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
+docs-setup: $(VENV)/.docs-installed
+
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test,docs]" $(EDITABLE)
+	touch $@
+
+docs: setup docs-setup
+	$(MKDOCS_ENV) $(PY) -m mkdocs build --strict --quiet --site-dir site
 
 unit: setup
 	$(PY) -m pytest -m "not e2e"

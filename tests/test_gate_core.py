@@ -5,6 +5,8 @@ no sleeps; time is a number we pass."""
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from threadhost.gate import (
     ToClient,
     ToHost,
 )
+from threadhost.gate.core import OTHER_METHOD, Observer
 from threadhost.policy import parse_policy
 from threadhost.wire import (
     Call,
@@ -1898,3 +1901,10 @@ def test_next_due_in_is_unknown_before_the_service_served() -> None:
     gate.start(0.0)
     gate.host_message(1.0, "h1", ready_msg("h1", desc(slow(policy="every=10s"))))
     assert gate.status(1.5)["slow_calls"]["read_config"]["next_due_in"] is None
+
+
+def test_the_observer_type_and_the_other_method_label() -> None:
+    assert OTHER_METHOD == "(other)"
+    assert Observer == Callable[[str, str, str, float], None]
+    hints = typing.get_type_hints(Gate.__init__)
+    assert hints["observer"] == Observer | None

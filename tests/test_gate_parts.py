@@ -615,3 +615,15 @@ def test_quarantine_view() -> None:
     assert q.view(12.34567) == [{"call": "calc:ab", "method": "calc", "kills": 1,
                                  "since": 2.346, "last_death": "signal 9"}]
     assert Quarantine().view(1.0) == []
+
+
+def test_call_key_tells_bytes_from_text() -> None:
+    assert call_key("f", [b"x"], {}) != call_key("f", ["x"], {})
+
+
+def test_a_poisoned_call_charged_again_stays_as_it_was() -> None:
+    q = Quarantine(1, 60.0)
+    assert q.charge("k", "m", 1.0, "first") is True
+    assert q.charge("k", "m", 2.0, "second") is False
+    assert q.poisoned == {"k": {"method": "m", "kills": 1, "since": 1.0, "last_death": "first"}}
+    assert "k" not in q._deaths

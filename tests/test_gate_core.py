@@ -1908,3 +1908,25 @@ def test_the_observer_type_and_the_other_method_label() -> None:
     assert Observer == Callable[[str, str, str, float], None]
     hints = typing.get_type_hints(Gate.__init__)
     assert hints["observer"] == Observer | None
+
+
+def test_an_unfit_answer_to_a_fast_call_is_unavailable_and_retires_the_host() -> None:
+    seen: list[tuple[str, str, str, float]] = []
+    gate = Gate(GateConfig(hosts=1, heartbeat_interval=1e6, heartbeat_timeout=1e9),
+                parse_policy, now=0.0, observer=lambda *a: seen.append(a))
+    gate.start(0.0)
+    bring_up(gate, "h1", 1.0, adapter=PLAIN)
+    (fwd,) = calls_to(gate.client_message(5.0, C, fast(7)))
+    gate.tick(5.1)
+    acts = gate.host_message(5.5, "h1", ErrorReply(id=fwd.id, code=ErrorCode.UNFIT,
+                                                   message="verify: stale"))
+    reason = "host h1 is unfit: verify: stale"
+    assert acts == [
+        ToClient(C, ErrorReply(id=7, code=ErrorCode.UNAVAILABLE,
+                               message=f"unavailable: {reason}; the call did not run")),
+        Log("error", f"host h1 is not fit to serve: {reason}"),
+        KillHost("h1", reason)]
+    assert gate.state is GateState.RESTARTING and gate.needs_tick is True
+    assert gate.counters["rejected_unavailable"] == 1 and gate.counters["errors"] == 0
+    assert seen == [("call", "calc", "unavailable", 0.5)]
+    assert gate.last_restart_reason == reason

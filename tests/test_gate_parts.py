@@ -19,6 +19,7 @@ from threadhost.gate.measure import EWMA_WEIGHT, Estimate
 from threadhost.gate.poison import Quarantine, call_key
 from threadhost.gate.pool import FastCall, HostRecord, Pool, SlowRun
 from threadhost.gate.report import (
+    WAITING_NOTE,
     ago,
     halted_view,
     host_view,
@@ -519,7 +520,11 @@ def test_host_record_new_defaults() -> None:
 
 def test_a_waiting_host_is_shown_waiting_only_before_ready() -> None:
     host = record(waiting=True)
-    assert host_view(host, 1.0, 5.0, 0)["state"] == "waiting"
+    assert host_view(host, 1.0, 5.0, 0) == {
+        "id": "h1", "pid": None, "state": "waiting", "generation": 0, "in_flight": 0,
+        "restarts": 0, "last_maintenance": None,
+        "note": "waiting for the previous instance to exit"}
+    assert WAITING_NOTE == "waiting for the previous instance to exit"
     host.waiting = False
     assert host_view(host, 1.0, 5.0, 0)["state"] == "starting"
     ready = record(state=HostState.READY, waiting=True)

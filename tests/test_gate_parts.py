@@ -496,6 +496,7 @@ def test_actions_are_frozen_with_slots(action: Any) -> None:
 def test_action_fields() -> None:
     assert ToHost("h1", "m") == ToHost("h1", "m", False)
     assert ToHost("h1", "m").heartbeat_socket is False
+    assert StartHost("h1", "r").slot == 0 and StartHost("h1", "r", 2).slot == 2
     assert ToHost("h1", "m", heartbeat_socket=True) != ToHost("h1", "m")
     assert [f.name for f in dataclasses.fields(ToClient)] == ["route", "message"]
     assert [f.name for f in dataclasses.fields(ToHost)] == ["host_id", "message",

@@ -1198,22 +1198,36 @@ def _stranger_heartbeat(s: BrokerSession) -> str:
 # --------------------------------------------------------------------------- pools
 
 
+def _open_both(s: BrokerSession, a: FakeHost, b: FakeHost) -> None:
+    """Host ``a`` adopted and serving, then ``b`` too (skipped if the broker takes one)."""
+    s._open(a, s._adopt(a))
+    b.drain()
+    b.send(Ready(host_id=b.host_id, pid=os.getpid(), adapter=fake_adapter(s.slow_deadline),
+                 fingerprint=FAKE_FINGERPRINT))
+    startup = b.next_call(s.timeout)
+    if startup is None:
+        raise CheckSkipped("the broker did not adopt a second host of a replicable "
+                           "adapter (one host per broker, or --hosts 1)")
+    b.send(Result(id=startup.id))
+    s.sleep(0.2)
+
+
+def _leave(s: BrokerSession, *hosts: FakeHost) -> None:
+    """The hosts leave cleanly (goodbye ok: not failures of the pool), then are gone."""
+    for h in hosts:
+        with contextlib.suppress(Exception):
+            h.send(Goodbye(host_id=h.host_id, ok=True, message="leaving"))
+        h.close()
+    s.sleep(1.5 * s.heartbeat_timeout + 0.5)
+
+
 @check("gate.pool", "R53",
        "with two hosts: least-loaded routing, staggered maintenance without busy",
        needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
 def _pool(s: BrokerSession) -> str:
     a, b = s._attach(20), s._attach(21)
     try:
-        s._open(a, s._adopt(a))
-        b.drain()
-        b.send(Ready(host_id=b.host_id, pid=os.getpid(), adapter=fake_adapter(s.slow_deadline),
-                     fingerprint=FAKE_FINGERPRINT))
-        startup = b.next_call(s.timeout)
-        if startup is None:
-            raise CheckSkipped("the broker did not adopt a second host of a replicable "
-                               "adapter (one host per broker, or --hosts 1)")
-        b.send(Result(id=startup.id))
-        s.sleep(0.2)
+        _open_both(s, a, b)
         c = s.client()
         for rid in (1, 2):
             c.send(encode(Call(id=rid, method="echo", args=[rid])), s.left(s.timeout))
@@ -1266,11 +1280,7 @@ def _pool(s: BrokerSession) -> str:
         other.send(Result(id=second.id))
         return "one call per idle host; reload on one host at a time, calls served meanwhile"
     finally:
-        for h in (a, b):
-            with contextlib.suppress(Exception):  # leave cleanly: not failures of the pool
-                h.send(Goodbye(host_id=h.host_id, ok=True, message="leaving"))
-            h.close()
-        s.sleep(1.5 * s.heartbeat_timeout + 0.5)
+        _leave(s, a, b)
 
 
 # --------------------------------------------------------------------------- bad states
@@ -1366,16 +1376,7 @@ def _poison(s: BrokerSession) -> str:
 def _canary(s: BrokerSession) -> str:
     a, b = s._attach(40), s._attach(41)
     try:
-        s._open(a, s._adopt(a))
-        b.drain()
-        b.send(Ready(host_id=b.host_id, pid=os.getpid(), adapter=fake_adapter(s.slow_deadline),
-                     fingerprint=FAKE_FINGERPRINT))
-        startup = b.next_call(s.timeout)
-        if startup is None:
-            raise CheckSkipped("the broker did not adopt a second host of a replicable "
-                               "adapter (one host per broker, or --hosts 1)")
-        b.send(Result(id=startup.id))
-        s.sleep(0.2)
+        _open_both(s, a, b)
         reply = s.ask(Maintain(id=s.rid(), method="reload"))
         if not isinstance(reply, MaintainReply) or not reply.started:
             raise CheckFailed(f"maintain: {describe_msg(reply)}")
@@ -1402,8 +1403,4 @@ def _canary(s: BrokerSession) -> str:
             raise CheckFailed("a call was forwarded to the unfit host")
         return "round halted after the unfit canary; the other host kept serving"
     finally:
-        for h in (a, b):
-            with contextlib.suppress(Exception):
-                h.send(Goodbye(host_id=h.host_id, ok=True, message="leaving"))
-            h.close()
-        s.sleep(1.5 * s.heartbeat_timeout + 0.5)
+        _leave(s, a, b)

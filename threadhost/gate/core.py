@@ -621,7 +621,6 @@ class Gate:
         rollout.host_done(host_id, False)
         untouched = list(rollout.pending)
         rollout.pending.clear()
-        call = self._schedule.calls.get(rollout.name)
         rollout.halted = reason
         wait = self._schedule.hold(rollout.name, now, self.config.halt_backoff,
                                    self.config.halt_backoff_max)
@@ -631,7 +630,6 @@ class Gate:
         actions: list[Action] = [Log("error", f"maintenance {rollout.name!r} halted: {reason}; "
                                               f"{len(untouched)} host(s) keep their state; "
                                               f"retry in {wait:g}s")]
-        del call
         actions.extend(self._advance_rollout(now))  # finishes it once no host is active
         return actions
 

@@ -346,7 +346,7 @@ def test_a_result_over_the_size_limit_is_answered_with_an_error() -> None:
 @pytest.mark.parametrize("size", [1, 20, 31, 32, 33, 255, 256, 300, 65535, 65536, 70000,
                                   DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE + 1])
 def test_sized_bodies_are_exact(size: int) -> None:
-    from threadhost._conformance_core import packb, sized_body
+    from threadhost.conformance.core import packb, sized_body
 
     fields = {"kind": "ping", "id": 1}
     if size < len(packb({**fields, "pad": b""})):

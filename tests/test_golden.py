@@ -8,9 +8,9 @@ import msgpack
 import pytest
 from pydantic import TypeAdapter
 
-from threadhost import golden
 from threadhost.errors import ProtocolError
 from threadhost.protocol import ErrorCode, Message, decode, encode
+from threadhost.tools import golden
 
 DATA = golden.load()  # through importlib.resources: proves the file ships with the package
 _MESSAGE: TypeAdapter[Any] = TypeAdapter(Message)

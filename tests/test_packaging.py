@@ -305,9 +305,9 @@ def test_stress_without_psutil_says_what_to_install() -> None:
     proc = subprocess.run([sys.executable, "-c", (
         "import sys\n"
         "sys.modules['psutil'] = None  # not installed\n"
-        "import threadhost.stress\n"
-        "threadhost.stress._rss_mb(1)\n")], cwd=ROOT, env=_env(), capture_output=True,
+        "import threadhost.tools.stress\n"
+        "threadhost.tools.stress._rss_mb(1)\n")], cwd=ROOT, env=_env(), capture_output=True,
         text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        "threadhost.stress needs psutil: pip install 'threadhost[stress]'")
+        "threadhost.tools.stress needs psutil: pip install 'threadhost[stress]'")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import threadhost
 from threadhost.protocol import HEADER
-from threadhost.stress import ManagedService, backend_of, run_fuzz, run_load
+from threadhost.tools.stress import ManagedService, backend_of, run_fuzz, run_load
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import threadhost.errors as E
-from threadhost import golden, protocol, wire
+from threadhost import protocol, wire
+from threadhost.tools import golden
 
 _scalars = (
     st.none()

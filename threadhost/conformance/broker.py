@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 from pydantic import BaseModel
 
-from threadhost._conformance_core import (
+from threadhost.conformance.core import (
     MAX_ID,
     Aborted,
     Check,

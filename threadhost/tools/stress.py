@@ -1,12 +1,12 @@
 """Stress tools: load accounting and frame fuzzing against a running service.
 
-``python -m threadhost.stress load`` runs N client processes x M calls against a service
+``python -m threadhost.tools.stress load`` runs N client processes x M calls against a service
 (its own ``threadhost serve examples.mylib_adapter`` unless ``--endpoint`` is given) while it
 triggers maintenances and kills the host, then prints how every call ended: each call must
 get exactly one answer (a correct result or a typed error), none lost, none duplicated,
 none later than its deadline.
 
-``python -m threadhost.stress fuzz`` throws random and malformed frames at the broker's
+``python -m threadhost.tools.stress fuzz`` throws random and malformed frames at the broker's
 client-facing socket (and, with ``--backend``, its host-facing socket), then checks that the
 service still answers correctly and that the broker's memory stayed flat.
 
@@ -326,7 +326,7 @@ def _psutil() -> Any:
     try:
         import psutil
     except ImportError:
-        raise SystemExit("threadhost.stress needs psutil: pip install 'threadhost[stress]'"
+        raise SystemExit("threadhost.tools.stress needs psutil: pip install 'threadhost[stress]'"
                          ) from None
     return psutil
 
@@ -423,7 +423,7 @@ def backend_of(endpoint: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m threadhost.stress", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m threadhost.tools.stress", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_load = sub.add_parser("load", help="N clients x M calls with maintenances and crashes")

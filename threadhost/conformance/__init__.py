@@ -43,9 +43,9 @@ from typing import Any, Literal, NoReturn
 
 import click
 
-from threadhost._conformance_broker import BROKER_CHECKS, BrokerSession
-from threadhost._conformance_core import Aborted, Blocked, Check, CheckFailed, CheckSkipped, Session
-from threadhost._conformance_host import HOST_CHECKS, HostSession, spawn_command
+from threadhost.conformance.broker import BROKER_CHECKS, BrokerSession
+from threadhost.conformance.core import Aborted, Blocked, Check, CheckFailed, CheckSkipped, Session
+from threadhost.conformance.host import HOST_CHECKS, HostSession, spawn_command
 from threadhost.protocol import DEFAULT_MAX_SIZE
 
 __all__ = [

@@ -3,8 +3,8 @@
 ``threadhost/data/golden.json`` (shipped with the package) is generated from the tables
 below (see docs/protocol.md, "Golden vectors")::
 
-    python -m threadhost.golden           # (re)write the file
-    python -m threadhost.golden --check   # exit 1 if the file is stale (CI runs this)
+    python -m threadhost.tools.golden           # (re)write the file
+    python -m threadhost.tools.golden --check   # exit 1 if the file is stale (CI runs this)
 
 The file has three tables, all bytes in lowercase hex:
 
@@ -58,7 +58,7 @@ from threadhost.protocol import (
 __all__ = ["DIRECTIONS", "EXAMPLES", "PATH", "REJECTS", "VARIANTS", "from_json", "load",
            "main", "render", "to_json"]
 
-PATH: Final = Path(__file__).with_name("data") / "golden.json"
+PATH: Final = Path(__file__).parent.parent / "data" / "golden.json"
 
 DIRECTIONS: Final[dict[str, str]] = {
     "call": "client -> broker, broker -> host",
@@ -212,7 +212,7 @@ def from_json(value: Any) -> Any:
 def render() -> str:
     """The text of ``golden.json`` (deterministic)."""
     doc = {
-        "generated_by": "python -m threadhost.golden (do not edit; a change of these bytes "
+        "generated_by": "python -m threadhost.tools.golden (do not edit; a change of these bytes "
                         "is a protocol change)",
         "spec": "docs/protocol.md",
         "protocol": PROTOCOL_VERSION,
@@ -247,7 +247,7 @@ def load() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m threadhost.golden",
+    parser = argparse.ArgumentParser(prog="python -m threadhost.tools.golden",
                                      description="Generate threadhost/data/golden.json.")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if the file differs from what would be generated")
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.check:
         current = PATH.read_text("utf-8") if PATH.exists() else ""
         if current != text:
-            print(f"{PATH} is stale: run python -m threadhost.golden", file=sys.stderr)
+            print(f"{PATH} is stale: run python -m threadhost.tools.golden", file=sys.stderr)
             return 1
         print(f"{PATH} is up to date")
         return 0

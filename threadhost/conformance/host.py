@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from threadhost._conformance_core import (
+from threadhost.conformance.core import (
     MAX_ID,
     Aborted,
     Check,

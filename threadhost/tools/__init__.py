@@ -1,0 +1,1 @@
+"""Tools beside the framework: the golden vectors' generator and the stress tools."""

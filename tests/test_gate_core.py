@@ -1066,7 +1066,7 @@ def test_min_gap_counts_from_the_last_maintenance() -> None:
 
 
 def test_without_min_gap_maintenance_may_follow_at_once() -> None:
-    gate = serving()
+    gate = serving(maintain_budget=1.0)  # the rate limit off (tests/test_gate_ratelimit.py)
     gate.client_message(10.0, C, Maintain(id=1))
     gate.host_message(11.0, "h1", Result(id=2))
     (reply,) = replies(gate.client_message(11.0, C, Maintain(id=2)))
@@ -1342,6 +1342,7 @@ def test_status_of_a_serving_gate() -> None:
         "route_away_after": 5.0,
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
                      "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
+        "manual_maintenance": {"budget": 0.5, "rounds": 0, "busy": 0.0, "retry_in": 0.0},
         "slow_calls": {"read_config": {"policy": "manual", "runs": 2, "failures": 0,
                                        "estimate": 2.0, "deadline": 120.0,
                                        "last_error": None, "next_due_in": None}},
@@ -1357,6 +1358,7 @@ def test_status_with_no_host() -> None:
         "failed_reason": None, "in_flight": 0, "route_away_after": 5.0,
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
                      "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
+        "manual_maintenance": {"budget": 0.5, "rounds": 0, "busy": 0.0, "retry_in": 0.0},
         "slow_calls": {}}
 
 

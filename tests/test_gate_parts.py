@@ -420,7 +420,7 @@ def test_config_defaults() -> None:
         "fast_call_limit": 60.0, "slow_call_deadline": 120.0, "startup_timeout": 60.0,
         "shutdown_timeout": 60.0, "attached_busy_timeout": 30.0, "poison_kills": 2,
         "poison_window": 600.0, "halt_backoff": 30.0, "halt_backoff_max": 900.0,
-        "restart_limit": 5, "restart_window": 60.0,
+        "maintain_budget": 0.5, "restart_limit": 5, "restart_window": 60.0,
         "min_retry_after": 0.05, "fail_fast_on_first_start": True, "spawn": True}
 
 
@@ -431,7 +431,7 @@ def test_config_takes_every_field_by_name() -> None:
         "fast_call_limit": 9.0, "slow_call_deadline": 11.0, "startup_timeout": 13.0,
         "shutdown_timeout": 17.0, "attached_busy_timeout": 29.0, "poison_kills": 3,
         "poison_window": 31.0, "halt_backoff": 37.0, "halt_backoff_max": 41.0,
-        "restart_limit": 19, "restart_window": 23.0,
+        "maintain_budget": 0.25, "restart_limit": 19, "restart_window": 23.0,
         "min_retry_after": 0.5, "fail_fast_on_first_start": False, "spawn": False}
     assert dataclasses.asdict(GateConfig(**values)) == values
 
@@ -454,6 +454,10 @@ def test_config_is_frozen() -> None:
     ({"route_away_after": 0}, "route_away_after must be positive, got 0"),
     ({"route_away_after": 0.0}, "route_away_after must be positive, got 0.0"),
     ({"route_away_after": -1.5}, "route_away_after must be positive, got -1.5"),
+    ({"maintain_budget": 0.0}, "maintain_budget must be > 0 and <= 1, got 0.0"),
+    ({"maintain_budget": -0.5}, "maintain_budget must be > 0 and <= 1, got -0.5"),
+    ({"maintain_budget": 1.0000001}, "maintain_budget must be > 0 and <= 1, got 1.0000001"),
+    ({"maintain_budget": float("nan")}, "maintain_budget must be > 0 and <= 1, got nan"),
 ])
 def test_config_validation(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -465,6 +469,7 @@ def test_config_validation(kw: dict[str, Any], message: str) -> None:
     {"hosts": 1}, {"hosts": None}, {"hosts": 2}, {"max_maintaining": 1},
     {"max_maintaining": 3}, {"route_away_after": None}, {"route_away_after": 0.001},
     {"route_away_after": 1}, {"hosts": None, "max_maintaining": 1, "route_away_after": None},
+    {"maintain_budget": 1.0}, {"maintain_budget": 1e-9},
 ])
 def test_config_valid_edges(kw: dict[str, Any]) -> None:
     cfg = GateConfig(**kw)

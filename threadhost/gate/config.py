@@ -49,6 +49,12 @@ class GateConfig:
     halt_backoff_max: float = 900.0
     """After a maintenance round halted (its slow call or ``verify`` failed), the policy
     may start the slow call again only after this back-off, doubling per halt."""
+    maintain_budget: float = 0.5
+    """Manual maintenance (``maintain`` requests from clients) may keep the service busy at
+    most this share of the time: after a manual round that took ``d`` seconds, the next one
+    starts no sooner than ``d * (1 - maintain_budget) / maintain_budget`` seconds after it
+    ended (0.5: as long again). ``1`` turns the limit off. Rounds started by a policy are
+    not limited (see :class:`~threadhost.gate.maintenance.ManualBudget`)."""
     restart_limit: int = 5
     """Host failures tolerated within ``restart_window``, counted across the whole pool."""
     restart_window: float = 60.0
@@ -66,5 +72,7 @@ class GateConfig:
             raise ValueError(f"hosts must be at least 1, got {self.hosts}")
         if self.max_maintaining < 1:
             raise ValueError(f"max_maintaining must be at least 1, got {self.max_maintaining}")
+        if not 0.0 < self.maintain_budget <= 1.0:  # also refuses NaN
+            raise ValueError(f"maintain_budget must be > 0 and <= 1, got {self.maintain_budget}")
         if self.route_away_after is not None and self.route_away_after <= 0:
             raise ValueError(f"route_away_after must be positive, got {self.route_away_after}")

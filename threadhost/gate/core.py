@@ -13,6 +13,7 @@ host records). This class wires them to the protocol's messages.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,7 +22,7 @@ from threadhost.errors import FingerprintMismatchError, ProtocolError, UnknownCa
 from threadhost.gate.actions import Action, KillHost, Log, StartHost, Stopped, ToClient, ToHost
 from threadhost.gate.attach import Nudges, adoption_refused
 from threadhost.gate.config import GateConfig
-from threadhost.gate.maintenance import Rollout, Schedule
+from threadhost.gate.maintenance import ManualBudget, Rollout, Schedule
 from threadhost.gate.measure import Estimate
 from threadhost.gate.poison import Quarantine, call_key
 from threadhost.gate.pool import FastCall, HostRecord, Pool, SlowRun
@@ -132,6 +133,7 @@ class Gate:
         self._refused: set[str] = set()  # attached hosts refused (logged once)
         self._quarantine = Quarantine(config.poison_kills, config.poison_window)
         self._halted: dict[str, Any] | None = None  # the last halted maintenance round
+        self._manual = ManualBudget(config.maintain_budget)  # rate limit of `maintain`
         self._dirty = True
 
     # ------------------------------------------------------------------ read-only views
@@ -369,7 +371,12 @@ class Gate:
         last = self._schedule.last_slow_end
         if gap is not None and last is not None and last + gap - now > 0:
             return answer(False, f"too soon: min_gap {gap:g}s, retry in {last + gap - now:.1f}s")
-        actions = self._begin_rollout(now, name, "manual")
+        wait = self._manual.wait(now)
+        if wait > 0:
+            return answer(False, f"rate-limited: manual maintenance may keep the service busy "
+                                 f"{self._manual.share:.0%} of the time at most; retry in "
+                                 f"{math.ceil(wait * 10) / 10:.1f}s")
+        actions = self._begin_rollout(now, name, "manual", manual=True)
         self._sync(now)
         assert self._rollout is not None
         n = len(self._rollout.pending) + len(self._rollout.active) + len(self._rollout.done)
@@ -735,10 +742,11 @@ class Gate:
 
     # ------------------------------------------------------------------ maintenance
 
-    def _begin_rollout(self, now: float, name: str, reason: str) -> list[Action]:
+    def _begin_rollout(self, now: float, name: str, reason: str, *, manual: bool = False
+                       ) -> list[Action]:
         self._round += 1
         pending = [h.host_id for h in self.pool if h.state is _READY and h.killed is None]
-        self._rollout = Rollout(name, reason, self._round, now, pending)
+        self._rollout = Rollout(name, reason, self._round, now, pending, manual=manual)
         call = self._schedule.calls[name]
         call.policy.on_slow_started(now)
         return [Log("info", f"maintenance {name!r} ({reason}) over {len(pending)} host(s)"),
@@ -766,6 +774,8 @@ class Gate:
                 call.policy.on_slow_finished(now)
                 call.last_end = now
             self._schedule.last_slow_end = now
+            if rollout.manual:
+                self._manual.charge(rollout.started, now)
             ok = not rollout.failed
             self.last_maintenance = {
                 "call": rollout.name, "reason": rollout.reason, "ok": ok,
@@ -881,6 +891,10 @@ class Gate:
             out["quarantined"] = self._quarantine.view(now)
         if self.last_maintenance is not None:
             out["last_maintenance"] = ago(self.last_maintenance, now)
+        manual = self._manual
+        out["manual_maintenance"] = {"budget": manual.share, "rounds": manual.rounds,
+                                     "busy": round(manual.busy, 3),
+                                     "retry_in": round(manual.wait(now), 3)}
         out["slow_calls"] = slow_calls_view(self._schedule.calls)
         for name, view in out["slow_calls"].items():
             due = self._schedule.next_due(name, now)

@@ -10,6 +10,8 @@
   ``busy`` because of maintenance; a single host has nobody to cover for it. The round's
   policy hooks fire once: ``on_slow_started`` when it begins, ``on_slow_finished`` when the
   last host is done.
+* :class:`ManualBudget` — the rate limit of manual maintenance (``maintain`` requests): a
+  loop of requests cannot keep the service busy more than a set share of the time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from threadhost.gate.pool import HostRecord
 from threadhost.gate.states import HostState
 from threadhost.policy import Policy
 
-__all__ = ["Rollout", "Schedule", "SlowCall"]
+__all__ = ["ManualBudget", "Rollout", "Schedule", "SlowCall"]
 
 
 @dataclass(slots=True)
@@ -181,6 +183,8 @@ class Rollout:
     halted: str | None = None
     """Why the round stopped before every host ran the call (its slow call or verify
     failed on a host), or None."""
+    manual: bool = False
+    """Started by a client's ``maintain`` request (charged to the :class:`ManualBudget`)."""
 
     @property
     def finished(self) -> bool:
@@ -231,3 +235,44 @@ class Rollout:
         if host_id in self.pending:
             self.pending.remove(host_id)
         (self.done if ok else self.failed).append(host_id)
+
+
+class ManualBudget:
+    """How often a client's ``maintain`` may start a maintenance round.
+
+    Without authentication anyone who reaches the endpoint may send ``maintain``, and a
+    round takes a single host out of service (callers get ``busy``); a loop of requests
+    would keep it busy for good. So manual rounds are rate-limited by their own cost: a
+    manual round that took ``d`` seconds (from its start to its last host's answer, drain
+    included) must be followed by ``d * (1 - share) / share`` seconds without a manual
+    round. Every manual busy period ``d`` is then followed by at least that much time
+    before the next one starts, so in any sequence of manual rounds the busy time is at
+    most ``share`` of the time from the first start to the end of the last wait — for
+    ``share = 0.5``, half. A host is busy only during a round, so the bound holds for each
+    host of a pool too (staggered rounds keep a pool serving anyway). ``share = 1`` turns
+    the limit off. Rounds started by a policy are the operator's configuration: neither
+    charged nor held back.
+    """
+
+    __slots__ = ("busy", "ready_at", "rounds", "share")
+
+    def __init__(self, share: float) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be > 0 and <= 1, got {share}")
+        self.share = share
+        self.ready_at = float("-inf")
+        """No manual round may start before this time."""
+        self.busy = 0.0
+        """Seconds spent in manual rounds so far."""
+        self.rounds = 0
+
+    def charge(self, started: float, ended: float) -> None:
+        """A manual round ran from ``started`` to ``ended``."""
+        busy = ended - started
+        self.busy += busy
+        self.rounds += 1
+        self.ready_at = ended + busy * (1.0 - self.share) / self.share
+
+    def wait(self, now: float) -> float:
+        """Seconds until a manual round may start (0: now)."""
+        return max(0.0, self.ready_at - now)

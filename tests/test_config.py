@@ -148,6 +148,7 @@ def test_python_m_threadhost_config_prints_resolved_settings(tmp_path: Path,
         "policies": {"read_config": "manual"}, "log_level": "DEBUG", "fast_call_limit": 90.0,
         "heartbeat_timeout": None, "restart_window": None, "restart_limit": 2,
         "hosts": None, "max_maintaining": None, "route_away_after": None,
+        "maintain_budget": None,
     }
     cfg.write_text('polcy = "x"\n')
     assert main([str(cfg)]) == 2

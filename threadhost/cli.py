@@ -139,6 +139,25 @@ def _int_at_least(minimum: int) -> Callable[[click.Context, click.Parameter, str
     return check
 
 
+def _fraction(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A number > 0 and <= 1 (``0.5``, or ``50%``); anything else: one line, exit 2."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        number = None
+    if number is None or not 0 < number <= 1:
+        _fail(f"{_source_name(ctx, param)} must be a fraction > 0 and <= 1 (e.g. 0.5 or 50%), "
+              f"got {value!r}")
+    return number
+
+
+_MAINTAIN_BUDGET_HELP = ("manual maintenance (maintain requests) may keep the service busy at "
+                         "most this share of the time; 1: no limit [default: 0.5]")
+
+
 def check_endpoint(value: str, where: str, *, bind: bool = False) -> str:
     """``value`` if it is a ZeroMQ endpoint (``TRANSPORT://ADDRESS``; a tcp one needs a port,
     ``*`` only where the command binds), else exit 2 with one line naming ``where``."""
@@ -414,6 +433,8 @@ def main() -> None:
               default=None, envvar="THREADHOST_ROUTE_AWAY_AFTER", show_envvar=True,
               help="a host whose fast call has run longer gets no new calls "
                    "[default: derived from measured fast calls]")
+@click.option("--maintain-budget", metavar="FRACTION", callback=_fraction, default=None,
+              envvar="THREADHOST_MAINTAIN_BUDGET", show_envvar=True, help=_MAINTAIN_BUDGET_HELP)
 @click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
               default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
               help="declare a silent host dead after this long [default: 3s]")
@@ -446,6 +467,7 @@ def serve(
     hosts: int | None,
     max_maintaining: int | None,
     route_away_after: float | None,
+    maintain_budget: float | None,
     heartbeat_timeout: float | None,
     fast_call_limit: float | None,
     restart_limit: int | None,
@@ -512,6 +534,7 @@ def serve(
                               base.max_maintaining),
         route_away_after=_pick(route_away_after, cfg.get("route_away_after"),
                                base.route_away_after),
+        maintain_budget=_pick(maintain_budget, cfg.get("maintain_budget"), base.maintain_budget),
         heartbeat_timeout=_pick(heartbeat_timeout, cfg.get("heartbeat_timeout"),
                                 base.heartbeat_timeout),
         fast_call_limit=_pick(fast_call_limit, cfg.get("fast_call_limit"), base.fast_call_limit),
@@ -1076,6 +1099,8 @@ def describe(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
               default=None, envvar="THREADHOST_ROUTE_AWAY_AFTER", show_envvar=True,
               help="a host whose fast call has run longer gets no new calls "
                    "[default: derived from measured fast calls]")
+@click.option("--maintain-budget", metavar="FRACTION", callback=_fraction, default=None,
+              envvar="THREADHOST_MAINTAIN_BUDGET", show_envvar=True, help=_MAINTAIN_BUDGET_HELP)
 @click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
               default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
               help="declare a silent host dead after this long [default: 3s]")
@@ -1084,7 +1109,8 @@ def describe(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
 @click.pass_context
 def broker(ctx: click.Context, endpoint: str, backend: str, policy: str | None,
            hosts: int | None, max_maintaining: int | None, route_away_after: float | None,
-           heartbeat_timeout: float | None, log_level: str | None) -> None:
+           maintain_budget: float | None, heartbeat_timeout: float | None,
+           log_level: str | None) -> None:
     """Run only the broker (attach mode): hosts started elsewhere with `threadhost host`
     attach to its --backend. Used by the conformance kit and for hosts on other machines."""
     check_endpoint(endpoint, _source_name(ctx, _param(ctx, "endpoint")), bind=True)
@@ -1108,6 +1134,7 @@ def broker(ctx: click.Context, endpoint: str, backend: str, policy: str | None,
         hosts=hosts,
         max_maintaining=_pick(max_maintaining, None, base.max_maintaining),
         route_away_after=route_away_after,
+        maintain_budget=_pick(maintain_budget, None, base.maintain_budget),
         heartbeat_timeout=_pick(heartbeat_timeout, None, base.heartbeat_timeout),
     )
     b = Broker(None, endpoint=endpoint, backend=backend, config=config, log_level=level)

@@ -10,6 +10,7 @@ Example::
     hosts = 2                       # a pool of host processes (the adapter must be replicable)
     max_maintaining = 1             # hosts running a slow call at once during a rollout
     route_away_after = "2s"         # a host whose fast call runs longer gets no new calls
+    maintain_budget = 0.5           # maintain requests keep it busy at most half the time
 
     [policies]                      # per slow-call overrides
     readConfig = "idle=10s | stale=5m | file=/etc/mylib.conf"
@@ -53,6 +54,7 @@ class ServeConfig(BaseModel):
     hosts: int | None = Field(default=None, ge=1, strict=True)  # host processes in the pool
     max_maintaining: int | None = Field(default=None, ge=1, strict=True)  # hosts in a slow call
     route_away_after: str | None = None  # duration: a host whose fast call runs longer is avoided
+    maintain_budget: float | None = Field(default=None, gt=0, le=1)  # share of time, 1: no limit
     log_level: str | None = None  # debug, info, warning, error, critical
 
     @field_validator("adapter")
@@ -161,6 +163,7 @@ def resolved(cfg: ServeConfig) -> dict[str, object]:
         "hosts": cfg.hosts,
         "max_maintaining": cfg.max_maintaining,
         "route_away_after": cfg.seconds("route_away_after"),
+        "maintain_budget": cfg.maintain_budget,
     }
 
 

@@ -234,7 +234,8 @@ class Service:
             self.serves.append(subprocess.Popen(
                 [sys.executable, "-m", "threadhost", "serve", self.s.adapter,
                  "--endpoint", self.endpoint, "--hosts", str(self.hosts),
-                 "--policy", "manual", "--restart-limit", "1000", "--log-level", "INFO"],
+                 "--policy", "manual", "--restart-limit", "1000", "--log-level", "INFO",
+                 "--maintain-budget", "1"],  # maintenances on purpose: no rate limit
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL))
 

@@ -171,6 +171,8 @@ class Threadhost(System):
             "manual",
             "--log-level",
             "WARNING",
+            "--maintain-budget",  # maintenances on purpose: no rate limit
+            "1",
         )
 
     def _client(self, timeout: float = 5.0) -> Any:

@@ -80,7 +80,13 @@ def main() -> int:
 
             say("editing the config: offset = 100, then readConfig again")
             config.write_text("offset = 100\nread_min_seconds = 1\nread_max_seconds = 1\n")
-            lib.maintain()
+            reply = lib.maintain()
+            if not reply.started:  # manual maintenance is rate-limited (docs/reliability.md)
+                say(f"maintain -> not started: {reply.reason}")
+            while not reply.started:
+                time.sleep(0.25)
+                reply = lib.maintain()
+            say(f"maintain -> {reply.reason}")
             while True:
                 try:
                     say(f"lib.calc(5) -> {lib.calc(5)}")

@@ -686,7 +686,8 @@ def test_colliding_names_against_a_real_service(service_factory: Any) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(90)
 def test_retry_rides_out_maintenance_against_a_real_service(service_factory: Any) -> None:
-    svc: Service = service_factory(read_min=1.5, read_max=1.5)
+    svc: Service = service_factory("--maintain-budget", "1",  # two rounds back to back
+                                   read_min=1.5, read_max=1.5)
     svc.wait_state("ready")
     lib = threadhost.connect(svc.endpoint, timeout=5.0, retry=Retry(deadline=10.0))
     try:

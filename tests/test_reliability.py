@@ -153,6 +153,7 @@ def test_gil_holding_slow_call_judged_by_its_deadline(service_factory: Any,
     hog = tmp_path / "hog-seconds"
     hog.write_text("2")
     svc: Service = service_factory("--heartbeat-timeout", "0.5s",
+                                   "--maintain-budget", "1",  # two rounds back to back
                                    target="tests.adapters_reliability:GilHog",
                                    policy="manual | deadline=4s",
                                    env={"GILHOG_FILE": str(hog)})

@@ -65,7 +65,8 @@ class ManagedService:
         self.log = open(self.dir / "serve.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "threadhost", "serve", "examples.mylib_adapter",
-             "--endpoint", self.endpoint, "--policy", policy, "--log-level", "WARNING", *extra],
+             "--endpoint", self.endpoint, "--policy", policy, "--log-level", "WARNING",
+             "--maintain-budget", "1", *extra],  # maintenances on purpose: no rate limit
             env={**os.environ, "MYLIB_CONFIG": str(self.config)},
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 import threadhost
+from threadhost.testing import ThreadhostService
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,3 +139,32 @@ def mylib_service(service_factory: Any) -> Service:
     svc: Service = service_factory()
     svc.wait_state("ready")
     return svc
+
+
+# ------------------------------------------------------------------ the pytest plugin's fixture
+
+MYLIB = "examples.mylib_adapter"
+
+
+def mylib_env(config: Path, offset: int = 1, read_min: float = 0.0,
+              read_max: float = 0.0) -> dict[str, str]:
+    """Write mylib's config file at ``config``; the environment that points mylib at it."""
+    return {"MYLIB_CONFIG": str(write_mylib_config(config, offset, read_min, read_max))}
+
+
+@pytest.fixture
+def serve_mylib(threadhost_service: Callable[..., ThreadhostService],
+                tmp_path: Path) -> Callable[..., ThreadhostService]:
+    """The pytest plugin's ``threadhost_service`` (threadhost.testing) serving ``target``
+    (default mylib) with a mylib config file (``config``, default ``tmp_path/mylib.toml``,
+    written from ``offset``, ``read_min``, ``read_max``); other keywords go to the plugin's
+    factory (``policy``, ``args``, ``env``, ``ready``...). Returns the service, ready."""
+
+    def serve(*args: str, target: str = MYLIB, config: Path | None = None, offset: int = 1,
+              read_min: float = 0.0, read_max: float = 0.0, env: dict[str, str] | None = None,
+              **kw: Any) -> ThreadhostService:
+        path = config if config is not None else tmp_path / "mylib.toml"
+        full_env = {**mylib_env(path, offset, read_min, read_max), **(env or {})}
+        return threadhost_service(target, env=full_env, args=args, cwd=ROOT, **kw)
+
+    return serve

@@ -16,7 +16,7 @@ import dataclasses
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ import zmq
 import threadhost
 from tests.client_fake_broker import FAKE_STATUS, SILENT, Later, busy
 from tests.client_fake_broker import ClientFakeBroker as FakeBroker
-from tests.conftest import Service, free_endpoint
+from tests.conftest import free_endpoint
 from threadhost.client import AsyncClient, Client, Retry
 from threadhost.errors import (
     BadArgumentsError,
@@ -35,6 +35,7 @@ from threadhost.errors import (
     TryLaterError,
     UnavailableError,
 )
+from threadhost.testing import ThreadhostService
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -637,12 +638,11 @@ def test_sockets_of_ended_threads_are_closed(fake: FakeBroker) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(90)
 def test_shared_client_keeps_each_calls_timeout_against_a_real_service(
-    service_factory: Any,
+    serve_mylib: Callable[..., ThreadhostService],
 ) -> None:
     """The issue's scenario: one client, one thread in a 4 s call, another thread's 1 s
     call returns (here: times out, the only host being busy) after 1 s, not after 5 s."""
-    svc: Service = service_factory(target=MISBEHAVING)
-    svc.wait_state("ready")
+    svc = serve_mylib(target=MISBEHAVING)  # the pytest plugin's threadhost_service
     lib = svc.client(timeout=10.0)
     assert lib.echo(1) == 1
     out: list[Any] = []
@@ -660,9 +660,9 @@ def test_shared_client_keeps_each_calls_timeout_against_a_real_service(
 
 @pytest.mark.e2e
 @pytest.mark.timeout(90)
-def test_colliding_names_against_a_real_service(service_factory: Any) -> None:
-    svc: Service = service_factory(target=COLLIDING, policy=None)
-    svc.wait_state("ready")
+def test_colliding_names_against_a_real_service(
+        serve_mylib: Callable[..., ThreadhostService]) -> None:
+    svc = serve_mylib(target=COLLIDING, policy=None)
     lib = threadhost.connect(svc.endpoint, timeout=5.0)
     try:
         assert lib.status() == "adapter status"
@@ -685,10 +685,10 @@ def test_colliding_names_against_a_real_service(service_factory: Any) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(90)
-def test_retry_rides_out_maintenance_against_a_real_service(service_factory: Any) -> None:
-    svc: Service = service_factory("--maintain-budget", "1",  # two rounds back to back
-                                   read_min=1.5, read_max=1.5)
-    svc.wait_state("ready")
+def test_retry_rides_out_maintenance_against_a_real_service(
+        serve_mylib: Callable[..., ThreadhostService]) -> None:
+    svc = serve_mylib("--maintain-budget", "1",  # two rounds back to back
+                      read_min=1.5, read_max=1.5)
     lib = threadhost.connect(svc.endpoint, timeout=5.0, retry=Retry(deadline=10.0))
     try:
         assert Client.maintain(lib).started

@@ -1,4 +1,8 @@
-"""End-to-end: real `threadhost serve` processes over real sockets, mylib as the library."""
+"""End-to-end: real `threadhost serve` processes over real sockets, mylib as the library.
+
+Services are served with the pytest plugin's ``threadhost_service`` fixture
+(threadhost.testing, through ``serve_mylib`` in conftest.py): each is stopped at teardown,
+and a failing test's report carries the service's log."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +20,28 @@ import pytest
 
 import threadhost
 from tests.conftest import ROOT, Service, free_endpoint, write_mylib_config
+from threadhost.testing import ThreadhostService
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
+Serve = Callable[..., ThreadhostService]
 
-def test_calc_returns_six(mylib_service: Service) -> None:
-    lib = mylib_service.client()
+
+@pytest.fixture
+def mylib(serve_mylib: Serve) -> ThreadhostService:
+    """mylib served (manual policy, quick readConfig), ready."""
+    return serve_mylib()
+
+
+def test_calc_returns_six(mylib: ThreadhostService) -> None:
+    lib = mylib.client()
     assert lib.calc(5) == 6
     assert lib.call("calc", 5) == 6
     assert lib.request("calc", [], {"x": 41}) == 42
 
 
-def test_busy_fast_during_readconfig_then_success(service_factory: Any) -> None:
-    svc: Service = service_factory(read_min=2.0, read_max=2.0)
-    svc.wait_state("ready")
+def test_busy_fast_during_readconfig_then_success(serve_mylib: Serve) -> None:
+    svc = serve_mylib(read_min=2.0, read_max=2.0)
     lib = svc.client()
     assert lib.calc(5) == 6
     reply = lib.maintain()
@@ -57,13 +70,13 @@ def test_busy_fast_during_readconfig_then_success(service_factory: Any) -> None:
     assert st["generation"] == 2 and st["counters"]["rejected_busy"] >= 20
 
 
-def test_four_clients_at_once(mylib_service: Service) -> None:
+def test_four_clients_at_once(mylib: ThreadhostService) -> None:
     results: dict[int, list[int]] = {}
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
         try:
-            with threadhost.connect(mylib_service.endpoint, timeout=5.0) as lib:
+            with threadhost.connect(mylib.endpoint, timeout=5.0) as lib:
                 results[n] = [lib.calc(n * 1000 + i) for i in range(100)]
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -78,8 +91,8 @@ def test_four_clients_at_once(mylib_service: Service) -> None:
         assert results[n] == [n * 1000 + i + 1 for i in range(100)]
 
 
-def test_one_client_shared_between_threads(mylib_service: Service) -> None:
-    lib = mylib_service.client()
+def test_one_client_shared_between_threads(mylib: ThreadhostService) -> None:
+    lib = mylib.client()
     out: list[tuple[int, int]] = []
 
     def worker(n: int) -> None:
@@ -95,9 +108,9 @@ def test_one_client_shared_between_threads(mylib_service: Service) -> None:
 
 
 def test_unknown_call_and_bad_arguments_are_typed_and_service_goes_on(
-    mylib_service: Service,
+    mylib: ThreadhostService,
 ) -> None:
-    lib = mylib_service.client()
+    lib = mylib.client()
     for name in ("nope", "read_config", "setup", "teardown", "_private", "__class__"):
         with pytest.raises(threadhost.UnknownCallError):
             lib.call(name)
@@ -105,15 +118,15 @@ def test_unknown_call_and_bad_arguments_are_typed_and_service_goes_on(
         with pytest.raises(threadhost.BadArgumentsError):
             lib.request("calc", args, kwargs)
     assert lib.calc(5) == 6
-    st = mylib_service.status()
+    st = mylib.status()
     assert st["restart_count"] == 0  # bad input never reached (and crashed) mylib
 
 
-def test_thread_affinity_across_many_maintenances(service_factory: Any) -> None:
+def test_thread_affinity_across_many_maintenances(serve_mylib: Serve) -> None:
     # every=300ms forces readConfig over and over while two clients keep calling; mylib
     # aborts the process if any call comes from another thread than init's
-    svc: Service = service_factory(policy="every=300ms", read_min=0.05, read_max=0.15)
-    first = svc.wait_state("ready")
+    svc = serve_mylib(policy="every=300ms", read_min=0.05, read_max=0.15, ready=False)
+    first = svc.wait_ready()
     ok = busy = 0
     stop = time.monotonic() + 4.0
 
@@ -140,13 +153,12 @@ def test_thread_affinity_across_many_maintenances(service_factory: Any) -> None:
     assert ok > 100 and busy > 0
 
 
-def test_sigterm_exits_zero_without_orphans(service_factory: Any) -> None:
-    svc: Service = service_factory()
-    svc.wait_state("ready")
-    hosts = svc.host_pids()
+def test_sigterm_exits_zero_without_orphans(mylib: ThreadhostService) -> None:
+    svc = mylib
+    hosts = [p.pid for p in psutil.Process(svc.proc.pid).children(recursive=True)]
     assert hosts
     assert svc.client().calc(1) == 2
-    assert svc.stop(signal.SIGTERM) == 0
+    assert svc.stop() == 0  # SIGTERM
     time.sleep(0.2)
     for pid in hosts:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
@@ -185,8 +197,8 @@ def test_serve_startup_errors_are_one_clear_line(args: tuple[str, ...], needle: 
     assert needle in lines[0]
 
 
-def test_endpoint_in_use_is_one_clear_line(mylib_service: Service) -> None:
-    proc = run_cli("serve", "examples.mylib_adapter", "--endpoint", mylib_service.endpoint)
+def test_endpoint_in_use_is_one_clear_line(mylib: ThreadhostService) -> None:
+    proc = run_cli("serve", "examples.mylib_adapter", "--endpoint", mylib.endpoint)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "in use" in lines[0], proc.stderr
@@ -200,11 +212,11 @@ def test_call_to_nothing_is_no_service_quickly() -> None:
         assert time.monotonic() - t0 < 3.0
 
 
-def test_maintain_and_status_commands(service_factory: Any, tmp_path: Path) -> None:
-    svc: Service = service_factory()
-    svc.wait_state("ready")
+def test_maintain_and_status_commands(serve_mylib: Serve, tmp_path: Path) -> None:
+    config = tmp_path / "mylib.toml"
+    svc = serve_mylib(config=config)
     # mylib reads its config at the start of readConfig: the next one takes 8 s
-    write_mylib_config(svc.config, read_min=8.0, read_max=8.0)
+    write_mylib_config(config, read_min=8.0, read_max=8.0)
     proc = run_cli("maintain", svc.endpoint)
     assert proc.returncode == 0 and proc.stdout.startswith("started"), proc
     again = run_cli("maintain", svc.endpoint)
@@ -217,13 +229,12 @@ def test_maintain_and_status_commands(service_factory: Any, tmp_path: Path) -> N
     assert data["state"] in ("maintaining", "ready") and data["host_pid"] > 0
 
 
-def test_async_client_pipelines_many_calls_and_loses_none(service_factory: Any) -> None:
+def test_async_client_pipelines_many_calls_and_loses_none(serve_mylib: Serve) -> None:
     """64 coroutines share one AsyncClient: every call gets its own answer (the reader
     wakes for replies whose FD edge a concurrent send consumed), busy answers included."""
     import asyncio
 
-    svc: Service = service_factory(read_min=0.3, read_max=0.3)
-    svc.wait_state("ready")
+    svc = serve_mylib(read_min=0.3, read_max=0.3)
 
     async def main() -> tuple[int, int]:
         ok = busy = 0
@@ -251,11 +262,10 @@ def test_async_client_pipelines_many_calls_and_loses_none(service_factory: Any) 
     assert ok > 0 and busy > 0, (ok, busy)
 
 
-def test_async_client_times_out_and_recovers(service_factory: Any) -> None:
+def test_async_client_times_out_and_recovers(mylib: ThreadhostService) -> None:
     import asyncio
 
-    svc: Service = service_factory()
-    svc.wait_state("ready")
+    svc = mylib
 
     async def main() -> None:
         dead = threadhost.AsyncClient(free_endpoint(), timeout=0.3)
@@ -274,7 +284,7 @@ def test_async_client_times_out_and_recovers(service_factory: Any) -> None:
     asyncio.run(main())
 
 
-def test_async_client_without_fd_watching_still_pipelines(service_factory: Any,
+def test_async_client_without_fd_watching_still_pipelines(serve_mylib: Serve,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """On an event loop that cannot watch a file descriptor (Windows' proactor), the
     AsyncClient sends and receives through zmq.asyncio alone: same answers, same errors."""
@@ -287,8 +297,7 @@ def test_async_client_without_fd_watching_still_pipelines(service_factory: Any,
         return False
 
     monkeypatch.setattr(_AsyncTransport, "_watchable", no_fd_watching)
-    svc: Service = service_factory()
-    svc.wait_state("ready")
+    svc = serve_mylib()
 
     async def main() -> None:
         async with threadhost.AsyncClient(svc.endpoint, timeout=5.0) as lib:

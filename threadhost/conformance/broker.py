@@ -107,6 +107,8 @@ class FakeHost:
         self.interval = min(0.2, s.heartbeat_timeout / 5)
         self.silent = False
         self.silent_since: float | None = None
+        self.beat_on_call = False
+        """Send the heartbeats on the call socket (the broker hears the host either way)."""
         self._next_beat = 0.0
         s.wire.tickers.append(self._tick)
 
@@ -114,8 +116,9 @@ class FakeHost:
         if self.silent or self.hb.closed or now < self._next_beat:
             return
         self._next_beat = now + self.interval
+        sock = self.call.sock if self.beat_on_call else self.hb.sock
         with contextlib.suppress(zmq.ZMQError):  # not connected yet or queue full: next beat
-            self.hb.sock.send_multipart(
+            sock.send_multipart(
                 encode(Heartbeat(host_id=self.host_id, pid=os.getpid())), zmq.NOBLOCK)
 
     def go_silent(self) -> None:
@@ -332,9 +335,9 @@ class BrokerSession(Session):
             host = self.gate_open()
             host.drain()
             rid = MAX_ID - 2
-            reply = self.ask(Maintain(id=rid, method="reload"))
+            reply = self.ask(Maintain(id=rid))  # method nil: the first slow call, reload
             if not isinstance(reply, MaintainReply) or reply.id != rid or not reply.started:
-                raise CheckFailed(f"maintain(reload): expected maintain_reply(id={rid}, "
+                raise CheckFailed(f"maintain(method=nil): expected maintain_reply(id={rid}, "
                                   f"started=true), got {describe_msg(reply)} "
                                   f"{getattr(reply, 'reason', '')!r}")
             call = host.next_call(self.timeout)
@@ -567,10 +570,16 @@ def _client_kinds(s: BrokerSession) -> str:
         (Pong(id=13), 13),
         (Heartbeat(host_id="x", pid=1), None),
         (Ready(host_id="x", pid=1, adapter={}, fingerprint=""), None),
+        (ErrorReply(id=17, code=ErrorCode.BUSY, message="kit"), 17),
+        (Description(id=18, adapter={}, fingerprint="0" * 64), 18),
+        (MaintainReply(id=19, started=True), 19),
+        (StatusReply(id=20, status={"state": "ready"}), 20),
+        (Shutdown(reason="a client may not stop hosts"), None),
+        (Goodbye(host_id="x"), None),
     ]
     for msg, rid in cases:
         s.expect_error(msg, ErrorCode.PROTOCOL, rid, f"a client's {msg.kind}")  # type: ignore[attr-defined]
-    return "result, pong, heartbeat, ready"
+    return ", ".join(m.kind for m, _ in cases)  # type: ignore[attr-defined]
 
 
 @check("broker.version", "R13", "an unsupported version gets error 'version', id nil, in v1")
@@ -1000,8 +1009,39 @@ def _host_garbage(s: BrokerSession) -> str:
     return "7 bad messages dropped; the real answer still routed"
 
 
+@check("gate.maintain-unknown", "R26",
+       "maintain of a name that is not a slow call answers started=false, starts nothing")
+def _maintain_unknown(s: BrokerSession) -> str:
+    host: FakeHost | None = None
+    names = [UNKNOWN_CALL, "_private", "setup"]
+    if s.backend is not None:
+        host = s.gate_open()
+        host.drain()
+        names.append("echo")  # a fast call, not a slow one
+    for name in names:
+        rid = s.rid()
+        msg = s.ask(Maintain(id=rid, method=name))
+        if not isinstance(msg, MaintainReply) or msg.id != rid:
+            raise CheckFailed(f"maintain({name!r}) got {describe_msg(msg)}")
+        if msg.started:
+            raise CheckFailed(f"maintain({name!r}) answered started=true ({msg.reason!r}), but "
+                              f"the adapter has no slow call {name!r}: started MUST be true "
+                              f"only when the named slow call was started")
+    if host is not None:
+        sent = host.calls_within(s.quiet)
+        if sent:
+            raise CheckFailed(f"after maintain of names that are no slow calls, the host got "
+                              f"{describe_msg(sent[0])} {sent[0].method!r}")
+        state = s.status_state()
+        if state != "ready":
+            raise CheckFailed(f"after maintain of names that are no slow calls, the state is "
+                              f"{state!r}, not ready")
+    return f"started=false for {', '.join(names)}"
+
+
 @check("gate.maintain", "R26",
-       "maintain answers started=true and sends the slow call to the host",
+       "maintain (method nil: the first slow call) answers started=true and sends it to the "
+       "host",
        needs_backend=True)
 def _maintain(s: BrokerSession) -> str:
     m = s.maintaining()
@@ -1195,6 +1235,98 @@ def _stranger_heartbeat(s: BrokerSession) -> str:
         host.close()
 
 
+@dataclass
+class _SocketLife:
+    """A host adopted, beating on its call socket only for 2.5 heartbeat timeouts."""
+
+    silent_for: float
+    state: str
+    reply: Message | None
+    on_call: list[str]
+    """Kinds the broker sent to the call socket."""
+    on_hb: list[str]
+    """Kinds the broker sent to the heartbeat socket."""
+
+
+def _socket_life(s: BrokerSession) -> _SocketLife:
+    def make() -> _SocketLife:
+        host = s._attach(12)
+        on_call: list[str] = []
+        on_hb: list[str] = []
+
+        def note_call(now: float, frames: list[bytes]) -> None:
+            on_call.append(_kind_of(frames))
+            host.call.inbox.append((now, frames))
+
+        host.call.on_message = note_call
+        host.hb.on_message = lambda now, frames: on_hb.append(_kind_of(frames))
+        try:
+            s._open(host, s._adopt(host))
+            host.beat_on_call = True  # the heartbeat socket falls silent, the call socket not
+            t0 = time.monotonic()
+            s.sleep(2.5 * s.heartbeat_timeout)
+            state = s.status_state()
+            silent_for = time.monotonic() - t0
+            reply: Message | None = None
+            if state == "ready":
+                rid = s.rid()
+                _, reply = _roundtrip(s, host, Call(id=rid, method="echo", args=[rid]),
+                                      lambda c: Result(id=c.id, value=rid))
+            return _SocketLife(silent_for, state, reply, on_call, on_hb)
+        finally:
+            host.beat_on_call = False
+            _leave(s, host)
+
+    return s.precondition("a host beats on its call socket only", make)
+
+
+def _kind_of(frames: list[bytes]) -> str:
+    try:
+        return str(getattr(parse(frames), "kind", "?"))
+    except CheckFailed:
+        return "malformed"
+
+
+@check("gate.call-socket-life", "R44",
+       "messages on the call socket count as signs of life: a host that beats there only is "
+       "not declared dead",
+       needs_backend=True,
+       budget=lambda s: 8 * s.timeout + 4.5 * s.heartbeat_timeout + 5.0)
+def _call_socket_life(s: BrokerSession) -> str:
+    life = _socket_life(s)
+    if life.state != "ready":
+        raise CheckFailed(f"a host whose heartbeats came on its call socket only was given "
+                          f"up after {life.silent_for:.1f}s (state {life.state!r}): a broker "
+                          f"MUST count any message from a host, on either socket, as a sign "
+                          f"of life")
+    if not isinstance(life.reply, Result):
+        raise CheckFailed(f"a call to the host got {describe_msg(life.reply)}")
+    return (f"heartbeats on the call socket only for {life.silent_for:.1f}s (heartbeat "
+            f"timeout {s.heartbeat_timeout:g}s): still served")
+
+
+@check("gate.host-sockets", "R3",
+       "calls go to the host's call socket, broker heartbeats to ID/hb only",
+       needs_backend=True,
+       budget=lambda s: 8 * s.timeout + 4.5 * s.heartbeat_timeout + 5.0)
+def _host_sockets(s: BrokerSession) -> str:
+    life = _socket_life(s)
+    stray_hb = sorted({k for k in life.on_hb if k != "heartbeat"})
+    if stray_hb:
+        raise CheckFailed(f"the broker sent {', '.join(stray_hb)} to the heartbeat socket "
+                          f"ID/hb; only its heartbeats go there")
+    stray_call = sorted({k for k in life.on_call if k == "heartbeat"})
+    if stray_call:
+        raise CheckFailed("the broker sent heartbeats to the call socket; they go to ID/hb")
+    if "call" not in life.on_call:
+        raise CheckFailed(f"no call reached the call socket (it got: "
+                          f"{', '.join(life.on_call) or 'nothing'})")
+    if "heartbeat" not in life.on_hb:
+        raise CheckFailed("no broker heartbeat reached ID/hb (R52)")
+    return (f"call socket: {', '.join(sorted(set(life.on_call)))}; ID/hb: "
+            f"{life.on_hb.count('heartbeat')} heartbeats")
+
+
 # --------------------------------------------------------------------------- pools
 
 
@@ -1370,11 +1502,8 @@ def _poison(s: BrokerSession) -> str:
         s.sleep(1.5 * s.heartbeat_timeout + 0.5)
 
 
-@check("gate.canary", "R56",
-       "with two hosts, a slow call answered 'unfit' stops the round and retires the host",
-       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
-def _canary(s: BrokerSession) -> str:
-    a, b = s._attach(40), s._attach(41)
+def _halted_round(s: BrokerSession, ids: tuple[int, int], code: ErrorCode) -> str:
+    a, b = s._attach(ids[0]), s._attach(ids[1])
     try:
         _open_both(s, a, b)
         reply = s.ask(Maintain(id=s.rid(), method="reload"))
@@ -1385,12 +1514,15 @@ def _canary(s: BrokerSession) -> str:
             raise CheckFailed(f"after maintain, {len(reloads)} reload call(s); expected one")
         canary, call = reloads[0]
         other = b if canary is a else a
-        canary.send(ErrorReply(id=call.id, code=ErrorCode.UNFIT,
-                               message="verify failed after 'reload': the kit says so"))
+        text = ("verify failed after 'reload': the kit says so" if code is ErrorCode.UNFIT
+                else "the kit's reload fails")
+        canary.send(ErrorReply(id=call.id, code=code, message=text))
         if other.calls_within(s.quiet + 0.5):
-            raise CheckFailed("the round went on to the next host after the canary was unfit")
+            raise CheckFailed(f"the round went on to the next host after the first host's "
+                              f"slow call answered {code.value}")
         if not _shutdown_within(s, canary, s.timeout):
-            raise CheckFailed("the unfit host was not sent shutdown (attach mode)")
+            raise CheckFailed(f"the host whose slow call answered {code.value} was not sent "
+                              f"shutdown (attach mode)")
         c = s.client()
         for _ in range(3):
             rid = s.rid()
@@ -1400,7 +1532,22 @@ def _canary(s: BrokerSession) -> str:
                 raise CheckFailed("a call was not forwarded to the host that kept its state")
             other.send(Result(id=fwd.id, value=rid))
         if canary.calls_within(s.quiet):
-            raise CheckFailed("a call was forwarded to the unfit host")
-        return "round halted after the unfit canary; the other host kept serving"
+            raise CheckFailed(f"a call was forwarded to the host whose slow call answered "
+                              f"{code.value}")
+        return f"round halted after {code.value} on the first host; the other kept serving"
     finally:
         _leave(s, a, b)
+
+
+@check("gate.canary", "R56",
+       "with two hosts, a slow call answered 'unfit' stops the round and retires the host",
+       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
+def _canary(s: BrokerSession) -> str:
+    return _halted_round(s, (40, 41), ErrorCode.UNFIT)
+
+
+@check("gate.canary-error", "R56",
+       "with two hosts, a slow call answered 'error' stops the round",
+       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
+def _canary_error(s: BrokerSession) -> str:
+    return _halted_round(s, (42, 43), ErrorCode.REMOTE_EXCEPTION)

@@ -33,7 +33,8 @@
     (answers only the client kinds ``result``, ``pong``, ``heartbeat`` and ``ready``
     with a protocol error; drops the other kinds clients do not send),
     ``beats-on-call-socket`` (sends its heartbeats to a host's call socket too),
-    ``maintain-needs-name`` (``maintain`` with ``method`` nil starts nothing).
+    ``maintain-needs-name`` (``maintain`` with ``method`` nil starts nothing),
+    ``no-ping-when-busy`` (answers ``ping`` with ``busy`` while a slow call runs).
 
 :func:`echo_router` (in-process): a ROUTER that sends every message back.
 """
@@ -433,6 +434,17 @@ def _patch_broker(flaw: str) -> None:
                           if getattr(a, "heartbeat_socket", False)]
 
         GC.Gate.tick = tick_both_sockets  # type: ignore[method-assign]
+    elif flaw == "no-ping-when-busy":
+        from threadhost.gate import core as GC
+
+        client_message = GC.Gate.client_message
+
+        def busy_ping(self: Any, now: float, route: Any, msg: Any) -> Any:
+            if getattr(msg, "kind", None) == "ping" and self.state is G.GateState.MAINTAINING:
+                return [GC.ToClient(route, self._refuse(now, msg.id))]
+            return client_message(self, now, route, msg)
+
+        GC.Gate.client_message = busy_ping  # type: ignore[method-assign]
     elif flaw == "maintain-needs-name":
         from threadhost.gate import core as GC
 

@@ -337,8 +337,8 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
     ("flaw", "select", "expected"),
     [
         ("no-echo", ["broker.ping", "broker.ids"], {"broker.ping": "R23", "broker.ids": "R9"}),
-        ("forward-busy", ["gate.no-forward-maintaining"],
-         {"gate.no-forward-maintaining": "R29"}),
+        ("forward-busy", ["gate.no-forward-maintaining", "gate.drain"],
+         {"gate.no-forward-maintaining": "R29", "gate.drain": "R29"}),
         ("silent-on-garbage", ["broker.malformed"], {"broker.malformed": "R19"}),
         ("ignores-version", ["broker.version", "gate.version-call"],
          {"broker.version": "R13", "gate.version-call": "R12"}),
@@ -356,6 +356,7 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
         ("beats-on-call-socket", ["gate.host-sockets", "gate.call-socket-life"],
          {"gate.host-sockets": "R3"}),
         ("maintain-needs-name", ["gate.maintain"], {"gate.maintain": "R26"}),
+        ("no-ping-when-busy", ["gate.ping-busy"], {"gate.ping-busy": "R23"}),
     ],
 )
 def test_wrong_brokers_fail_the_right_requirement(flaw: str, select: list[str],

@@ -1059,6 +1059,22 @@ def _busy_maintaining(s: BrokerSession) -> str:
     return detail
 
 
+@check("gate.ping-busy", "R23", "ping and status are answered while a slow call runs",
+       needs_backend=True)
+def _ping_busy(s: BrokerSession) -> str:
+    s.maintaining()
+    c = s.client()
+    for rid in (s.rid(), s.rid()):
+        reply, latency = s.ask_raw(encode(Ping(id=rid)), c)
+        msg = parse(reply)
+        if not isinstance(msg, Pong) or msg.id != rid:
+            raise CheckFailed(f"ping(id={rid}) while a slow call runs got {describe_msg(msg)}")
+        if latency > BUSY_LATENCY:
+            raise CheckFailed(f"pong came after {latency * 1000:.0f} ms while a slow call ran")
+    state = s.status_state()
+    return f"pong at once, status {state}"
+
+
 @check("gate.no-forward-maintaining", "R29", "nothing is forwarded during maintenance",
        needs_backend=True)
 def _no_forward_maintaining(s: BrokerSession) -> str:
@@ -1325,6 +1341,50 @@ def _host_sockets(s: BrokerSession) -> str:
         raise CheckFailed("no broker heartbeat reached ID/hb (R52)")
     return (f"call socket: {', '.join(sorted(set(life.on_call)))}; ID/hb: "
             f"{life.on_hb.count('heartbeat')} heartbeats")
+
+
+@check("gate.drain", "R29",
+       "a host with a call in flight when maintenance begins gets no new call, and the slow "
+       "call only after that call is answered",
+       needs_backend=True,
+       budget=lambda s: 10 * s.timeout + 1.5 * s.heartbeat_timeout + 3.0)
+def _drain(s: BrokerSession) -> str:
+    host = s._attach(13)
+    try:
+        s._open(host, s._adopt(host))
+        c = s.client()
+        held = s.rid()
+        c.send(encode(Call(id=held, method="echo", args=[held])), s.left(s.timeout))
+        first = host.next_call(s.timeout)
+        if first is None:
+            raise CheckFailed("the gate is open but a call was not forwarded to the host")
+        reply = s.ask(Maintain(id=s.rid(), method="reload"))
+        if not isinstance(reply, MaintainReply) or not reply.started:
+            raise CheckFailed(f"maintain with a call in flight: {describe_msg(reply)} "
+                              f"{getattr(reply, 'reason', '')!r}")
+        rid = s.rid()
+        c.send(encode(Call(id=rid, method="echo", args=[rid])), s.left(s.timeout))
+        early = host.calls_within(s.quiet)
+        msg = s.await_reply(c, rid, s.timeout)
+        if early:
+            what = ("the slow call reload" if early[0].method == "reload"
+                    else f"the call {early[0].method!r}")
+            raise CheckFailed(f"while its call {first.id} was still in flight, the host being "
+                              f"drained for maintenance was sent {what}")
+        if not (isinstance(msg, ErrorReply) and msg.code is ErrorCode.BUSY):
+            raise CheckFailed(f"a call while the only host drains for maintenance got "
+                              f"{describe_msg(msg)}, expected busy")
+        host.send(Result(id=first.id, value=held))
+        if not isinstance(s.await_reply(c, held, s.timeout), Result):
+            raise CheckFailed("the call in flight was not answered after the host answered it")
+        slow = host.next_call(s.timeout)
+        if slow is None or slow.method != "reload":
+            raise CheckFailed(f"after the last call in flight was answered, the host got "
+                              f"{describe_msg(slow)} instead of the slow call reload")
+        host.send(Result(id=slow.id))
+        return "no call and no slow call while a call was in flight; then reload"
+    finally:
+        _leave(s, host)
 
 
 # --------------------------------------------------------------------------- pools

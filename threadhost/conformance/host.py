@@ -9,10 +9,16 @@ to see that the host announces itself again to a new broker (R51).
 
 The kit never runs library code of its own accord: a fast call is made only with
 ``--probe NAME:JSON_ARGS`` and a slow call only with ``--slow NAME``; checks that need them
-are skipped otherwise. When the slow call leaves the instance unfit (the adapter's
-``verify`` failed, R54), the probe is made again and must be refused with ``unfit``.
-Arguments that do not fit (``bad_arguments``) and undeclared names (``unknown_call``) must
-be refused by the host before any library code runs. The last check sends ``shutdown``.
+are skipped otherwise. While the slow call runs the kit sends more calls, each of which
+must be answered once after it (R38). When the slow call leaves the instance unfit (the
+adapter's ``verify`` failed, R54), the probe is made again and must be refused with
+``unfit``. Arguments that do not fit (``bad_arguments``: wrong arity, unknown keywords,
+values of a type the parameter's JSON schema does not admit) and undeclared names
+(``unknown_call``) must be refused by the host before any library code runs; with
+``--counter NAME`` (a fast call returning how many library calls ran) the kit sees that
+none did (R39). The fingerprint of ``ready`` is recomputed from its description (R37).
+The last checks send ``shutdown`` — while the slow call runs, with ``--slow``: it must be
+answered before ``goodbye`` — and listen for anything after ``goodbye`` (R42).
 """
 
 from __future__ import annotations

@@ -137,6 +137,10 @@ def msgpack_roundtrip(value: dict[str, object]) -> dict[str, object]:
         ({"type": ["object", "array"]}, "__conformance__"),
         ({"anyOf": [{"type": "object"}, {"type": "array"}, {"type": "string"}]}, None),
         ({"anyOf": [{"type": "integer"}, {"type": "null"}]}, {"__conformance__": [1]}),
+        ({"$ref": "#/$defs/Mode", "$defs": {"Mode": {"enum": ["a"], "type": "string"}}},
+         {"__conformance__": [1]}),
+        ({"$ref": "#/$defs/P", "$defs": {"P": {"type": "object", "properties": {}}}},
+         [["__conformance__"]]),
     ],
 )
 def test_wrongly_typed_values_are_of_a_type_the_schema_does_not_admit(
@@ -146,7 +150,7 @@ def test_wrongly_typed_values_are_of_a_type_the_schema_does_not_admit(
     assert wrong_value(schema) == (wrong,)
 
 
-@pytest.mark.parametrize("schema", [{}, {"$ref": "#/$defs/Point"},
+@pytest.mark.parametrize("schema", [{}, {"$ref": "#/$defs/Point"}, {"allOf": [{}]},
                                     {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/P"}]},
                                     {"type": ["object", "array", "string", "null"]}])
 def test_no_wrong_value_when_the_kit_cannot_tell_the_types(schema: dict[str, object]) -> None:

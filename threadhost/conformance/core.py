@@ -175,11 +175,18 @@ def fingerprint_of(adapter: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def _json_types(schema: Any) -> set[str] | None:
-    """The JSON types a schema admits, when its ``type``/``anyOf``/``oneOf`` say so; None
-    when the kit cannot tell (``$ref``, ``{}``, ...)."""
-    if not isinstance(schema, dict):
+def _json_types(schema: Any, root: Any = None, depth: int = 0) -> set[str] | None:
+    """The JSON types a schema admits, when its ``type``/``anyOf``/``oneOf`` say so (a
+    ``$ref`` to ``#/$defs/NAME`` of the ``root`` schema followed); None when the kit cannot
+    tell (``{}``, ``allOf``, ...)."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 16:
         return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and isinstance(root, dict):
+        defs = root.get("$defs")
+        target = defs.get(ref[len("#/$defs/"):]) if isinstance(defs, dict) else None
+        return _json_types(target, root, depth + 1)
     kind = schema.get("type")
     if isinstance(kind, str):
         return {kind}
@@ -190,7 +197,7 @@ def _json_types(schema: Any) -> set[str] | None:
         if isinstance(branches, list) and branches:
             found: set[str] = set()
             for branch in branches:
-                types = _json_types(branch)
+                types = _json_types(branch, root, depth + 1)
                 if types is None:
                     return None
                 found |= types

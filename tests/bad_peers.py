@@ -16,7 +16,8 @@
     ``error``... with a protocol error; ignores only ``ping``, ``pong``, ``result`` and
     ``status``), ``talks-after-goodbye`` (a heartbeat on the call socket after goodbye),
     ``abandons-on-shutdown`` (a shutdown during ``reload`` gets goodbye at once, ``reload``
-    is never answered), ``answers-hb-garbage`` (answers input on its heartbeat socket that
+    is never answered), ``runs-other-versions-quietly`` (runs a call in another version
+    without answering it), ``answers-hb-garbage`` (answers input on its heartbeat socket that
     is not a broker heartbeat with a protocol error).
 
 ``python -m tests.bad_peers broker --endpoint EP --backend BEP --flaw FLAW``
@@ -221,6 +222,11 @@ class MiniHost:
                     frames = sock.recv_multipart()
                 else:
                     return
+                if (self.flaw == "runs-other-versions-quietly" and len(frames) == 2
+                        and frames[0][:2] == b"TH" and frames[0] != HEADER):
+                    with contextlib.suppress(Exception):
+                        self._invoke(msgpack.unpackb(frames[1]), sock)  # and no answer
+                    continue
                 if _kind(frames) == "shutdown" and self.flaw != "no-goodbye":
                     sock.send_multipart(goodbye)
                     if self.flaw == "talks-after-goodbye":

@@ -296,6 +296,7 @@ def test_our_host_runs_no_library_code_for_wrongly_typed_arguments() -> None:
         ("answers-hb-garbage", "host.heartbeat-garbage", "R22", "the heartbeat socket sent"),
         ("talks-after-goodbye", "host.after-goodbye", "R42", "after goodbye the call socket"),
         ("abandons-on-shutdown", "host.shutdown-finishes", "R42", "never answered"),
+        ("runs-other-versions-quietly", "host.version", "R14", "but it ran: the counter"),
     ],
 )
 def test_wrong_hosts_fail_the_new_checks_a_right_one_passes(flaw: str, check: str,

@@ -322,6 +322,27 @@ class HostSession(Session):
         return Call(id=rid, method=name, args=params if isinstance(params, list) else [],
                     kwargs=params if isinstance(params, dict) else {})
 
+    def count(self) -> int:
+        """The ``--counter`` call's answer: how many library calls ran."""
+        assert self.counter is not None
+        rid = self.rid()
+        got = self.ask(Call(id=rid, method=self.counter), rid, f"the counter {self.counter}")
+        value = getattr(got, "value", None)
+        if not isinstance(got, Result) or type(value) is not int:
+            raise CheckFailed(f"the counter {self.counter}() was answered with "
+                              f"{describe_msg(got)} {value!r}, not a result with an integer")
+        return value
+
+    def counter_step(self) -> tuple[int, int]:
+        """(what the counter adds by running itself: 0 or 1, its latest value)."""
+        first = self.count()
+        last = self.count()
+        if last - first not in (0, 1):
+            raise CheckFailed(f"the counter {self.counter}() moved from {first} to {last} "
+                              f"with nothing else running: it cannot show whether the "
+                              f"library ran")
+        return last - first, last
+
     def _busy_with(self, rid: int, since: float) -> bool:
         return any(b.at >= since and b.msg is not None and b.msg.busy_id == rid
                    for b in self.beats)
@@ -619,25 +640,11 @@ def _bad_types(s: HostSession) -> str:
         raise CheckFailed(f"--counter {s.counter!r} is not a fast call of the adapter "
                           f"(fast calls: {names})")
 
-    def count() -> int:
-        assert s.counter is not None
-        rid = s.rid()
-        got = s.ask(Call(id=rid, method=s.counter), rid, f"the counter {s.counter}")
-        value = getattr(got, "value", None)
-        if not isinstance(got, Result) or type(value) is not int:
-            raise CheckFailed(f"the counter {s.counter}() was answered with "
-                              f"{describe_msg(got)} {value!r}, not a result with an integer")
-        return value
-
+    count = s.count
     step = 0  # what the counter adds by running itself (0 or 1)
     last = 0
     if s.counter is not None:
-        first = count()
-        last = count()
-        step = last - first
-        if step not in (0, 1):
-            raise CheckFailed(f"the counter {s.counter}() moved from {first} to {last} with "
-                              f"nothing else running: it cannot show whether the library ran")
+        step, last = s.counter_step()
     tried: list[str] = []
     for call in fast:
         name = str(call.get("name"))
@@ -811,14 +818,26 @@ def _heartbeat_garbage(s: HostSession) -> str:
 @check("host.version", "R14", "a call in an unsupported version is dropped, not run")
 def _version(s: HostSession) -> str:
     s.ready()
+    counted = s.probe is not None and s.counter is not None
+    step, before = s.counter_step() if counted else (0, 0)
     for v in (0, 2):
         s.send([header_v(v), encode(Call(id=40 + v, method=UNKNOWN_CALL))[1]])
+        if counted:  # the probe, which runs library code when it is run
+            s.send([header_v(v), encode(s.probe_call(s.rid()))[1]])
     extra = s.answers_within(s.quiet)
     if extra:
         raise CheckFailed(f"the host answered a call in another version with "
                           f"{describe_msg(extra[0])}")
     s.alive("calls in versions 0 and 2")
-    return "versions 0 and 2 dropped"
+    if not counted:
+        return "versions 0 and 2 dropped; pass --probe and --counter to see that none ran"
+    after = s.count()
+    if after - before != step:
+        assert s.probe is not None
+        raise CheckFailed(f"the probe {s.probe[0]} sent in versions 0 and 2 was not answered, "
+                          f"but it ran: the counter {s.counter}() went from {before} to "
+                          f"{after}")
+    return f"versions 0 and 2 dropped; counter {s.counter} unmoved by the probe in them"
 
 
 @check("host.size-limit", "R16", "a body at the limit is accepted, over it not decoded")

@@ -797,9 +797,9 @@ def _heartbeat_garbage(s: HostSession) -> str:
         encode(Call(id=92, method=UNKNOWN_CALL)), encode(Ping(id=93)),
         encode(Status(id=94)), encode(Result(id=95, value=1)),
     ]
+    t0 = time.monotonic()
     for f in frames:
         s.router.send([hb.encode(), *f], s.left(s.timeout))
-    t0 = time.monotonic()
     s.sleep(max(s.quiet, 2 * s.interval))
     said = [b.problem for b in s.beats if b.at >= t0 and b.problem is not None]
     if said:

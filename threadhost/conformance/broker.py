@@ -33,6 +33,7 @@ from threadhost.conformance.core import (
     Peer,
     Session,
     describe_msg,
+    fingerprint_of,
     header_v,
     packb,
     parse,
@@ -65,7 +66,6 @@ __all__ = ["BROKER_CHECKS", "BrokerSession"]
 UNKNOWN_CALL = "__conformance_no_such_call__"
 BUSY_LATENCY = 0.5
 """Seconds within which a call the broker does not forward must be answered ("at once")."""
-FAKE_FINGERPRINT = "c0ffee00" * 8
 GATE_STATES = frozenset(
     {"starting", "startup", "ready", "maintaining", "restarting", "failed", "stopping",
      "stopped"}
@@ -93,6 +93,10 @@ def fake_adapter(deadline: float) -> dict[str, Any]:
              "timeout": None},
         ],
     }
+
+
+FAKE_FINGERPRINT = fingerprint_of(fake_adapter(0.0))
+"""The fake host's fingerprint, computed as the spec says (deadlines are not part of it)."""
 
 
 class FakeHost:

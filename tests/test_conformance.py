@@ -274,12 +274,17 @@ def test_an_independent_host_implementation_conforms() -> None:
 
 
 @pytest.mark.e2e
-def test_our_host_runs_no_library_code_for_wrongly_typed_arguments() -> None:
-    report = assert_conformance("tcp://127.0.0.1:*", "host",
-                                spawn="tests.conformance_adapters:Counted", probe=("add", [1, 2]),
-                                counter="runs", timeout=2.0, quiet=QUIET,
-                                select=["host.bad-types"], strict=True)
+def test_our_host_conforms_with_a_counter_showing_refused_calls_run_no_library_code() -> None:
+    cmd = [sys.executable, "-m", "threadhost.host", "tests.conformance_adapters:Counted",
+           "--connect", "{endpoint}", "--heartbeat", "0.2"]
+    report = assert_conformance("tcp://127.0.0.1:*", "host", command=cmd, probe=("add", [1, 2]),
+                                counter="runs", slow="reload", heartbeat_interval=0.2,
+                                timeout=2.0, quiet=QUIET, strict=True)
     assert report.result("host.bad-types").detail == "refused add(a, b); counter runs unmoved"
+    assert report.result("host.version").detail.endswith("counter runs unmoved by the probe "
+                                                         "in them")
+    assert "each answered once" in report.result("host.calls-while-busy").detail
+    assert "then goodbye" in report.result("host.shutdown-finishes").detail
 
 
 # --------------------------------------------------------------------------- wrong peers fail

@@ -35,7 +35,8 @@
     with a protocol error; drops the other kinds clients do not send),
     ``beats-on-call-socket`` (sends its heartbeats to a host's call socket too),
     ``maintain-needs-name`` (``maintain`` with ``method`` nil starts nothing),
-    ``no-ping-when-busy`` (answers ``ping`` with ``busy`` while a slow call runs).
+    ``no-ping-when-busy`` (answers ``ping`` with ``busy`` while a slow call runs),
+    ``restarts-on-ready`` (a serving host's ready again gets its start-up slow call again).
 
 :func:`echo_router` (in-process): a ROUTER that sends every message back.
 """
@@ -440,6 +441,18 @@ def _patch_broker(flaw: str) -> None:
                           if getattr(a, "heartbeat_socket", False)]
 
         GC.Gate.tick = tick_both_sockets  # type: ignore[method-assign]
+    elif flaw == "restarts-on-ready":
+        from threadhost.gate import core as GC
+
+        host_ready = GC.Gate._host_ready
+
+        def start_again(self: Any, now: float, host: Any, msg: Any) -> Any:
+            if host.state is G.HostState.READY and self._schedule.startup_names:
+                name = self._schedule.startup_names[0]
+                return self._send_slow(now, host, name, "startup", startup=True)
+            return host_ready(self, now, host, msg)
+
+        GC.Gate._host_ready = start_again  # type: ignore[method-assign]
     elif flaw == "no-ping-when-busy":
         from threadhost.gate import core as GC
 

@@ -367,6 +367,7 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
          {"gate.host-sockets": "R3"}),
         ("maintain-needs-name", ["gate.maintain"], {"gate.maintain": "R26"}),
         ("no-ping-when-busy", ["gate.ping-busy"], {"gate.ping-busy": "R23"}),
+        ("restarts-on-ready", ["gate.ready-again"], {"gate.ready-again": "R52"}),
     ],
 )
 def test_wrong_brokers_fail_the_right_requirement(flaw: str, select: list[str],

@@ -1266,6 +1266,10 @@ class _SocketLife:
     """Kinds the broker sent to the call socket."""
     on_hb: list[str]
     """Kinds the broker sent to the heartbeat socket."""
+    after_ready: list[Call]
+    """Calls the broker sent after the host's ``ready`` again (on ``ID/hb``, R51)."""
+    state_after_ready: str
+    served_after_ready: Message | None
 
 
 def _socket_life(s: BrokerSession) -> _SocketLife:
@@ -1288,11 +1292,26 @@ def _socket_life(s: BrokerSession) -> _SocketLife:
             state = s.status_state()
             silent_for = time.monotonic() - t0
             reply: Message | None = None
+            after_ready: list[Call] = []
+            again_state, again = "", None
             if state == "ready":
                 rid = s.rid()
                 _, reply = _roundtrip(s, host, Call(id=rid, method="echo", args=[rid]),
                                       lambda c: Result(id=c.id, value=rid))
-            return _SocketLife(silent_for, state, reply, on_call, on_hb)
+                host.beat_on_call = False
+                host.hb.send(encode(Ready(host_id=host.host_id, pid=os.getpid(),
+                                          adapter=fake_adapter(s.slow_deadline),
+                                          fingerprint=FAKE_FINGERPRINT)), s.left(s.timeout))
+                after_ready = host.calls_within(s.quiet + 0.3)
+                for call in after_ready:  # answer them: the broker is to leave cleanly
+                    host.send(Result(id=call.id))
+                again_state = s.status_state()
+                if again_state == "ready":
+                    rid = s.rid()
+                    _, again = _roundtrip(s, host, Call(id=rid, method="echo", args=[rid]),
+                                          lambda c: Result(id=c.id, value=rid))
+            return _SocketLife(silent_for, state, reply, on_call, on_hb, after_ready,
+                               again_state, again)
         finally:
             host.beat_on_call = False
             _leave(s, host)
@@ -1323,6 +1342,26 @@ def _call_socket_life(s: BrokerSession) -> str:
         raise CheckFailed(f"a call to the host got {describe_msg(life.reply)}")
     return (f"heartbeats on the call socket only for {life.silent_for:.1f}s (heartbeat "
             f"timeout {s.heartbeat_timeout:g}s): still served")
+
+
+@check("gate.ready-again", "R52",
+       "a known host's ready again (on ID/hb) is a sign of life only: no start-up again",
+       needs_backend=True,
+       budget=lambda s: 8 * s.timeout + 4.5 * s.heartbeat_timeout + 5.0)
+def _ready_again(s: BrokerSession) -> str:
+    life = _socket_life(s)
+    if life.state != "ready":
+        raise CheckSkipped("needs gate.call-socket-life to pass first")
+    if life.after_ready:
+        raise CheckFailed(f"after a known, serving host sent its ready again (as to a new "
+                          f"broker, R51), the broker sent it {describe_msg(life.after_ready[0])} "
+                          f"{life.after_ready[0].method!r}: a ready from a known host MUST be "
+                          f"a sign of life only")
+    if life.state_after_ready != "ready" or not isinstance(life.served_after_ready, Result):
+        raise CheckFailed(f"after a known host's ready again, the state is "
+                          f"{life.state_after_ready!r} and a call got "
+                          f"{describe_msg(life.served_after_ready)}")
+    return "nothing sent; still ready and serving"
 
 
 @check("gate.host-sockets", "R3",

@@ -2,12 +2,23 @@
 
 ``python -m tests.bad_peers host --connect EP [--flaw FLAW]``
     *MiniHost*: a host written from docs/protocol.md with nothing but pyzmq and msgpack (no
-    threadhost import), to show that an independent implementation passes the kit. A
-    ``--flaw`` breaks one rule on purpose: ``no-echo`` (answers carry id+1),
-    ``no-heartbeat`` (no ID/hb socket), ``runs-other-versions`` (ignores the version
-    byte), ``answers-twice``, ``no-goodbye`` (ignores shutdown), ``no-re-announce``
-    (ignores broker heartbeats: never sends ready again to a new broker),
-    ``always-re-announce`` (answers every broker heartbeat with ready).
+    threadhost import), to show that an independent implementation passes the kit. It
+    serves ``add(a: int, b: int)``, a slow start-up ``reload`` (0.6 s) and ``runs()``, the
+    number of times ``add`` ran (the kit's ``--counter``). A ``--flaw`` breaks one rule on
+    purpose: ``no-echo`` (answers carry id+1), ``no-heartbeat`` (no ID/hb socket),
+    ``runs-other-versions`` (ignores the version byte), ``answers-twice``, ``no-goodbye``
+    (ignores shutdown), ``no-re-announce`` (ignores broker heartbeats: never sends ready
+    again to a new broker), ``always-re-announce`` (answers every broker heartbeat with
+    ready), ``bogus-fingerprint`` (its ready says fingerprint ``"x"``), ``runs-bad-types``
+    (checks only the arity: runs ``add`` with wrongly typed arguments and answers
+    ``bad_arguments`` when it raises), ``drops-while-busy`` (calls that arrived while a
+    call ran are dropped), ``answers-broker-kinds`` (answers ``describe``, ``maintain``,
+    ``error``... with a protocol error; ignores only ``ping``, ``pong``, ``result`` and
+    ``status``), ``talks-after-goodbye`` (a heartbeat on the call socket after goodbye),
+    ``abandons-on-shutdown`` (a shutdown during ``reload`` gets goodbye at once, ``reload``
+    is never answered), ``runs-other-versions-quietly`` (runs a call in another version
+    without answering it), ``answers-hb-garbage`` (answers input on its heartbeat socket that
+    is not a broker heartbeat with a protocol error).
 
 ``python -m tests.bad_peers broker --endpoint EP --backend BEP --flaw FLAW``
     threadhost's own broker in attach mode with one rule broken by a patch: ``no-echo``
@@ -17,7 +28,15 @@
     (never sends hosts heartbeats), ``maintain-all`` (a maintenance round takes every host
     out of rotation at once), ``serves-bad-start`` (opens a host whose start-up slow call
     failed), ``no-quarantine`` (never quarantines a poison call), ``no-halt`` (a maintenance
-    round goes on after an unfit canary).
+    round goes on after an unfit canary), ``maintain-anything`` (``maintain`` of a name that
+    is no slow call answers ``started: true`` and starts nothing), ``hb-only-life`` (only
+    messages on a host's heartbeat socket count as signs of life), ``drops-client-kinds``
+    (answers only the client kinds ``result``, ``pong``, ``heartbeat`` and ``ready``
+    with a protocol error; drops the other kinds clients do not send),
+    ``beats-on-call-socket`` (sends its heartbeats to a host's call socket too),
+    ``maintain-needs-name`` (``maintain`` with ``method`` nil starts nothing),
+    ``no-ping-when-busy`` (answers ``ping`` with ``busy`` while a slow call runs),
+    ``restarts-on-ready`` (a serving host's ready again gets its start-up slow call again).
 
 :func:`echo_router` (in-process): a ROUTER that sends every message back.
 """
@@ -27,10 +46,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +62,7 @@ import zmq
 HEADER = b"TH\x01"
 MAX_SIZE = 1 << 20
 MAX_ID = (1 << 64) - 1
+UNKNOWN = "__no_such_call__"
 CALLS = [
     {"name": "reload", "kind": "slow", "doc": "", "params": [], "returns": {"type": "null"},
      "startup": True, "policy": None, "deadline": 30.0, "timeout": None},
@@ -50,11 +73,38 @@ CALLS = [
                  "schema": {"type": "integer"}, "required": True}],
      "returns": {"type": "integer"}, "startup": False, "policy": None, "deadline": None,
      "timeout": None},
+    {"name": "runs", "kind": "fast", "doc": "", "params": [], "returns": {"type": "integer"},
+     "startup": False, "policy": None, "deadline": None, "timeout": None},
 ]
+
+
+def fingerprint(calls: list[dict[str, Any]]) -> str:
+    """The schema fingerprint, as docs/protocol.md defines it (these schemas carry no
+    ``description`` texts to leave out)."""
+    contract = [{"name": c["name"], "kind": c["kind"], "params": c["params"],
+                 "returns": c["returns"]} for c in calls]
+    text = json.dumps({"fingerprint": 1, "calls": contract}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+class _Abandon(Exception):
+    """``abandons-on-shutdown``: a shutdown arrived while reload ran."""
 
 
 def _pack(body: dict[str, Any]) -> list[bytes]:
     return [HEADER, msgpack.packb(body, use_bin_type=True)]
+
+
+def _kind(frames: list[bytes]) -> object:
+    """The ``kind`` of a well-framed version-1 message, else None."""
+    if len(frames) != 2 or frames[0] != HEADER:
+        return None
+    try:
+        body = msgpack.unpackb(frames[1])
+    except Exception:
+        return None
+    return body.get("kind") if isinstance(body, dict) else None
 
 
 class MiniHost:
@@ -71,6 +121,8 @@ class MiniHost:
         self.announced: tuple[list[bytes], float] | None = None  # (ready frames, sent at)
         self.token: str | None = None  # the last broker heartbeat's token, and when
         self.heard: float | None = None
+        self.runs = 0  # how many times add ran
+        self.pending: deque[list[bytes]] = deque()  # read while reload ran (a flaw's)
 
     def _error(self, rid: int | None, code: str, message: str) -> dict[str, Any]:
         return {"kind": "error", "id": rid, "code": code, "message": message}
@@ -102,60 +154,102 @@ class MiniHost:
             return body, None
         if kind in ("ping", "pong", "result", "error", "status", "describe", "maintain",
                     "description", "status_reply", "maintain_reply"):
+            if self.flaw == "answers-broker-kinds" and kind not in ("ping", "pong", "result",
+                                                                    "status"):
+                return None, self._error(rid, "protocol", f"a host does not take {kind!r}")
             return None, None  # well-formed kinds a host does not receive: ignore
         return None, self._error(rid, "protocol", f"unknown kind {kind!r}")
 
-    def _invoke(self, call: dict[str, Any]) -> dict[str, Any]:
+    def _reload(self, sock: zmq.Socket[bytes]) -> None:
+        end = time.monotonic() + 0.6
+        while (left := end - time.monotonic()) > 0:
+            if self.flaw != "abandons-on-shutdown":
+                time.sleep(left)
+            elif sock.poll(int(left * 1000) + 1):
+                frames = sock.recv_multipart()
+                if _kind(frames) == "shutdown":
+                    raise _Abandon
+                self.pending.append(frames)
+
+    def _invoke(self, call: dict[str, Any], sock: zmq.Socket[bytes]) -> dict[str, Any]:
         rid = call["id"]
         if self.flaw == "no-echo":
             rid = (rid + 1) % (MAX_ID + 1)
         name, args, kwargs = call["method"], call.get("args", []), call.get("kwargs", {})
         if name == "reload":
             self.busy = call["id"]
-            time.sleep(0.6)
-            self.busy = None
+            try:
+                self._reload(sock)
+            finally:
+                self.busy = None
             return {"kind": "result", "id": rid, "value": None}
+        if name == "runs":
+            if args or kwargs:
+                return self._error(rid, "bad_arguments", "runs() takes no arguments")
+            return {"kind": "result", "id": rid, "value": self.runs}
         if name != "add":
             return self._error(rid, "unknown_call", f"no call {name!r}")
         bound = dict(zip(("a", "b"), args, strict=False))
         if len(args) > 2 or set(kwargs) - {"a", "b"} or set(bound) & set(kwargs):
             return self._error(rid, "bad_arguments", "add(a: int, b: int)")
         bound.update(kwargs)
-        if set(bound) != {"a", "b"} or not all(type(v) is int for v in bound.values()):
+        if set(bound) != {"a", "b"}:
             return self._error(rid, "bad_arguments", "add(a: int, b: int)")
-        return {"kind": "result", "id": rid, "value": bound["a"] + bound["b"]}
+        if self.flaw != "runs-bad-types" and not all(type(v) is int for v in bound.values()):
+            return self._error(rid, "bad_arguments", "add(a: int, b: int)")
+        self.runs += 1  # the library runs
+        try:
+            value = bound["a"] + bound["b"]
+        except TypeError as exc:  # runs-bad-types: too late, the library already ran
+            return self._error(rid, "bad_arguments", str(exc))
+        return {"kind": "result", "id": rid, "value": value}
 
     def _library(self) -> None:
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.ROUTING_ID, self.host_id.encode())
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(self.endpoint)
+        print_ = "x" if self.flaw == "bogus-fingerprint" else fingerprint(CALLS)
         ready = _pack({"kind": "ready", "host_id": self.host_id, "pid": os.getpid(),
-                       "adapter": {"adapter": "mini", "calls": CALLS}, "fingerprint": "f" * 64})
+                       "adapter": {"adapter": "mini", "calls": CALLS}, "fingerprint": print_})
         sock.send_multipart(ready)
         self.announced = (ready, time.monotonic())
+        goodbye = _pack({"kind": "goodbye", "host_id": self.host_id, "ok": True})
         try:
             while True:
-                if not sock.poll(10_000):
+                if self.pending:
+                    frames = self.pending.popleft()
+                elif sock.poll(10_000):
+                    frames = sock.recv_multipart()
+                else:
                     return
-                frames = sock.recv_multipart()
-                try:
-                    body = msgpack.unpackb(frames[1]) if len(frames) == 2 else None
-                except Exception:
-                    body = None
-                if (isinstance(body, dict) and body.get("kind") == "shutdown"
-                        and frames[0] == HEADER and self.flaw != "no-goodbye"):
-                    sock.send_multipart(_pack({"kind": "goodbye", "host_id": self.host_id,
-                                               "ok": True}))
+                if (self.flaw == "runs-other-versions-quietly" and len(frames) == 2
+                        and frames[0][:2] == b"TH" and frames[0] != HEADER):
+                    with contextlib.suppress(Exception):
+                        self._invoke(msgpack.unpackb(frames[1]), sock)  # and no answer
+                    continue
+                if _kind(frames) == "shutdown" and self.flaw != "no-goodbye":
+                    sock.send_multipart(goodbye)
+                    if self.flaw == "talks-after-goodbye":
+                        sock.send_multipart(_pack({"kind": "heartbeat",
+                                                   "host_id": self.host_id,
+                                                   "pid": os.getpid()}))
                     return
                 msg, err = self._read(frames)
                 if err is not None:
                     sock.send_multipart(_pack(err))
                 elif msg is not None:
-                    answer = _pack(self._invoke(msg))
+                    try:
+                        answer = _pack(self._invoke(msg, sock))
+                    except _Abandon:
+                        sock.send_multipart(goodbye)
+                        return
                     sock.send_multipart(answer)
                     if self.flaw == "answers-twice":
                         sock.send_multipart(answer)
+                    if self.flaw == "drops-while-busy" and msg["method"] in ("reload", "add"):
+                        while sock.poll(0):  # what arrived meanwhile is lost
+                            sock.recv_multipart()
         finally:
             sock.close()
             self.done.set()
@@ -174,6 +268,10 @@ class MiniHost:
                 body = None
             if (frames[0] != HEADER or not isinstance(body, dict)
                     or body.get("kind") != "heartbeat" or self.announced is None):
+                if self.flaw == "answers-hb-garbage":
+                    with contextlib.suppress(zmq.Again):
+                        hb.send_multipart(_pack(self._error(None, "protocol", "not a heartbeat")),
+                                          zmq.NOBLOCK)
                 continue  # malformed, another kind, or still before ready: dropped
             token = str(body.get("host_id", ""))
             ready, sent_at = self.announced
@@ -319,6 +417,100 @@ def _patch_broker(flaw: str) -> None:
             return self._advance_rollout(now)
 
         GC.Gate._halt = go_on  # type: ignore[method-assign]
+    elif flaw == "drops-client-kinds":
+        from threadhost.gate import core as GC
+
+        client_message = GC.Gate.client_message
+        answered = ("call", "ping", "status", "describe", "maintain", "result", "pong",
+                    "heartbeat", "ready")
+
+        def drop_others(self: Any, now: float, route: Any, msg: Any) -> Any:
+            if getattr(msg, "kind", None) not in answered:
+                return []
+            return client_message(self, now, route, msg)
+
+        GC.Gate.client_message = drop_others  # type: ignore[method-assign]
+    elif flaw == "beats-on-call-socket":
+        from threadhost.gate import core as GC
+
+        tick = GC.Gate.tick
+
+        def tick_both_sockets(self: Any, now: float) -> Any:
+            out = tick(self, now)
+            return out + [dataclasses.replace(a, heartbeat_socket=False) for a in out
+                          if getattr(a, "heartbeat_socket", False)]
+
+        GC.Gate.tick = tick_both_sockets  # type: ignore[method-assign]
+    elif flaw == "restarts-on-ready":
+        from threadhost.gate import core as GC
+
+        host_ready = GC.Gate._host_ready
+
+        def start_again(self: Any, now: float, host: Any, msg: Any) -> Any:
+            if host.state is G.HostState.READY and self._schedule.startup_names:
+                name = self._schedule.startup_names[0]
+                return self._send_slow(now, host, name, "startup", startup=True)
+            return host_ready(self, now, host, msg)
+
+        GC.Gate._host_ready = start_again  # type: ignore[method-assign]
+    elif flaw == "no-ping-when-busy":
+        from threadhost.gate import core as GC
+
+        client_message = GC.Gate.client_message
+
+        def busy_ping(self: Any, now: float, route: Any, msg: Any) -> Any:
+            if getattr(msg, "kind", None) == "ping" and self.state is G.GateState.MAINTAINING:
+                return [GC.ToClient(route, self._refuse(now, msg.id))]
+            return client_message(self, now, route, msg)
+
+        GC.Gate.client_message = busy_ping  # type: ignore[method-assign]
+    elif flaw == "maintain-needs-name":
+        from threadhost.gate import core as GC
+
+        maintain = GC.Gate._manual_maintain
+
+        def refuse_nil(self: Any, now: float, route: Any, msg: Any) -> Any:
+            out = maintain(self, now, route, msg.__class__(id=msg.id, method=UNKNOWN))
+            return out if msg.method is None else maintain(self, now, route, msg)
+
+        GC.Gate._manual_maintain = refuse_nil  # type: ignore[method-assign]
+    elif flaw == "maintain-anything":
+        from threadhost.gate import core as GC
+
+        maintain = GC.Gate._manual_maintain
+
+        def say_started(self: Any, now: float, route: Any, msg: Any) -> Any:
+            out = maintain(self, now, route, msg)
+            if msg.method is not None and msg.method not in self._schedule.calls:
+                reply = out[-1].message  # started=false: no such slow call; say true anyway
+                out[-1] = GC.ToClient(route, type(reply)(id=reply.id, started=True,
+                                                         reason="sure"))
+            return out
+
+        GC.Gate._manual_maintain = say_started  # type: ignore[method-assign]
+    elif flaw == "hb-only-life":
+        from threadhost.gate import core as GC
+
+        recv = B._recv
+        last = {"ident": b""}
+
+        def recv_noting(sock: Any) -> list[bytes]:
+            frames = recv(sock)
+            last["ident"] = frames[0]
+            return frames
+
+        B._recv = recv_noting
+        host_message = GC.Gate.host_message
+
+        def hb_socket_only(self: Any, now: float, host_id: str, msg: Any) -> Any:
+            host = self.pool.get(host_id)
+            before = None if host is None else host.last_heartbeat
+            out = host_message(self, now, host_id, msg)
+            if host is not None and before is not None and not last["ident"].endswith(b"/hb"):
+                host.last_heartbeat = before  # the call socket does not count
+            return out
+
+        GC.Gate.host_message = hb_socket_only  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown broker flaw {flaw!r}")
 

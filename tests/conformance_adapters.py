@@ -66,3 +66,24 @@ class Unfit(Adapter):
     @fast
     def reloads(self) -> int:
         return self.count
+
+
+class Counted(Adapter):
+    """``add(a, b)`` counts its runs and ``runs()`` tells the count: the kit's ``--counter``
+    sees whether a refused call ran library code (R39). ``reload`` (slow) takes 0.7 s."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @slow(startup=False)
+    def reload(self) -> None:
+        time.sleep(0.7)
+
+    @fast
+    def add(self, a: int, b: int) -> int:
+        self.count += 1
+        return a + b
+
+    @fast
+    def runs(self) -> int:
+        return self.count

@@ -74,6 +74,91 @@ def test_spec_has_numbered_musts_and_a_complete_coverage_table() -> None:
     assert in_table == cited, in_table ^ cited
 
 
+def _coverage_cells() -> dict[str, tuple[str, str]]:
+    """R-number -> (its 'checked on the wire by' cell, its 'not observable because' cell)."""
+    cells = {}
+    for req, line in _coverage_rows().items():
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        assert len(parts) == 4, f"{req}: a coverage row has 4 cells: {line}"
+        cells[req] = (parts[2], parts[3])
+    return cells
+
+
+def test_every_coverage_row_names_a_kit_check_or_says_why_none_can_exist() -> None:
+    kit = {c.id for role in ("broker", "host") for c in checks(role)}  # type: ignore[arg-type]
+    by_requirement: dict[str, set[str]] = {}
+    for role in ("broker", "host"):
+        for c in checks(role):  # type: ignore[arg-type]
+            by_requirement.setdefault(c.requirement, set()).add(c.id)
+    for req, (checked_by, reason) in _coverage_cells().items():
+        named = set(re.findall(r"`((?:broker|gate|host)\.[a-z-]+)`", checked_by))
+        assert named <= kit, f"{req} names checks the kit does not have: {named - kit}"
+        assert named or reason.strip(" —-"), (
+            f"{req}: no kit check and no reason why the wire cannot show it")
+        assert by_requirement.get(req, set()) <= named, f"{req}: its checks go in its row"
+
+
+def test_the_kit_computes_the_fingerprint_as_adapters_do() -> None:
+    # one algorithm: the kit recomputes it from a description alone (as a peer in another
+    # language must), the adapter from its signatures, the independent host by hand
+    from examples.mylib_adapter import Mylib
+    from tests import bad_peers, conformance_adapters, proxy_types_adapter
+    from threadhost.adapter import inspect_adapter
+    from threadhost.conformance.core import fingerprint_of
+
+    classes = [Mylib, conformance_adapters.Big, conformance_adapters.Unfit,
+               conformance_adapters.Counted, proxy_types_adapter.Types,
+               proxy_types_adapter.MylibV2, proxy_types_adapter.LocalDataclass,
+               proxy_types_adapter.MixinEnum, proxy_types_adapter.LocalModelResult,
+               proxy_types_adapter.EnumWithMethods]
+    for cls in classes:
+        spec = inspect_adapter(cls)
+        described = msgpack_roundtrip(spec.describe())
+        assert fingerprint_of(described) == spec.fingerprint, cls
+        assert fingerprint_of({**described, "doc": "other", "adapter": "x:Y"}) == spec.fingerprint
+    changed = msgpack_roundtrip(inspect_adapter(Mylib).describe())
+    changed["calls"][0]["name"] += "2"
+    assert fingerprint_of(changed) != inspect_adapter(Mylib).fingerprint
+    assert fingerprint_of({"calls": bad_peers.CALLS}) == bad_peers.fingerprint(bad_peers.CALLS)
+
+
+def msgpack_roundtrip(value: dict[str, object]) -> dict[str, object]:
+    """``value`` as a peer receives it: through msgpack (tuples become lists...)."""
+    import msgpack
+
+    return msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("schema", "wrong"),
+    [
+        ({"type": "integer"}, {"__conformance__": [1]}),
+        ({"type": "object"}, [["__conformance__"]]),
+        ({"type": ["object", "array"]}, "__conformance__"),
+        ({"anyOf": [{"type": "object"}, {"type": "array"}, {"type": "string"}]}, None),
+        ({"anyOf": [{"type": "integer"}, {"type": "null"}]}, {"__conformance__": [1]}),
+        ({"$ref": "#/$defs/Mode", "$defs": {"Mode": {"enum": ["a"], "type": "string"}}},
+         {"__conformance__": [1]}),
+        ({"$ref": "#/$defs/P", "$defs": {"P": {"type": "object", "properties": {}}}},
+         [["__conformance__"]]),
+    ],
+)
+def test_wrongly_typed_values_are_of_a_type_the_schema_does_not_admit(
+        schema: dict[str, object], wrong: object) -> None:
+    from threadhost.conformance.core import wrong_value
+
+    assert wrong_value(schema) == (wrong,)
+
+
+@pytest.mark.parametrize("schema", [{}, {"$ref": "#/$defs/Point"}, {"allOf": [{}]},
+                                    {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/P"}]},
+                                    {"type": ["object", "array", "string", "null"]}])
+def test_no_wrong_value_when_the_kit_cannot_tell_the_types(schema: dict[str, object]) -> None:
+    from threadhost.conformance.core import wrong_value
+
+    assert wrong_value(schema) is None
+
+
 def test_protocol_docstring_and_spec_agree() -> None:
     doc = threadhost.protocol.__doc__ or ""
     assert "docs/protocol.md" in doc
@@ -179,12 +264,56 @@ def test_our_host_conforms(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_an_independent_host_implementation_conforms() -> None:
     report = run_conformance("tcp://127.0.0.1:*", "host", command=mini_host(),
-                             probe=("add", [2, 3]), slow="reload", heartbeat_interval=0.25,
-                             timeout=2.0, quiet=QUIET)
+                             probe=("add", [2, 3]), slow="reload", counter="runs",
+                             heartbeat_interval=0.25, timeout=2.0, quiet=QUIET)
     assert report.ok and not report.skipped, report.format()
+    assert report.result("host.bad-types").detail.endswith("counter runs unmoved")
+    assert "each answered once" in report.result("host.calls-while-busy").detail
+    assert "answered result(id=779), then goodbye" in report.result(
+        "host.shutdown-finishes").detail
+
+
+@pytest.mark.e2e
+def test_our_host_conforms_with_a_counter_showing_refused_calls_run_no_library_code() -> None:
+    cmd = [sys.executable, "-m", "threadhost.host", "tests.conformance_adapters:Counted",
+           "--connect", "{endpoint}", "--heartbeat", "0.2"]
+    report = assert_conformance("tcp://127.0.0.1:*", "host", command=cmd, probe=("add", [1, 2]),
+                                counter="runs", slow="reload", heartbeat_interval=0.2,
+                                timeout=2.0, quiet=QUIET, strict=True)
+    assert report.result("host.bad-types").detail == "refused add(a, b); counter runs unmoved"
+    assert report.result("host.version").detail.endswith("counter runs unmoved by the probe "
+                                                         "in them")
+    assert "each answered once" in report.result("host.calls-while-busy").detail
+    assert "then goodbye" in report.result("host.shutdown-finishes").detail
 
 
 # --------------------------------------------------------------------------- wrong peers fail
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("flaw", "check", "requirement", "says"),
+    [
+        ("bogus-fingerprint", "host.fingerprint", "R37", "ready.fingerprint is 'x'"),
+        ("runs-bad-types", "host.bad-types", "R39", "but the library ran"),
+        ("drops-while-busy", "host.calls-while-busy", "R38", "were never answered"),
+        ("answers-broker-kinds", "host.unexpected-kinds", "R10", "describe"),
+        ("answers-hb-garbage", "host.heartbeat-garbage", "R22", "the heartbeat socket sent"),
+        ("talks-after-goodbye", "host.after-goodbye", "R42", "after goodbye the call socket"),
+        ("abandons-on-shutdown", "host.shutdown-finishes", "R42", "never answered"),
+        ("runs-other-versions-quietly", "host.version", "R14", "but it ran: the counter"),
+    ],
+)
+def test_wrong_hosts_fail_the_new_checks_a_right_one_passes(flaw: str, check: str,
+                                                             requirement: str, says: str) -> None:
+    options = {"probe": ("add", [2, 3]), "slow": "reload", "counter": "runs",
+               "heartbeat_interval": 0.25, "timeout": 1.0, "quiet": QUIET, "select": [check]}
+    wrong = run_conformance("tcp://127.0.0.1:*", "host", command=mini_host(flaw), **options)
+    assert failed(wrong) == {check: requirement}, wrong.format()
+    assert says in wrong.result(check).detail, wrong.format()
+    right = run_conformance("tcp://127.0.0.1:*", "host", command=mini_host(), strict=True,
+                            **options)
+    assert right.ok, right.format()
 
 
 @pytest.mark.e2e
@@ -218,8 +347,8 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
     ("flaw", "select", "expected"),
     [
         ("no-echo", ["broker.ping", "broker.ids"], {"broker.ping": "R23", "broker.ids": "R9"}),
-        ("forward-busy", ["gate.no-forward-maintaining"],
-         {"gate.no-forward-maintaining": "R29"}),
+        ("forward-busy", ["gate.no-forward-maintaining", "gate.drain"],
+         {"gate.no-forward-maintaining": "R29", "gate.drain": "R29"}),
         ("silent-on-garbage", ["broker.malformed"], {"broker.malformed": "R19"}),
         ("ignores-version", ["broker.version", "gate.version-call"],
          {"broker.version": "R13", "gate.version-call": "R12"}),
@@ -229,7 +358,16 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
         ("maintain-all", ["gate.pool"], {"gate.pool": "R53"}),
         ("serves-bad-start", ["gate.startup-failure"], {"gate.startup-failure": "R55"}),
         ("no-quarantine", ["gate.poison"], {"gate.poison": "R57"}),
-        ("no-halt", ["gate.canary"], {"gate.canary": "R56"}),
+        ("no-halt", ["gate.canary", "gate.canary-error"],
+         {"gate.canary": "R56", "gate.canary-error": "R56"}),
+        ("maintain-anything", ["gate.maintain-unknown"], {"gate.maintain-unknown": "R26"}),
+        ("hb-only-life", ["gate.call-socket-life"], {"gate.call-socket-life": "R44"}),
+        ("drops-client-kinds", ["broker.client-kinds"], {"broker.client-kinds": "R10"}),
+        ("beats-on-call-socket", ["gate.host-sockets", "gate.call-socket-life"],
+         {"gate.host-sockets": "R3"}),
+        ("maintain-needs-name", ["gate.maintain"], {"gate.maintain": "R26"}),
+        ("no-ping-when-busy", ["gate.ping-busy"], {"gate.ping-busy": "R23"}),
+        ("restarts-on-ready", ["gate.ready-again"], {"gate.ready-again": "R52"}),
     ],
 )
 def test_wrong_brokers_fail_the_right_requirement(flaw: str, select: list[str],

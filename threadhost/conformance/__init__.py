@@ -190,6 +190,7 @@ def run_conformance(
     probe: tuple[str, Any] | str | None = None,
     slow: str | None = None,
     slow_timeout: float = 60.0,
+    counter: str | None = None,
     timeout: float = 3.0,
     quiet: float = 0.25,
     heartbeat_timeout: float = 3.0,
@@ -209,7 +210,9 @@ def run_conformance(
     ``spawn`` (adapter ``MODULE[:CLASS]``) or ``command`` (argv or a shell-like string with
     ``{endpoint}``) starts the host, with ``env`` added to the environment; otherwise the kit
     waits ``wait`` seconds for one to connect. ``probe`` ``("calc", [5])`` or ``"calc:[5]"``
-    and ``slow`` name calls the kit may make; ``heartbeat_interval`` is the host's.
+    and ``slow`` name calls the kit may make; ``counter`` a fast call without arguments that
+    returns how many library calls ran (so the kit sees that refused calls ran none);
+    ``heartbeat_interval`` is the host's.
     ``select``: check ids or glob patterns (``"gate.*"``) to run; preconditions they need are
     set up anyway.
     """
@@ -240,8 +243,9 @@ def run_conformance(
     elif command is not None:
         argv = list(command)
     hs = HostSession(endpoint, command=argv, env=env, probe=_parse_probe(probe), slow=slow,
-                     slow_timeout=slow_timeout, heartbeat_interval=heartbeat_interval,
-                     wait=wait, timeout=timeout, quiet=quiet, max_size=max_size)
+                     slow_timeout=slow_timeout, counter=counter,
+                     heartbeat_interval=heartbeat_interval, wait=wait, timeout=timeout,
+                     quiet=quiet, max_size=max_size)
     try:
         _run_suite(hs, HOST_CHECKS, report, select, False, on_result)
     finally:
@@ -318,6 +322,9 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
               help='host role: a fast call the kit may make, e.g. "calc:[5]"')
 @click.option("--slow", default=None, metavar="NAME",
               help="host role: a slow call the kit may run (watches heartbeats during it)")
+@click.option("--counter", default=None, metavar="NAME",
+              help="host role: a fast call without arguments returning how many library "
+                   "calls ran; shows that refused calls run no library code")
 @click.option("--slow-timeout", callback=_seconds, metavar=_DUR, default="60s", show_default=True,
               help="host role: how long the --slow call may take")
 @click.option("--timeout", callback=_seconds, metavar=_DUR, default="3s", show_default=True,
@@ -341,7 +348,8 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @click.option("--list", "list_only", is_flag=True, help="list the checks and exit")
 def conformance_command(endpoint: str | None, role: Role, backend: str | None,
                         spawn: str | None, command: str | None, probe: str | None,
-                        slow: str | None, slow_timeout: float, timeout: float, quiet: float,
+                        slow: str | None, counter: str | None, slow_timeout: float,
+                        timeout: float, quiet: float,
                         heartbeat_timeout: float, heartbeat_interval: float, max_size: int,
                         wait: float, select: tuple[str, ...], strict: bool, as_json: bool,
                         list_only: bool) -> None:
@@ -367,8 +375,8 @@ def conformance_command(endpoint: str | None, role: Role, backend: str | None,
     check_endpoint(endpoint, "ENDPOINT", bind=role == "host")
     if backend is not None:
         check_endpoint(backend, "--backend")
-    if role == "broker" and (spawn or command or probe or slow):
-        _fail("--spawn, --exec, --probe and --slow are for --role host")
+    if role == "broker" and (spawn or command or probe or slow or counter):
+        _fail("--spawn, --exec, --probe, --slow and --counter are for --role host")
     if role == "host" and backend:
         _fail("--backend is for --role broker")
     if spawn and command:
@@ -379,7 +387,7 @@ def conformance_command(endpoint: str | None, role: Role, backend: str | None,
     try:
         report = run_conformance(
             endpoint, role, backend=backend, spawn=spawn, command=command, probe=probe,
-            slow=slow, slow_timeout=slow_timeout, timeout=timeout, quiet=quiet,
+            slow=slow, slow_timeout=slow_timeout, counter=counter, timeout=timeout, quiet=quiet,
             heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval,
             max_size=max_size, wait=wait, select=select or None, strict=strict,
             on_result=None if as_json else (lambda r: click.echo(r.line())),

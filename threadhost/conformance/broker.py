@@ -33,6 +33,7 @@ from threadhost.conformance.core import (
     Peer,
     Session,
     describe_msg,
+    fingerprint_of,
     header_v,
     packb,
     parse,
@@ -65,7 +66,6 @@ __all__ = ["BROKER_CHECKS", "BrokerSession"]
 UNKNOWN_CALL = "__conformance_no_such_call__"
 BUSY_LATENCY = 0.5
 """Seconds within which a call the broker does not forward must be answered ("at once")."""
-FAKE_FINGERPRINT = "c0ffee00" * 8
 GATE_STATES = frozenset(
     {"starting", "startup", "ready", "maintaining", "restarting", "failed", "stopping",
      "stopped"}
@@ -95,6 +95,10 @@ def fake_adapter(deadline: float) -> dict[str, Any]:
     }
 
 
+FAKE_FINGERPRINT = fingerprint_of(fake_adapter(0.0))
+"""The fake host's fingerprint, computed as the spec says (deadlines are not part of it)."""
+
+
 class FakeHost:
     """A host the kit controls: two DEALERs on the back end (``ID`` and ``ID/hb``)."""
 
@@ -107,6 +111,8 @@ class FakeHost:
         self.interval = min(0.2, s.heartbeat_timeout / 5)
         self.silent = False
         self.silent_since: float | None = None
+        self.beat_on_call = False
+        """Send the heartbeats on the call socket (the broker hears the host either way)."""
         self._next_beat = 0.0
         s.wire.tickers.append(self._tick)
 
@@ -114,8 +120,9 @@ class FakeHost:
         if self.silent or self.hb.closed or now < self._next_beat:
             return
         self._next_beat = now + self.interval
+        sock = self.call.sock if self.beat_on_call else self.hb.sock
         with contextlib.suppress(zmq.ZMQError):  # not connected yet or queue full: next beat
-            self.hb.sock.send_multipart(
+            sock.send_multipart(
                 encode(Heartbeat(host_id=self.host_id, pid=os.getpid())), zmq.NOBLOCK)
 
     def go_silent(self) -> None:
@@ -332,9 +339,9 @@ class BrokerSession(Session):
             host = self.gate_open()
             host.drain()
             rid = MAX_ID - 2
-            reply = self.ask(Maintain(id=rid, method="reload"))
+            reply = self.ask(Maintain(id=rid))  # method nil: the first slow call, reload
             if not isinstance(reply, MaintainReply) or reply.id != rid or not reply.started:
-                raise CheckFailed(f"maintain(reload): expected maintain_reply(id={rid}, "
+                raise CheckFailed(f"maintain(method=nil): expected maintain_reply(id={rid}, "
                                   f"started=true), got {describe_msg(reply)} "
                                   f"{getattr(reply, 'reason', '')!r}")
             call = host.next_call(self.timeout)
@@ -567,10 +574,16 @@ def _client_kinds(s: BrokerSession) -> str:
         (Pong(id=13), 13),
         (Heartbeat(host_id="x", pid=1), None),
         (Ready(host_id="x", pid=1, adapter={}, fingerprint=""), None),
+        (ErrorReply(id=17, code=ErrorCode.BUSY, message="kit"), 17),
+        (Description(id=18, adapter={}, fingerprint="0" * 64), 18),
+        (MaintainReply(id=19, started=True), 19),
+        (StatusReply(id=20, status={"state": "ready"}), 20),
+        (Shutdown(reason="a client may not stop hosts"), None),
+        (Goodbye(host_id="x"), None),
     ]
     for msg, rid in cases:
         s.expect_error(msg, ErrorCode.PROTOCOL, rid, f"a client's {msg.kind}")  # type: ignore[attr-defined]
-    return "result, pong, heartbeat, ready"
+    return ", ".join(m.kind for m, _ in cases)  # type: ignore[attr-defined]
 
 
 @check("broker.version", "R13", "an unsupported version gets error 'version', id nil, in v1")
@@ -1000,8 +1013,39 @@ def _host_garbage(s: BrokerSession) -> str:
     return "7 bad messages dropped; the real answer still routed"
 
 
+@check("gate.maintain-unknown", "R26",
+       "maintain of a name that is not a slow call answers started=false, starts nothing")
+def _maintain_unknown(s: BrokerSession) -> str:
+    host: FakeHost | None = None
+    names = [UNKNOWN_CALL, "_private", "setup"]
+    if s.backend is not None:
+        host = s.gate_open()
+        host.drain()
+        names.append("echo")  # a fast call, not a slow one
+    for name in names:
+        rid = s.rid()
+        msg = s.ask(Maintain(id=rid, method=name))
+        if not isinstance(msg, MaintainReply) or msg.id != rid:
+            raise CheckFailed(f"maintain({name!r}) got {describe_msg(msg)}")
+        if msg.started:
+            raise CheckFailed(f"maintain({name!r}) answered started=true ({msg.reason!r}), but "
+                              f"the adapter has no slow call {name!r}: started MUST be true "
+                              f"only when the named slow call was started")
+    if host is not None:
+        sent = host.calls_within(s.quiet)
+        if sent:
+            raise CheckFailed(f"after maintain of names that are no slow calls, the host got "
+                              f"{describe_msg(sent[0])} {sent[0].method!r}")
+        state = s.status_state()
+        if state != "ready":
+            raise CheckFailed(f"after maintain of names that are no slow calls, the state is "
+                              f"{state!r}, not ready")
+    return f"started=false for {', '.join(names)}"
+
+
 @check("gate.maintain", "R26",
-       "maintain answers started=true and sends the slow call to the host",
+       "maintain (method nil: the first slow call) answers started=true and sends it to the "
+       "host",
        needs_backend=True)
 def _maintain(s: BrokerSession) -> str:
     m = s.maintaining()
@@ -1017,6 +1061,22 @@ def _busy_maintaining(s: BrokerSession) -> str:
     if state != "maintaining":
         raise CheckFailed(f"status says {state!r} while the slow call runs (R24)")
     return detail
+
+
+@check("gate.ping-busy", "R23", "ping and status are answered while a slow call runs",
+       needs_backend=True)
+def _ping_busy(s: BrokerSession) -> str:
+    s.maintaining()
+    c = s.client()
+    for rid in (s.rid(), s.rid()):
+        reply, latency = s.ask_raw(encode(Ping(id=rid)), c)
+        msg = parse(reply)
+        if not isinstance(msg, Pong) or msg.id != rid:
+            raise CheckFailed(f"ping(id={rid}) while a slow call runs got {describe_msg(msg)}")
+        if latency > BUSY_LATENCY:
+            raise CheckFailed(f"pong came after {latency * 1000:.0f} ms while a slow call ran")
+    state = s.status_state()
+    return f"pong at once, status {state}"
 
 
 @check("gate.no-forward-maintaining", "R29", "nothing is forwarded during maintenance",
@@ -1195,6 +1255,181 @@ def _stranger_heartbeat(s: BrokerSession) -> str:
         host.close()
 
 
+@dataclass
+class _SocketLife:
+    """A host adopted, beating on its call socket only for 2.5 heartbeat timeouts."""
+
+    silent_for: float
+    state: str
+    reply: Message | None
+    on_call: list[str]
+    """Kinds the broker sent to the call socket."""
+    on_hb: list[str]
+    """Kinds the broker sent to the heartbeat socket."""
+    after_ready: list[Call]
+    """Calls the broker sent after the host's ``ready`` again (on ``ID/hb``, R51)."""
+    state_after_ready: str
+    served_after_ready: Message | None
+
+
+def _socket_life(s: BrokerSession) -> _SocketLife:
+    def make() -> _SocketLife:
+        host = s._attach(12)
+        on_call: list[str] = []
+        on_hb: list[str] = []
+
+        def note_call(now: float, frames: list[bytes]) -> None:
+            on_call.append(_kind_of(frames))
+            host.call.inbox.append((now, frames))
+
+        host.call.on_message = note_call
+        host.hb.on_message = lambda now, frames: on_hb.append(_kind_of(frames))
+        try:
+            s._open(host, s._adopt(host))
+            host.beat_on_call = True  # the heartbeat socket falls silent, the call socket not
+            t0 = time.monotonic()
+            s.sleep(2.5 * s.heartbeat_timeout)
+            state = s.status_state()
+            silent_for = time.monotonic() - t0
+            reply: Message | None = None
+            after_ready: list[Call] = []
+            again_state, again = "", None
+            if state == "ready":
+                rid = s.rid()
+                _, reply = _roundtrip(s, host, Call(id=rid, method="echo", args=[rid]),
+                                      lambda c: Result(id=c.id, value=rid))
+                host.beat_on_call = False
+                host.hb.send(encode(Ready(host_id=host.host_id, pid=os.getpid(),
+                                          adapter=fake_adapter(s.slow_deadline),
+                                          fingerprint=FAKE_FINGERPRINT)), s.left(s.timeout))
+                after_ready = host.calls_within(s.quiet + 0.3)
+                for call in after_ready:  # answer them: the broker is to leave cleanly
+                    host.send(Result(id=call.id))
+                again_state = s.status_state()
+                if again_state == "ready":
+                    rid = s.rid()
+                    _, again = _roundtrip(s, host, Call(id=rid, method="echo", args=[rid]),
+                                          lambda c: Result(id=c.id, value=rid))
+            return _SocketLife(silent_for, state, reply, on_call, on_hb, after_ready,
+                               again_state, again)
+        finally:
+            host.beat_on_call = False
+            _leave(s, host)
+
+    return s.precondition("a host beats on its call socket only", make)
+
+
+def _kind_of(frames: list[bytes]) -> str:
+    try:
+        return str(getattr(parse(frames), "kind", "?"))
+    except CheckFailed:
+        return "malformed"
+
+
+@check("gate.call-socket-life", "R44",
+       "messages on the call socket count as signs of life: a host that beats there only is "
+       "not declared dead",
+       needs_backend=True,
+       budget=lambda s: 8 * s.timeout + 4.5 * s.heartbeat_timeout + 5.0)
+def _call_socket_life(s: BrokerSession) -> str:
+    life = _socket_life(s)
+    if life.state != "ready":
+        raise CheckFailed(f"a host whose heartbeats came on its call socket only was given "
+                          f"up after {life.silent_for:.1f}s (state {life.state!r}): a broker "
+                          f"MUST count any message from a host, on either socket, as a sign "
+                          f"of life")
+    if not isinstance(life.reply, Result):
+        raise CheckFailed(f"a call to the host got {describe_msg(life.reply)}")
+    return (f"heartbeats on the call socket only for {life.silent_for:.1f}s (heartbeat "
+            f"timeout {s.heartbeat_timeout:g}s): still served")
+
+
+@check("gate.ready-again", "R52",
+       "a known host's ready again (on ID/hb) is a sign of life only: no start-up again",
+       needs_backend=True,
+       budget=lambda s: 8 * s.timeout + 4.5 * s.heartbeat_timeout + 5.0)
+def _ready_again(s: BrokerSession) -> str:
+    life = _socket_life(s)
+    if life.state != "ready":
+        raise CheckSkipped("needs gate.call-socket-life to pass first")
+    if life.after_ready:
+        raise CheckFailed(f"after a known, serving host sent its ready again (as to a new "
+                          f"broker, R51), the broker sent it {describe_msg(life.after_ready[0])} "
+                          f"{life.after_ready[0].method!r}: a ready from a known host MUST be "
+                          f"a sign of life only")
+    if life.state_after_ready != "ready" or not isinstance(life.served_after_ready, Result):
+        raise CheckFailed(f"after a known host's ready again, the state is "
+                          f"{life.state_after_ready!r} and a call got "
+                          f"{describe_msg(life.served_after_ready)}")
+    return "nothing sent; still ready and serving"
+
+
+@check("gate.host-sockets", "R3",
+       "calls go to the host's call socket, broker heartbeats to ID/hb only",
+       needs_backend=True,
+       budget=lambda s: 8 * s.timeout + 4.5 * s.heartbeat_timeout + 5.0)
+def _host_sockets(s: BrokerSession) -> str:
+    life = _socket_life(s)
+    stray_hb = sorted({k for k in life.on_hb if k != "heartbeat"})
+    if stray_hb:
+        raise CheckFailed(f"the broker sent {', '.join(stray_hb)} to the heartbeat socket "
+                          f"ID/hb; only its heartbeats go there")
+    stray_call = sorted({k for k in life.on_call if k == "heartbeat"})
+    if stray_call:
+        raise CheckFailed("the broker sent heartbeats to the call socket; they go to ID/hb")
+    if "call" not in life.on_call:
+        raise CheckFailed(f"no call reached the call socket (it got: "
+                          f"{', '.join(life.on_call) or 'nothing'})")
+    if "heartbeat" not in life.on_hb:
+        raise CheckFailed("no broker heartbeat reached ID/hb (R52)")
+    return (f"call socket: {', '.join(sorted(set(life.on_call)))}; ID/hb: "
+            f"{life.on_hb.count('heartbeat')} heartbeats")
+
+
+@check("gate.drain", "R29",
+       "a host with a call in flight when maintenance begins gets no new call, and the slow "
+       "call only after that call is answered",
+       needs_backend=True,
+       budget=lambda s: 10 * s.timeout + 1.5 * s.heartbeat_timeout + 3.0)
+def _drain(s: BrokerSession) -> str:
+    host = s._attach(13)
+    try:
+        s._open(host, s._adopt(host))
+        c = s.client()
+        held = s.rid()
+        c.send(encode(Call(id=held, method="echo", args=[held])), s.left(s.timeout))
+        first = host.next_call(s.timeout)
+        if first is None:
+            raise CheckFailed("the gate is open but a call was not forwarded to the host")
+        reply = s.ask(Maintain(id=s.rid(), method="reload"))
+        if not isinstance(reply, MaintainReply) or not reply.started:
+            raise CheckFailed(f"maintain with a call in flight: {describe_msg(reply)} "
+                              f"{getattr(reply, 'reason', '')!r}")
+        rid = s.rid()
+        c.send(encode(Call(id=rid, method="echo", args=[rid])), s.left(s.timeout))
+        early = host.calls_within(s.quiet)
+        msg = s.await_reply(c, rid, s.timeout)
+        if early:
+            what = ("the slow call reload" if early[0].method == "reload"
+                    else f"the call {early[0].method!r}")
+            raise CheckFailed(f"while its call {first.id} was still in flight, the host being "
+                              f"drained for maintenance was sent {what}")
+        if not (isinstance(msg, ErrorReply) and msg.code is ErrorCode.BUSY):
+            raise CheckFailed(f"a call while the only host drains for maintenance got "
+                              f"{describe_msg(msg)}, expected busy")
+        host.send(Result(id=first.id, value=held))
+        if not isinstance(s.await_reply(c, held, s.timeout), Result):
+            raise CheckFailed("the call in flight was not answered after the host answered it")
+        slow = host.next_call(s.timeout)
+        if slow is None or slow.method != "reload":
+            raise CheckFailed(f"after the last call in flight was answered, the host got "
+                              f"{describe_msg(slow)} instead of the slow call reload")
+        host.send(Result(id=slow.id))
+        return "no call and no slow call while a call was in flight; then reload"
+    finally:
+        _leave(s, host)
+
+
 # --------------------------------------------------------------------------- pools
 
 
@@ -1370,11 +1605,8 @@ def _poison(s: BrokerSession) -> str:
         s.sleep(1.5 * s.heartbeat_timeout + 0.5)
 
 
-@check("gate.canary", "R56",
-       "with two hosts, a slow call answered 'unfit' stops the round and retires the host",
-       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
-def _canary(s: BrokerSession) -> str:
-    a, b = s._attach(40), s._attach(41)
+def _halted_round(s: BrokerSession, ids: tuple[int, int], code: ErrorCode) -> str:
+    a, b = s._attach(ids[0]), s._attach(ids[1])
     try:
         _open_both(s, a, b)
         reply = s.ask(Maintain(id=s.rid(), method="reload"))
@@ -1385,12 +1617,15 @@ def _canary(s: BrokerSession) -> str:
             raise CheckFailed(f"after maintain, {len(reloads)} reload call(s); expected one")
         canary, call = reloads[0]
         other = b if canary is a else a
-        canary.send(ErrorReply(id=call.id, code=ErrorCode.UNFIT,
-                               message="verify failed after 'reload': the kit says so"))
+        text = ("verify failed after 'reload': the kit says so" if code is ErrorCode.UNFIT
+                else "the kit's reload fails")
+        canary.send(ErrorReply(id=call.id, code=code, message=text))
         if other.calls_within(s.quiet + 0.5):
-            raise CheckFailed("the round went on to the next host after the canary was unfit")
+            raise CheckFailed(f"the round went on to the next host after the first host's "
+                              f"slow call answered {code.value}")
         if not _shutdown_within(s, canary, s.timeout):
-            raise CheckFailed("the unfit host was not sent shutdown (attach mode)")
+            raise CheckFailed(f"the host whose slow call answered {code.value} was not sent "
+                              f"shutdown (attach mode)")
         c = s.client()
         for _ in range(3):
             rid = s.rid()
@@ -1400,7 +1635,22 @@ def _canary(s: BrokerSession) -> str:
                 raise CheckFailed("a call was not forwarded to the host that kept its state")
             other.send(Result(id=fwd.id, value=rid))
         if canary.calls_within(s.quiet):
-            raise CheckFailed("a call was forwarded to the unfit host")
-        return "round halted after the unfit canary; the other host kept serving"
+            raise CheckFailed(f"a call was forwarded to the host whose slow call answered "
+                              f"{code.value}")
+        return f"round halted after {code.value} on the first host; the other kept serving"
     finally:
         _leave(s, a, b)
+
+
+@check("gate.canary", "R56",
+       "with two hosts, a slow call answered 'unfit' stops the round and retires the host",
+       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
+def _canary(s: BrokerSession) -> str:
+    return _halted_round(s, (40, 41), ErrorCode.UNFIT)
+
+
+@check("gate.canary-error", "R56",
+       "with two hosts, a slow call answered 'error' stops the round",
+       needs_backend=True, budget=lambda s: 12 * s.timeout + 1.5 * s.heartbeat_timeout + 5.0)
+def _canary_error(s: BrokerSession) -> str:
+    return _halted_round(s, (42, 43), ErrorCode.REMOTE_EXCEPTION)

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -37,9 +39,11 @@ __all__ = [
     "Session",
     "Wire",
     "describe_msg",
+    "fingerprint_of",
     "packb",
     "parse",
     "sized_body",
+    "wrong_value",
 ]
 
 MAX_ID = MAX_REQUEST_ID
@@ -120,6 +124,106 @@ def sized_body(fields: dict[str, Any], size: int) -> bytes:
             return body
         pad = max(0, pad + size - len(body))
     raise ValueError(f"cannot build a body of exactly {size} bytes")
+
+
+FINGERPRINT_VERSION = 1
+"""The ``fingerprint`` entry of the canonical form (docs/protocol.md, the fingerprint)."""
+
+
+def _strip_docs(schema: Any) -> Any:
+    """A JSON schema without its ``description`` texts (values under ``default``, ``const``,
+    ``enum`` and ``examples`` are data and kept as they are)."""
+    if isinstance(schema, dict):
+        return {key: value if key in ("default", "const", "enum", "examples")
+                else _strip_docs(value)
+                for key, value in schema.items()
+                if not (key == "description" and isinstance(value, str))}
+    if isinstance(schema, list):
+        return [_strip_docs(item) for item in schema]
+    return schema
+
+
+def fingerprint_of(adapter: Mapping[str, Any]) -> str:
+    """The schema fingerprint of an adapter description, computed from the description
+    alone as the spec says: sha256 (lowercase hex) of the canonical JSON (keys sorted, no
+    spaces, ASCII) of ``{"fingerprint": 1, "calls": [...]}``, one entry per declared call
+    in order: its ``name``, ``kind``, ``params`` (each entry as described, its ``schema``
+    without ``description`` texts) and ``returns`` (likewise). Raises :class:`CheckFailed`
+    when the description lacks what the fingerprint covers."""
+    calls = adapter.get("calls")
+    if not isinstance(calls, list):
+        raise CheckFailed("the adapter description has no 'calls' array")
+    contract = []
+    for call in calls:
+        if not (isinstance(call, dict) and isinstance(call.get("params"), list)
+                and all(isinstance(p, dict) and "schema" in p for p in call["params"])
+                and {"name", "kind", "returns"} <= call.keys()):
+            raise CheckFailed(f"a call of the adapter description lacks name, kind, params "
+                              f"(with schemas) or returns: {str(call)[:120]}")
+        contract.append({
+            "name": call["name"],
+            "kind": call["kind"],
+            "params": [{**p, "schema": _strip_docs(p["schema"])} for p in call["params"]],
+            "returns": _strip_docs(call["returns"]),
+        })
+    body = {"fingerprint": FINGERPRINT_VERSION, "calls": contract}
+    try:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                               allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckFailed(f"the adapter description's calls are not JSON data: {exc}") from None
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _json_types(schema: Any, root: Any = None, depth: int = 0) -> set[str] | None:
+    """The JSON types a schema admits, when its ``type``/``anyOf``/``oneOf`` say so (a
+    ``$ref`` to ``#/$defs/NAME`` of the ``root`` schema followed); None when the kit cannot
+    tell (``{}``, ``allOf``, ...)."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 16:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and isinstance(root, dict):
+        defs = root.get("$defs")
+        target = defs.get(ref[len("#/$defs/"):]) if isinstance(defs, dict) else None
+        return _json_types(target, root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list) and all(isinstance(k, str) for k in kind):
+        return set(kind)
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list) and branches:
+            found: set[str] = set()
+            for branch in branches:
+                types = _json_types(branch, root, depth + 1)
+                if types is None:
+                    return None
+                found |= types
+            return found
+    return None
+
+
+_WRONG: tuple[tuple[str, Any], ...] = (
+    ("object", {"__conformance__": [1]}),
+    ("array", [["__conformance__"]]),
+    ("string", "__conformance__"),
+    ("null", None),
+)
+
+
+def wrong_value(schema: Any) -> tuple[Any] | None:
+    """A value of a JSON type the parameter schema does not admit (a map for an ``integer``,
+    say), as a 1-tuple; None when the kit cannot tell which types it admits. No declared
+    type accepts such a value, whatever its strictness (docs/protocol.md, R39)."""
+    types = _json_types(schema)
+    if types is None:
+        return None
+    for kind, value in _WRONG:
+        if kind not in types:
+            return (value,)
+    return None
 
 
 # --------------------------------------------------------------------------- sockets

@@ -9,10 +9,16 @@ to see that the host announces itself again to a new broker (R51).
 
 The kit never runs library code of its own accord: a fast call is made only with
 ``--probe NAME:JSON_ARGS`` and a slow call only with ``--slow NAME``; checks that need them
-are skipped otherwise. When the slow call leaves the instance unfit (the adapter's
-``verify`` failed, R54), the probe is made again and must be refused with ``unfit``.
-Arguments that do not fit (``bad_arguments``) and undeclared names (``unknown_call``) must
-be refused by the host before any library code runs. The last check sends ``shutdown``.
+are skipped otherwise. While the slow call runs the kit sends more calls, each of which
+must be answered once after it (R38). When the slow call leaves the instance unfit (the
+adapter's ``verify`` failed, R54), the probe is made again and must be refused with
+``unfit``. Arguments that do not fit (``bad_arguments``: wrong arity, unknown keywords,
+values of a type the parameter's JSON schema does not admit) and undeclared names
+(``unknown_call``) must be refused by the host before any library code runs; with
+``--counter NAME`` (a fast call returning how many library calls ran) the kit sees that
+none did (R39). The fingerprint of ``ready`` is recomputed from its description (R37).
+The last checks send ``shutdown`` — while the slow call runs, with ``--slow``: it must be
+answered before ``goodbye`` — and listen for anything after ``goodbye`` (R42).
 """
 
 from __future__ import annotations
@@ -40,18 +46,24 @@ from threadhost.conformance.core import (
     Peer,
     Session,
     describe_msg,
+    fingerprint_of,
     header_v,
     packb,
     parse,
     sized_body,
+    wrong_value,
 )
 from threadhost.protocol import (
     HEADER,
     Call,
+    Describe,
+    Description,
     ErrorCode,
     ErrorReply,
     Goodbye,
     Heartbeat,
+    Maintain,
+    MaintainReply,
     Message,
     Ping,
     Pong,
@@ -59,6 +71,7 @@ from threadhost.protocol import (
     Result,
     Shutdown,
     Status,
+    StatusReply,
     encode,
 )
 
@@ -70,6 +83,34 @@ UNKNOWN_CALL = "__conformance_no_such_call__"
 def spawn_command(target: str) -> list[str]:
     """The command ``--spawn TARGET`` runs: this Python's ``threadhost host``."""
     return [sys.executable, "-m", "threadhost", "host", target, "--connect", "{endpoint}"]
+
+
+@dataclass
+class _SlowRun:
+    """The ``--slow`` call, and calls sent while it ran."""
+
+    rid: int
+    t0: float
+    t1: float
+    answer: Message
+    queued: list[int]
+    """Ids of calls sent while the slow call ran (empty: it ended before they could be)."""
+    answers: dict[int, list[Message]]
+    """Every answer each of them got."""
+
+
+@dataclass
+class _Shutdown:
+    """What the host sent after ``shutdown``."""
+
+    running: int | None
+    """Id of the ``--slow`` call running when ``shutdown`` was sent, if any."""
+    note: str
+    msgs: list[Message]
+    """Everything on the call socket after ``shutdown`` was sent, in order."""
+    bye_at: float | None
+    exit_code: int | None
+    exit_problem: str | None
 
 
 @dataclass
@@ -86,7 +127,8 @@ class HostSession(Session):
     def __init__(self, endpoint: str, *, command: Sequence[str] | None,
                  env: Mapping[str, str] | None, probe: tuple[str, Any] | None,
                  slow: str | None, slow_timeout: float, heartbeat_interval: float,
-                 wait: float, timeout: float, quiet: float, max_size: int) -> None:
+                 wait: float, timeout: float, quiet: float, max_size: int,
+                 counter: str | None = None) -> None:
         super().__init__(timeout, quiet, max_size)
         self.endpoint = endpoint
         self.command = list(command) if command is not None else None
@@ -94,6 +136,8 @@ class HostSession(Session):
         self.probe = probe
         self.slow = slow
         self.slow_timeout = slow_timeout
+        self.counter = counter
+        """A fast call without arguments returning how many library calls ran (R39)."""
         self.interval = heartbeat_interval
         self.connect_wait = wait
         self.router: Peer | None = None
@@ -106,7 +150,6 @@ class HostSession(Session):
         self.beats: list[_Beat] = []
         self.announcements: list[tuple[float, Ready]] = []  # ready on the heartbeat socket
         self.others: list[str] = []
-        self.slow_answer: Message | None = None  # the answer to the --slow call, once made
         self._id = 100
 
     def rid(self) -> int:
@@ -273,6 +316,136 @@ class HostSession(Session):
         calls = self.ready().adapter.get("calls", [])
         return [c for c in calls if isinstance(c, dict) and c.get("kind") == "fast"]
 
+    def probe_call(self, rid: int) -> Call:
+        assert self.probe is not None
+        name, params = self.probe
+        return Call(id=rid, method=name, args=params if isinstance(params, list) else [],
+                    kwargs=params if isinstance(params, dict) else {})
+
+    def count(self) -> int:
+        """The ``--counter`` call's answer: how many library calls ran."""
+        assert self.counter is not None
+        rid = self.rid()
+        got = self.ask(Call(id=rid, method=self.counter), rid, f"the counter {self.counter}")
+        value = getattr(got, "value", None)
+        if not isinstance(got, Result) or type(value) is not int:
+            raise CheckFailed(f"the counter {self.counter}() was answered with "
+                              f"{describe_msg(got)} {value!r}, not a result with an integer")
+        return value
+
+    def counter_step(self) -> tuple[int, int]:
+        """(what the counter adds by running itself: 0 or 1, its latest value)."""
+        first = self.count()
+        last = self.count()
+        if last - first not in (0, 1):
+            raise CheckFailed(f"the counter {self.counter}() moved from {first} to {last} "
+                              f"with nothing else running: it cannot show whether the "
+                              f"library ran")
+        return last - first, last
+
+    def _busy_with(self, rid: int, since: float) -> bool:
+        return any(b.at >= since and b.msg is not None and b.msg.busy_id == rid
+                   for b in self.beats)
+
+    def slow_run(self) -> _SlowRun:
+        """Run the ``--slow`` call once; while it runs (the host's heartbeats say so), send
+        three calls to an undeclared name and the probe: each must be answered, once,
+        after it (R38)."""
+
+        def make() -> _SlowRun:
+            self.ready()
+            assert self.slow is not None
+            self.drain()
+            rid = 777
+            got: list[tuple[float, Message]] = []
+
+            def pull() -> None:
+                while self.inbox:
+                    at, frames = self.inbox.popleft()
+                    got.append((at, parse(frames, "a message from the host", self.max_size)))
+
+            def answered() -> bool:
+                pull()
+                return any(getattr(m, "id", None) == rid for _, m in got)
+
+            t0 = time.monotonic()
+            self.send(Call(id=rid, method=self.slow))
+            self.wait(lambda: answered() or self._busy_with(rid, t0),
+                      min(self.slow_timeout, 2 * self.interval + self.timeout))
+            queued: list[int] = []
+            if not answered():
+                queued = [self.rid() for _ in range(3)]
+                for q in queued:
+                    self.send(Call(id=q, method=UNKNOWN_CALL))
+                if self.probe is not None:
+                    queued.append(self.rid())
+                    self.send(self.probe_call(queued[-1]))
+            self.wait(answered, max(0.0, t0 + self.slow_timeout - time.monotonic()))
+            if not answered():
+                raise CheckFailed(f"slow call {self.slow!r} not answered within "
+                                  f"{self.slow_timeout:g}s (--slow-timeout)")
+            t1, answer = next((at, m) for at, m in got if getattr(m, "id", None) == rid)
+
+            def all_answered() -> bool:
+                pull()
+                ids = {getattr(m, "id", None) for _, m in got}
+                return all(q in ids for q in queued)
+
+            self.wait(all_answered, self.timeout)
+            self.sleep(self.quiet)
+            pull()
+            answers = {q: [m for _, m in got if getattr(m, "id", None) == q] for q in queued}
+            return _SlowRun(rid, t0, t1, answer, queued, answers)
+
+        return self.precondition("the slow call ran", make)
+
+    def shutdown_run(self) -> _Shutdown:
+        """``shutdown`` — while the ``--slow`` call runs, when given — then a call; collect
+        what the host sends until it has said goodbye, fallen silent and exited."""
+
+        def make() -> _Shutdown:
+            self.ready()
+            self.drain()
+            running: int | None = None
+            note = "pass --slow to send shutdown while a call runs"
+            if self.slow is not None:
+                rid = 779
+                t0 = time.monotonic()
+                self.send(Call(id=rid, method=self.slow))
+                self.wait(lambda: bool(self.inbox) or self._busy_with(rid, t0),
+                          min(self.slow_timeout, 2 * self.interval + self.timeout))
+                if self.inbox:
+                    note = (f"{self.slow} was answered before shutdown could be sent: too "
+                            f"short to send shutdown while it runs")
+                else:
+                    running, note = rid, f"shutdown sent while {self.slow} ran"
+            msgs: list[Message] = []
+            self.send(Shutdown(reason="conformance kit"))
+            self.send(Call(id=79, method=UNKNOWN_CALL))
+
+            def goodbye() -> bool:
+                msgs.extend(self.drain())
+                return any(isinstance(m, Goodbye) for m in msgs)
+
+            self.wait(goodbye, 2 * self.timeout + (self.slow_timeout if running else 0.0))
+            bye_at = time.monotonic() if goodbye() else None
+            if bye_at is not None:
+                self.sleep(max(self.quiet, 2 * self.interval + 0.2))
+                msgs.extend(self.drain())
+            code: int | None = None
+            problem: str | None = None
+            if self.proc is not None and bye_at is not None:
+                try:
+                    code = self.proc.wait(self.left(2 * self.timeout))
+                except subprocess.TimeoutExpired:
+                    problem = (f"the host process did not exit within {2 * self.timeout:g}s "
+                               f"of its goodbye")
+                with contextlib.suppress(Exception):
+                    msgs.extend(self.drain())
+            return _Shutdown(running, note, msgs, bye_at, code, problem)
+
+        return self.precondition("shutdown sent", make)
+
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -330,6 +503,18 @@ def _ready(s: HostSession) -> str:
         raise CheckFailed(f"ready lacks a pid, fingerprint or adapter calls: {msg!r}")
     names = [c.get("name") for c in msg.adapter["calls"] if isinstance(c, dict)]
     return f"pid {msg.pid}, adapter {msg.adapter.get('adapter')!r}, calls {names}"
+
+
+@check("host.fingerprint", "R37",
+       "ready's fingerprint is the one computed from its adapter description",
+       budget=lambda s: s.connect_wait + 2 * s.timeout)
+def _fingerprint(s: HostSession) -> str:
+    msg = s.ready()
+    want = fingerprint_of(msg.adapter)
+    if msg.fingerprint != want:
+        raise CheckFailed(f"ready.fingerprint is {msg.fingerprint[:72]!r}; computed from the "
+                          f"adapter description as the spec says it is {want!r}")
+    return f"{want[:16]}... recomputed from the description"
 
 
 @check("host.heartbeat", "R41", "idle heartbeats arrive at least every interval, busy_id nil",
@@ -422,6 +607,84 @@ def _bad_arguments(s: HostSession) -> str:
     return f"{name}: unknown keyword, {nparams + 3} positional arguments"
 
 
+def _typed_wrongly(call: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any], list[str]] | None:
+    """Arguments for ``call`` with the right arity and a value of a type its signature does
+    not admit for every parameter whose type the kit can tell (None: no such parameter)."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    wrong: list[str] = []
+    for p in call.get("params", []):
+        if not isinstance(p, dict):
+            continue
+        bad = wrong_value(p.get("schema"))
+        if bad is None and not p.get("required", True) and p.get("kind") != "positional_only":
+            continue  # leave it at its default
+        value = bad[0] if bad is not None else None
+        if bad is not None:
+            wrong.append(str(p.get("name")))
+        if p.get("kind") == "positional_only":
+            args.append(value)
+        else:
+            kwargs[str(p.get("name"))] = value
+    return (args, kwargs, wrong) if wrong else None
+
+
+@check("host.bad-types", "R39",
+       "arguments of types the signature does not admit get bad_arguments, and no library "
+       "code runs (--counter)",
+       budget=lambda s: 8 * s.timeout)
+def _bad_types(s: HostSession) -> str:
+    fast = s.fast_calls()
+    names = [str(c.get("name")) for c in fast]
+    if s.counter is not None and s.counter not in names:
+        raise CheckFailed(f"--counter {s.counter!r} is not a fast call of the adapter "
+                          f"(fast calls: {names})")
+
+    count = s.count
+    step = 0  # what the counter adds by running itself (0 or 1)
+    last = 0
+    if s.counter is not None:
+        step, last = s.counter_step()
+    tried: list[str] = []
+    for call in fast:
+        name = str(call.get("name"))
+        if name == s.counter:
+            continue
+        built = _typed_wrongly(call)
+        if built is None:
+            continue
+        args, kwargs, wrong = built
+        rid = s.rid()
+        s.expect_error(Call(id=rid, method=name, args=args, kwargs=kwargs),
+                       ErrorCode.BAD_ARGUMENTS, rid,
+                       f"{name} with wrongly typed {', '.join(wrong)}")
+        tried.append(f"{name}({', '.join(wrong)})")
+        if s.counter is not None:
+            now = count()
+            if now - last != step:
+                raise CheckFailed(f"{name} with wrongly typed {', '.join(wrong)} was refused "
+                                  f"with bad_arguments, but the library ran: the counter "
+                                  f"{s.counter}() went from {last} to {now}")
+            last = now
+    if not tried:
+        raise CheckSkipped("no fast call declares a parameter whose type the kit can "
+                           "contradict (JSON schema 'type' or 'anyOf' of types)")
+    detail = f"refused {', '.join(tried)}"[:90]
+    if s.counter is None:
+        return detail + "; pass --counter to see that no library code ran"
+    if s.probe is not None:
+        name, params = s.probe
+        rid = s.rid()
+        ran = s.ask(Call(id=rid, method=name, args=params if isinstance(params, list) else [],
+                         kwargs=params if isinstance(params, dict) else {}), rid,
+                    f"probe {name}")
+        now = count()
+        if isinstance(ran, Result) and now - last <= step:
+            raise CheckFailed(f"the counter {s.counter}() did not move when probe {name} ran "
+                              f"({last} -> {now}): it does not count library runs")
+    return detail + f"; counter {s.counter} unmoved"
+
+
 @check("host.probe", "R38", "a fast call (--probe) is answered once with its id")
 def _probe(s: HostSession) -> str:
     s.ready()
@@ -488,29 +751,93 @@ def _malformed(s: HostSession) -> str:
     return f"{len(readable)} answered with their id, {len(unreadable)} dropped"
 
 
-@check("host.unexpected-kinds", "R10", "kinds a host does not receive are ignored")
+def _kinds_hosts_do_not_receive() -> list[BaseModel]:
+    """One well-formed message of every kind a host never receives (§4: it receives only
+    ``call``, ``shutdown`` and broker ``heartbeat``s)."""
+    return [
+        Result(id=51, value=1), ErrorReply(id=52, code=ErrorCode.PROTOCOL, message="kit"),
+        Describe(id=53), Description(id=54, adapter={}, fingerprint="0" * 64),
+        Maintain(id=55, method="reload"), MaintainReply(id=56, started=False),
+        Status(id=57), StatusReply(id=58, status={"state": "ready"}), Ping(id=59),
+        Pong(id=60), Ready(host_id="conformance-kit", pid=1, adapter={}, fingerprint=""),
+        Goodbye(host_id="conformance-kit"),
+    ]
+
+
+@check("host.unexpected-kinds", "R10",
+       "every kind a host does not receive is ignored (not answered)")
 def _unexpected(s: HostSession) -> str:
     s.ready()
-    for msg in (Ping(id=51), Pong(id=52), Result(id=53), Status(id=54)):
+    sent = _kinds_hosts_do_not_receive()
+    for msg in sent:
         s.send(msg)
     extra = s.answers_within(s.quiet)
     if extra:
-        raise CheckFailed(f"the host answered a broker-bound kind with {describe_msg(extra[0])}")
+        raise CheckFailed(f"the host answered a kind hosts do not receive with "
+                          f"{describe_msg(extra[0])} (sent: "
+                          f"{', '.join(m.kind for m in sent)})")  # type: ignore[attr-defined]
     s.alive("unexpected kinds")
-    return "ping, pong, result, status ignored"
+    return f"{len(sent)} kinds ignored"
+
+
+@check("host.heartbeat-garbage", "R22",
+       "malformed input and other kinds on the heartbeat socket are dropped",
+       budget=lambda s: 3 * s.timeout + 2 * s.quiet + 4 * s.interval)
+def _heartbeat_garbage(s: HostSession) -> str:
+    s.ready()
+    hb = f"{s.host_id}/hb"
+    if not s.wait(lambda: any(b.routing_id == hb for b in s.beats), 2 * s.interval + s.timeout):
+        raise CheckFailed(f"no heartbeat from {hb!r}: the heartbeat socket is missing (R3)")
+    s.drain()
+    s.announcements.clear()
+    assert s.router is not None
+    frames: list[list[bytes]] = [
+        [HEADER, b"\xc1"], [HEADER], [b"XX\x01", b"\x80"], [HEADER, packb([1])],
+        [HEADER, packb({"kind": "frobnicate", "id": 91})],
+        encode(Call(id=92, method=UNKNOWN_CALL)), encode(Ping(id=93)),
+        encode(Status(id=94)), encode(Result(id=95, value=1)),
+    ]
+    t0 = time.monotonic()
+    for f in frames:
+        s.router.send([hb.encode(), *f], s.left(s.timeout))
+    s.sleep(max(s.quiet, 2 * s.interval))
+    said = [b.problem for b in s.beats if b.at >= t0 and b.problem is not None]
+    if said:
+        raise CheckFailed(f"after malformed input on {hb}: {said[0]}")
+    if s.announcements:
+        raise CheckFailed(f"the host answered input on {hb} with ready")
+    extra = s.drain()
+    if extra:
+        raise CheckFailed(f"after input on {hb}, the call socket sent {describe_msg(extra[0])}")
+    if not any(b.at >= t0 and b.msg is not None for b in s.beats):
+        raise CheckFailed(f"the heartbeats stopped after malformed input on {hb}")
+    s.alive(f"input on {hb}")
+    return f"{len(frames)} messages dropped; heartbeats go on"
 
 
 @check("host.version", "R14", "a call in an unsupported version is dropped, not run")
 def _version(s: HostSession) -> str:
     s.ready()
+    counted = s.probe is not None and s.counter is not None
+    step, before = s.counter_step() if counted else (0, 0)
     for v in (0, 2):
         s.send([header_v(v), encode(Call(id=40 + v, method=UNKNOWN_CALL))[1]])
+        if counted:  # the probe, which runs library code when it is run
+            s.send([header_v(v), encode(s.probe_call(s.rid()))[1]])
     extra = s.answers_within(s.quiet)
     if extra:
         raise CheckFailed(f"the host answered a call in another version with "
                           f"{describe_msg(extra[0])}")
     s.alive("calls in versions 0 and 2")
-    return "versions 0 and 2 dropped"
+    if not counted:
+        return "versions 0 and 2 dropped; pass --probe and --counter to see that none ran"
+    after = s.count()
+    if after - before != step:
+        assert s.probe is not None
+        raise CheckFailed(f"the probe {s.probe[0]} sent in versions 0 and 2 was not answered, "
+                          f"but it ran: the counter {s.counter}() went from {before} to "
+                          f"{after}")
+    return f"versions 0 and 2 dropped; counter {s.counter} unmoved by the probe in them"
 
 
 @check("host.size-limit", "R16", "a body at the limit is accepted, over it not decoded")
@@ -601,22 +928,15 @@ def _re_announce(s: HostSession) -> str:
 
 
 @check("host.slow-call", "R41", "heartbeats continue during a call and carry its id (--slow)",
-       budget=lambda s: s.slow_timeout + 4 * s.interval + 2 * s.timeout)
+       budget=lambda s: s.slow_timeout + 4 * s.interval + 4 * s.timeout)
 def _slow_call(s: HostSession) -> str:
     s.ready()
     if s.slow is None:
         raise CheckSkipped("pass --slow NAME to let the kit run a slow call")
-    rid = 777
-    t0 = time.monotonic()
-    s.send(Call(id=rid, method=s.slow))
-    got = s.await_answer(rid, s.slow_timeout)
-    t1 = time.monotonic()
-    s.slow_answer = got
-    if got is None:
-        raise CheckFailed(f"slow call {s.slow!r} not answered within {s.slow_timeout:g}s "
-                          f"(--slow-timeout)")
-    if not isinstance(got, Result | ErrorReply):
-        raise CheckFailed(f"slow call answered with {describe_msg(got)}")
+    run = s.slow_run()
+    rid, t0, t1 = run.rid, run.t0, run.t1
+    if not isinstance(run.answer, Result | ErrorReply):
+        raise CheckFailed(f"slow call answered with {describe_msg(run.answer)}")
     during = [b for b in s.beats if t0 < b.at < t1 and b.msg is not None]
     gap = _max_gap([b.at for b in during], t0, t1)
     if t1 - t0 < 2 * s.interval + 0.1:
@@ -641,22 +961,39 @@ def _slow_call(s: HostSession) -> str:
             f"longest gap {gap:.2f}s")
 
 
+@check("host.calls-while-busy", "R38",
+       "calls that arrive while a call runs are each answered once after it (--slow)",
+       budget=lambda s: s.slow_timeout + 4 * s.interval + 4 * s.timeout)
+def _calls_while_busy(s: HostSession) -> str:
+    s.ready()
+    if s.slow is None:
+        raise CheckSkipped("pass --slow NAME to let the kit send calls while a slow call runs")
+    run = s.slow_run()
+    if not run.queued:
+        raise CheckSkipped(f"{s.slow} was answered before the kit saw it run (a heartbeat "
+                           f"with its busy_id): too short to send calls meanwhile")
+    lost = [q for q, a in run.answers.items() if not a]
+    if lost:
+        raise CheckFailed(f"{len(lost)} of {len(run.queued)} calls sent while {s.slow} ran "
+                          f"were never answered (ids {lost}): a host MUST answer every call, "
+                          f"also those that arrive while one runs")
+    twice = [q for q, a in run.answers.items() if len(a) > 1]
+    if twice:
+        raise CheckFailed(f"calls sent while {s.slow} ran were answered more than once "
+                          f"(ids {twice})")
+    kinds = [describe_msg(a[0]).split("(")[0] for a in run.answers.values()]
+    return f"{len(run.queued)} calls sent while {s.slow} ran, each answered once ({kinds[-1]})"
+
+
 @check("host.verify", "R54",
        "a slow call that leaves the instance unfit is answered unfit, and fast calls refused "
        "(--slow, --probe)",
-       budget=lambda s: s.slow_timeout + 3 * s.timeout)
+       budget=lambda s: s.slow_timeout + 4 * s.interval + 5 * s.timeout)
 def _verify(s: HostSession) -> str:
     ready = s.ready()
     if s.slow is None:
         raise CheckSkipped("pass --slow NAME to let the kit run a slow call")
-    got = s.slow_answer
-    if got is None:  # host.slow-call did not run (--select) or got no answer: ask once more
-        rid = 778
-        s.send(Call(id=rid, method=s.slow))
-        got = s.slow_answer = s.await_answer(rid, s.slow_timeout)
-        if got is None:
-            raise CheckFailed(f"slow call {s.slow!r} not answered within {s.slow_timeout:g}s "
-                              f"(--slow-timeout)")
+    got = s.slow_run().answer
     has_verify = ready.adapter.get("verify", False)
     if not (isinstance(got, ErrorReply) and got.code is ErrorCode.UNFIT):
         return (f"{s.slow} answered {describe_msg(got)}: fit (the adapter "
@@ -683,46 +1020,72 @@ def _verify(s: HostSession) -> str:
     return detail + f"; then {name} -> unfit"
 
 
+def _shutdown_budget(s: HostSession) -> float:
+    return 6 * s.timeout + 4 * s.interval + (s.slow_timeout if s.slow else 0.0)
+
+
 @check("host.shutdown", "R42",
        "shutdown: goodbye, no call run after it, heartbeats stop, process exits",
-       budget=lambda s: 6 * s.timeout + 4 * s.interval)
+       budget=_shutdown_budget)
 def _shutdown(s: HostSession) -> str:
-    s.ready()
-    s.drain()
-    s.send(Shutdown(reason="conformance kit"))
-    s.send(Call(id=79, method=UNKNOWN_CALL))
-    msgs: list[Message] = []
-
-    def goodbye() -> bool:
-        msgs.extend(s.drain())
-        return any(isinstance(m, Goodbye) for m in msgs)
-
-    s.wait(goodbye, 2 * s.timeout)
-    bye_at = time.monotonic()
-    bye = next((m for m in msgs if isinstance(m, Goodbye)), None)
-    if bye is None:
+    sd = s.shutdown_run()
+    bye = next((m for m in sd.msgs if isinstance(m, Goodbye)), None)
+    if bye is None or sd.bye_at is None:
         raise CheckFailed(f"no goodbye within {2 * s.timeout:g}s of shutdown"
-                          + (f"; got {describe_msg(msgs[0])}" if msgs else ""))
+                          + (f" (and of the end of {s.slow})" if sd.running else "")
+                          + (f"; got {describe_msg(sd.msgs[0])}" if sd.msgs else ""))
     if bye.host_id != s.host_id:
         raise CheckFailed(f"goodbye.host_id is {bye.host_id!r}, expected {s.host_id!r}")
-    msgs.extend(s.answers_within(max(s.quiet, 2 * s.interval + 0.2)))
-    answered = [m for m in msgs if getattr(m, "id", None) == 79]
+    answered = [m for m in sd.msgs if getattr(m, "id", None) == 79]
     if answered:
         raise CheckFailed(f"a call sent after shutdown was answered: {describe_msg(answered[0])}")
-    late = [b for b in s.beats if b.at > bye_at + 2 * s.interval + 0.1]
+    late = [b for b in s.beats if b.at > sd.bye_at + 2 * s.interval + 0.1]
     if late:
-        raise CheckFailed(f"heartbeats went on {late[-1].at - bye_at:.2f}s after goodbye")
+        raise CheckFailed(f"heartbeats went on {late[-1].at - sd.bye_at:.2f}s after goodbye")
     detail = f"goodbye ok={bye.ok}" + (f" ({bye.message})" if bye.message else "")
-    if s.proc is not None:
-        try:
-            rc = s.proc.wait(s.left(2 * s.timeout))
-        except subprocess.TimeoutExpired:
-            raise CheckFailed(f"the host process did not exit within {2 * s.timeout:g}s of "
-                              f"its goodbye") from None
-        if rc != 0 and bye.ok:
-            raise CheckFailed(f"the host process exited with code {rc} after goodbye(ok=true)"
-                              f"{s._log_tail()}")
-        detail += f", exit code {rc}"
-    with contextlib.suppress(Exception):
-        s.drain()
+    if sd.exit_problem is not None:
+        raise CheckFailed(sd.exit_problem)
+    if sd.exit_code is not None:
+        if sd.exit_code != 0 and bye.ok:
+            raise CheckFailed(f"the host process exited with code {sd.exit_code} after "
+                              f"goodbye(ok=true){s._log_tail()}")
+        detail += f", exit code {sd.exit_code}"
     return detail
+
+
+@check("host.shutdown-finishes", "R42",
+       "shutdown while a call runs: the call is finished and answered before goodbye (--slow)",
+       budget=_shutdown_budget)
+def _shutdown_finishes(s: HostSession) -> str:
+    if s.slow is None:
+        raise CheckSkipped("pass --slow NAME to send shutdown while a slow call runs")
+    sd = s.shutdown_run()
+    if sd.running is None:
+        raise CheckSkipped(sd.note)
+    kinds = [describe_msg(m) for m in sd.msgs]
+    answer = next((i for i, m in enumerate(sd.msgs) if getattr(m, "id", None) == sd.running),
+                  None)
+    bye = next((i for i, m in enumerate(sd.msgs) if isinstance(m, Goodbye)), None)
+    if answer is None:
+        raise CheckFailed(f"shutdown arrived while {s.slow} ran and the call was never "
+                          f"answered (the host sent: {', '.join(kinds) or 'nothing'}): a host "
+                          f"MUST finish the running call")
+    if bye is not None and answer > bye:
+        raise CheckFailed(f"{s.slow} was answered after goodbye (the host sent: "
+                          f"{', '.join(kinds)})")
+    return f"{sd.note}: answered {describe_msg(sd.msgs[answer])}, then goodbye"
+
+
+@check("host.after-goodbye", "R42", "nothing arrives on the call socket after goodbye",
+       budget=_shutdown_budget)
+def _after_goodbye(s: HostSession) -> str:
+    sd = s.shutdown_run()
+    bye = next((i for i, m in enumerate(sd.msgs) if isinstance(m, Goodbye)), None)
+    if bye is None:
+        raise CheckFailed("no goodbye after shutdown (see host.shutdown)")
+    after = sd.msgs[bye + 1:]
+    if after:
+        raise CheckFailed(f"after goodbye the call socket sent "
+                          f"{', '.join(describe_msg(m) for m in after)}: a host sends nothing "
+                          f"after goodbye")
+    return f"silent for {max(s.quiet, 2 * s.interval + 0.2):.2f}s after goodbye"

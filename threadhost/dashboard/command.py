@@ -1,0 +1,98 @@
+"""``threadhost dashboard [ENDPOINT] [--listen 127.0.0.1:8765]``: the command (a lazy
+command of :mod:`threadhost.cli`). Importing it needs neither Starlette nor uvicorn; run
+without them, it prints one line naming the extra and exits 2."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from threadhost import cli
+from threadhost.dashboard import DEFAULT_LISTEN, EXTRA_HINT
+
+__all__ = ["dashboard_command", "missing_extra", "run_dashboard"]
+
+
+def missing_extra() -> bool:
+    """Starlette or uvicorn cannot be imported."""
+    return any(importlib.util.find_spec(name) is None for name in ("starlette", "uvicorn"))
+
+
+def _watch_parent(pid: int, stop: Any) -> None:
+    """Stop when process ``pid`` (the ``serve`` that started this dashboard) is gone."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:
+                continue
+            if os.getppid() != pid:
+                break
+        stop()
+
+    threading.Thread(target=watch, name="threadhost-dashboard-parent", daemon=True).start()
+
+
+def run_dashboard(endpoint: str, listen: str, *, client_options: dict[str, Any] | None = None,
+                  exit_with: int | None = None, log_level: str = "warning") -> int:
+    """Serve the dashboard of ``endpoint`` on ``listen`` (``HOST:PORT``) until Ctrl-C or
+    SIGTERM (or until process ``exit_with`` is gone)."""
+    import uvicorn
+
+    from threadhost.dashboard.app import Settings, create_app
+    from threadhost.metrics import parse_listen
+
+    host, port = parse_listen(listen)
+    app = create_app(Settings(endpoint, client_options=dict(client_options or {})))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                           access_log=False, lifespan="on"))
+    if exit_with is not None:
+        def stop() -> None:
+            server.should_exit = True
+
+        _watch_parent(exit_with, stop)
+    click.echo(f"threadhost: dashboard of {endpoint} on http://{host}:{port}/", err=True)
+    server.run()
+    return 0 if server.started else 1
+
+
+@click.command(name="dashboard")
+@click.argument("endpoint", required=False)
+@cli._endpoint_options
+@click.option("--listen", metavar="HOST:PORT", callback=cli._listen, default=DEFAULT_LISTEN,
+              envvar="THREADHOST_DASHBOARD", show_envvar=True, show_default=True,
+              help="where the page is served (loopback by default: anyone who can open it "
+                   "can call the service)")
+@click.option("--exit-with", metavar="PID", type=int, default=None, hidden=True,
+              help="stop when process PID is gone (serve --dashboard)")
+@cli._verbosity_options
+@click.pass_context
+def dashboard_command(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
+                      listen: str, exit_with: int | None) -> None:
+    """Serve a live web dashboard of the service at ENDPOINT (needs threadhost[dashboard]).
+
+    \b
+    The page shows the service and its hosts live, the running slow call's progress, the
+    last maintenances and restarts, calls/s and latency; its panel calls the service's
+    fast calls (with a 2 s deadline) and asks for maintenance. It talks to the service
+    only through the protocol, like any client.
+    """
+    endpoint = cli._client_endpoint(ctx, endpoint, endpoint_option)
+    if missing_extra():
+        cli._fail(EXTRA_HINT, 2)
+    try:
+        code = run_dashboard(endpoint, listen, exit_with=exit_with,
+                             log_level="info" if cli._verbosity > 0 else "warning")
+    except OSError as exc:
+        cli._fail(f"cannot serve the dashboard on {listen}: {exc.strerror or exc}", 1)
+    sys.exit(code)

@@ -322,6 +322,8 @@ def create_app(settings: Settings,
             started, reason = await service.maintain(name or None, settings.control_timeout)
         except ThreadhostError as exc:
             return JSONResponse(error_answer(exc))
+        if started:  # the page shows the running call at once
+            await sampler.sample()
         return JSONResponse({"outcome": "ok", "started": started, "reason": reason})
 
     return Starlette(

@@ -4,7 +4,7 @@ without them, it prints one line naming the extra and exits 2."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import sys
 import threading
@@ -21,7 +21,12 @@ __all__ = ["dashboard_command", "missing_extra", "run_dashboard"]
 
 def missing_extra() -> bool:
     """Starlette or uvicorn cannot be imported."""
-    return any(importlib.util.find_spec(name) is None for name in ("starlette", "uvicorn"))
+    try:
+        importlib.import_module("starlette")
+        importlib.import_module("uvicorn")
+    except ImportError:
+        return True
+    return False
 
 
 def _watch_parent(pid: int, stop: Any) -> None:

@@ -115,26 +115,31 @@ class Tracker:
     Both lists are newest first; times are wall-clock seconds (``at``). The dashboard only
     knows what it has seen: the last maintenance of each host at its first sample, then
     every one that ended between two samples (a host that ran two in one interval shows
-    one)."""
+    one). A restart is seen in the ``restarts`` of a slot (the status lists one host per
+    slot, in slot order; a replacement has a new id and pid), or else in the service's
+    ``restart_count`` alone (no host known)."""
 
     def __init__(self, maintenances: int = MAINTENANCES, restarts: int = RESTARTS) -> None:
         self.maintenances: deque[dict[str, Any]] = deque(maxlen=maintenances)
         self.restarts: deque[dict[str, Any]] = deque(maxlen=restarts)
         self._keys: dict[str, tuple[Any, ...]] = {}
-        self._pids: dict[str, Any] = {}
-        self._host_restarts: dict[str, int] = {}
+        self._slots: dict[int, tuple[Any, Any]] = {}  # slot -> (host id, pid) last seen
+        self._slot_restarts: dict[int, int] = {}
         self._restart_count: int | None = None
+        self._counted = 0  # restarts the service counted since the first sample
+        self._attributed = 0  # ... of which a slot showed the host
+        self._anonymous = 0  # ... listed without a host (not attributed yet)
 
     def add(self, wall: float, status: Mapping[str, Any]) -> None:
         hosts = [h for h in status.get("hosts") or [] if isinstance(h, Mapping)]
+        slot_rows = not hosts or status.get("pool_size") in (None, len(hosts))
         if not hosts and isinstance(status.get("last_maintenance"), Mapping):
             hosts = [{"id": status.get("host_id") or "-", "pid": status.get("host_pid"),
                       "last_maintenance": status["last_maintenance"]}]
         slow = status.get("slow_calls")
         slow = slow if isinstance(slow, Mapping) else {}
-        count = _num(status.get("restart_count"))
-        bumped: list[dict[str, Any]] = []
-        for h in hosts:
+        reason = status.get("last_restart_reason")
+        for slot, h in enumerate(hosts):
             hid = str(h.get("id"))
             record = h.get("last_maintenance")
             if isinstance(record, Mapping):
@@ -143,36 +148,51 @@ class Tracker:
                     self._keys[hid] = key
                     self._maintenance(wall, hid, record, slow)
             restarts = _num(h.get("restarts"))
-            if restarts is not None:
-                before = self._host_restarts.get(hid)
-                if before is not None and restarts > before:
-                    bumped.append({"host": hid, "old_pid": self._pids.get(hid),
-                                   "count": int(restarts - before)})
-                self._host_restarts[hid] = int(restarts)
-            if h.get("pid") is not None:
-                self._pids[hid] = h.get("pid")
+            if not slot_rows or restarts is None:
+                continue  # a slot is vacant: which row is which slot is not known
+            before = self._slot_restarts.get(slot)
+            if before is not None and restarts > before:
+                self._restarted(wall, slot, h, int(restarts - before), reason)
+            self._slot_restarts[slot] = int(restarts)
+            self._slots[slot] = (h.get("id"), h.get("pid"))
+        count = _num(status.get("restart_count"))
         if count is not None:
-            before_count = self._restart_count
-            if before_count is not None and count > before_count:
-                reason = status.get("last_restart_reason")
-                if not bumped:
-                    bumped = [{"host": None, "old_pid": None, "count": int(count - before_count)}]
-                for entry in bumped:
-                    self.restarts.appendleft({"at": wall, "reason": reason, "new_pid": None,
-                                              **entry})
+            if self._restart_count is not None and count > self._restart_count:
+                self._counted += int(count - self._restart_count)
             self._restart_count = int(count)
+        missing = self._counted - self._attributed - self._anonymous
+        if missing > 0:  # the service counted restarts no slot has shown (yet)
+            self._anonymous += missing
+            self.restarts.appendleft({"at": wall, "reason": reason, "slot": None,
+                                      "old_host": None, "old_pid": None, "host": None,
+                                      "new_pid": None, "count": missing})
         for entry in self.restarts:  # the new host's pid, once it is known
-            if entry["new_pid"] is None and entry["host"] is not None:
-                pid = self._pids.get(entry["host"])
-                if pid is not None and pid != entry["old_pid"]:
+            if entry["new_pid"] is None and entry["slot"] is not None:
+                hid, pid = self._slots.get(entry["slot"], (None, None))
+                if hid == entry["host"] and pid is not None:
                     entry["new_pid"] = pid
+
+    def _restarted(self, wall: float, slot: int, row: Mapping[str, Any], count: int,
+                   reason: Any) -> None:
+        """The host of ``slot`` was replaced ``count`` times since the last sample: a new
+        entry, or the one the service's own count already made without knowing the host."""
+        self._attributed += count
+        old_host, old_pid = self._slots.get(slot, (None, None))
+        facts = {"slot": slot, "old_host": old_host, "old_pid": old_pid,
+                 "host": row.get("id"), "new_pid": row.get("pid"), "count": count}
+        anonymous = next((e for e in self.restarts if e["slot"] is None), None)
+        if anonymous is not None and self._anonymous > 0:
+            self._anonymous -= anonymous["count"]
+            anonymous.update(facts)
+            return
+        self.restarts.appendleft({"at": wall, "reason": reason, **facts})
 
     def _maintenance(self, wall: float, host: str, record: Mapping[str, Any],
                      slow: Mapping[str, Any]) -> None:
         ok = record.get("ok")
         error = None
         if ok is False:
-            info = slow.get(record.get("call"))
+            info = slow.get(str(record.get("call")))
             if isinstance(info, Mapping):
                 error = info.get("last_error")
         ended_ago = _num(record.get("ended_ago")) or 0.0

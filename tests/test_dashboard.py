@@ -38,6 +38,7 @@ from threadhost.errors import BusyError, RemoteError, UnavailableError
 from threadhost.wire import Result
 
 from .conftest import ROOT
+from .test_cli import imported_modules
 from .test_gate_core import calls_to, fast, serving
 
 # ----------------------------------------------------------------------------- rates
@@ -68,7 +69,7 @@ def test_rates_per_second_between_two_samples() -> None:
 
 
 def test_rates_latency_is_the_mean_of_the_interval() -> None:
-    rates = Rates()
+    rates = Rates(smooth=1.0)
     rates.add(0.0, {"counters": counters(), "call_seconds": {"count": 100, "sum": 5.0}})
     point = rates.add(1.0, {"counters": counters(ok=4),
                             "call_seconds": {"count": 104, "sum": 5.008}})
@@ -92,6 +93,21 @@ def test_rates_keep_only_the_window() -> None:
         rates.add(float(i), {"counters": counters(ok=i)})
     points = rates.points(29.0)
     assert [p["ago"] for p in points] == [float(a) for a in range(10, -1, -1)]
+    assert {p["ok"] for p in points} == {1.0}
+
+
+def test_rates_are_smoothed_and_stepped() -> None:
+    rates = Rates(smooth=2.0, step=1.0)
+    rates.add(0.0, {"counters": counters()})
+    assert rates.add(0.5, {"counters": counters(ok=1)}) == {
+        "t": 0.5, "ok": 2.0, "busy": 0.0, "unavailable": 0.0, "error": 0.0,
+        "latency_ms": None}
+    assert rates.add(1.0, {"counters": counters(ok=1)}) is None  # within a step
+    point = rates.add(1.5, {"counters": counters(ok=1)})
+    assert point is not None and point["ok"] == 0.667  # one call in 1.5 s
+    later = rates.add(3.0, {"counters": counters(ok=1)})
+    assert later is not None and later["ok"] == 0.0  # the call is more than 2 s back
+    assert len(rates.points(3.0)) == 3
 
 
 # ----------------------------------------------------------------------------- the tracker
@@ -461,12 +477,14 @@ def test_sampler_reports_an_unreachable_service() -> None:
 # ----------------------------------------------------------------------------- command, status
 
 
-def run_cli(*args: str, block: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, block: str | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
     code = "import sys\n"
     if block:
         code += f"sys.modules[{block!r}] = None\n"
     code += "from threadhost.cli import main\nmain(sys.argv[1:])\n"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADHOST_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("THREADHOST_")},
+           **(env or {})}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=60, stdin=subprocess.DEVNULL)
 
@@ -483,12 +501,26 @@ def test_without_the_extra_one_line_and_exit_2(block: str) -> None:
     assert served.stderr == f"threadhost: error: --dashboard: {EXTRA_HINT}\n"
 
 
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"]])
+def test_listing_commands_imports_no_web_stack(args: list[str]) -> None:
+    modules = imported_modules(*args)
+    assert "threadhost.cli" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("starlette", "uvicorn", "anyio")
+                or m.startswith("threadhost.dashboard")}
+    assert "dashboard    Serve a live web dashboard" in run_cli("--help").stdout
+
+
 def test_dashboard_usage_errors_are_one_line() -> None:
     bad = run_cli("dashboard", "nowhere")
     assert bad.returncode == 2 and bad.stderr.startswith("threadhost: error: ENDPOINT: bad")
     listen = run_cli("dashboard", "--listen", "8765")
     assert listen.returncode == 2 and "--listen: expected HOST:PORT" in listen.stderr
     assert "--listen HOST:PORT" in run_cli("dashboard", "--help").stdout
+    from_env = run_cli("dashboard", env={"THREADHOST_ENDPOINT": "tcp://nowhere"})
+    assert from_env.returncode == 2
+    assert from_env.stderr.startswith("threadhost: error: THREADHOST_ENDPOINT: bad endpoint")
+    listen_env = run_cli("dashboard", env={"THREADHOST_DASHBOARD": "nowhere"})
+    assert listen_env.returncode == 2 and "expected HOST:PORT" in listen_env.stderr
 
 
 def test_serving_endpoint_seen_from_a_local_client() -> None:

@@ -467,6 +467,8 @@ def serve(
         raise click.UsageError("give MODULE[:CLASS] or --example, not both", ctx)
     if endpoint is not None:
         check_endpoint(endpoint, _source_name(ctx, _param(ctx, "endpoint")), bind=True)
+    if dashboard is not None:
+        _check_dashboard(ctx)
     if policy is not None:
         from threadhost.policy import PolicyError, check_policy
 
@@ -553,16 +555,20 @@ def client_endpoint_of(bound: str) -> str:
     return bound
 
 
+def _check_dashboard(ctx: click.Context) -> None:
+    """``serve --dashboard`` can run: its extra is installed (else one line, exit 2)."""
+    from threadhost.dashboard import EXTRA_HINT
+    from threadhost.dashboard.command import missing_extra
+
+    if missing_extra():
+        _fail(f"{_source_name(ctx, _param(ctx, 'dashboard'))}: {EXTRA_HINT}", 2)
+
+
 def _start_dashboard(endpoint: str, listen: str) -> Any:
     """``serve --dashboard``: the dashboard in a process of its own (it is a client of the
     served endpoint, like any other), stopped with the service."""
     import subprocess
 
-    from threadhost.dashboard import EXTRA_HINT
-    from threadhost.dashboard.command import missing_extra
-
-    if missing_extra():
-        _fail(f"--dashboard: {EXTRA_HINT}", 2)
     if endpoint.endswith(":*"):
         _fail("--dashboard needs a fixed --endpoint port, not '*'")
     args = [sys.executable, "-m", "threadhost", "dashboard", client_endpoint_of(endpoint),

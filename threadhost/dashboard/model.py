@@ -34,8 +34,10 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "unavailable": ("rejected_unavailable",),
     "error": ("errors", "crashed", "rejected_poisoned"),
 }
-#: Seconds of rates kept for the charts.
-WINDOW = 300.0
+#: Seconds of rates kept for the charts; a point every STEP seconds, over the last SMOOTH.
+WINDOW = 180.0
+STEP = 1.0
+SMOOTH = 5.0
 #: Maintenances listed.
 MAINTENANCES = 20
 #: Restarts listed.
@@ -67,24 +69,33 @@ def _latency_totals(status: Mapping[str, Any]) -> tuple[float, float] | None:
 
 class Rates:
     """Calls per second by outcome, and the mean latency of the calls forwarded to hosts,
-    over each interval between two samples; the last ``window`` seconds of them."""
+    one point per ``step`` seconds, each over the last ``smooth`` seconds of samples (a
+    single call is not a spike); the last ``window`` seconds of points."""
 
-    def __init__(self, window: float = WINDOW) -> None:
-        self.window = window
-        self._last: tuple[float, dict[str, int], tuple[float, float] | None] | None = None
+    def __init__(self, window: float = WINDOW, smooth: float = SMOOTH,
+                 step: float = STEP) -> None:
+        self.window, self.smooth, self.step = window, smooth, step
+        self._samples: deque[tuple[float, dict[str, int], tuple[float, float] | None]] = (
+            deque())
         self._points: deque[dict[str, Any]] = deque()
 
     def add(self, t: float, status: Mapping[str, Any]) -> dict[str, Any] | None:
-        """One sample at time ``t`` (seconds, any monotonic clock): the interval's point, or
-        None for the first sample (and after the counters went back: a new broker)."""
+        """One sample at time ``t`` (seconds, any monotonic clock): the new point, or None
+        (the first sample, one within ``step`` of the last point, counters that went back:
+        a new broker)."""
         totals = outcome_totals(status.get("counters"))
         latency = _latency_totals(status)
-        last, self._last = self._last, (t, totals, latency)
-        if last is None:
+        samples = self._samples
+        if samples and any(totals[k] < samples[-1][1][k] for k in OUTCOMES):
+            samples.clear()  # a new broker: its counters start again
+        samples.append((t, totals, latency))
+        while len(samples) > 2 and samples[1][0] <= t - self.smooth:
+            samples.popleft()
+        if len(samples) < 2 or (self._points and t - self._points[-1]["t"] < self.step):
             return None
-        t0, before, latency0 = last
+        t0, before, latency0 = samples[0]  # the newest at or before t - smooth, if any
         span = t - t0
-        if span <= 0 or any(totals[k] < before[k] for k in OUTCOMES):
+        if span <= 0:
             return None
         point: dict[str, Any] = {"t": t}
         for k in OUTCOMES:

@@ -155,6 +155,16 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
     assert not outside, outside
     assert not errors, errors
 
+    # the first run of a slow call has no estimate: an indeterminate bar, "unknown"
+    first_run = page.evaluate("""() => {
+        render({...last, running: [{call: "read_config", reason: "startup", host: "h9",
+                                    elapsed: 1.25, expected: null, fraction: null,
+                                    remaining: null}]});
+        const bar = document.querySelector("#running progress");
+        return [document.querySelector("#running").textContent, bar.hasAttribute("value")];
+    }""")
+    assert "1.25 s of unknown" in first_run[0] and first_run[1] is False, first_run
+
     # dark and narrow: the colours follow the system; nothing sticks out sideways
     light = page.evaluate("getComputedStyle(document.body).backgroundColor")
     page.emulate_media(color_scheme="dark")

@@ -1342,6 +1342,7 @@ def test_status_of_a_serving_gate() -> None:
         "route_away_after": 5.0,
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
                      "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
+        "call_seconds": {"count": 0, "sum": 0.0},
         "slow_calls": {"read_config": {"policy": "manual", "runs": 2, "failures": 0,
                                        "estimate": 2.0, "deadline": 120.0,
                                        "last_error": None, "next_due_in": None}},
@@ -1357,6 +1358,7 @@ def test_status_with_no_host() -> None:
         "failed_reason": None, "in_flight": 0, "route_away_after": 5.0,
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
                      "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
+        "call_seconds": {"count": 0, "sum": 0.0},
         "slow_calls": {}}
 
 

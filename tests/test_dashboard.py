@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -521,6 +522,18 @@ def test_dashboard_usage_errors_are_one_line() -> None:
     assert from_env.stderr.startswith("threadhost: error: THREADHOST_ENDPOINT: bad endpoint")
     listen_env = run_cli("dashboard", env={"THREADHOST_DASHBOARD": "nowhere"})
     assert listen_env.returncode == 2 and "expected HOST:PORT" in listen_env.stderr
+
+
+def test_a_listen_address_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("dashboard", "tcp://127.0.0.1:1", "--listen", f"127.0.0.1:{port}")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(
+        f"threadhost: error: cannot serve the dashboard on 127.0.0.1:{port}: ")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
 def test_serving_endpoint_seen_from_a_local_client() -> None:

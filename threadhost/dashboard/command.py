@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import sys
 import threading
 import time
@@ -58,16 +59,26 @@ def run_dashboard(endpoint: str, listen: str, *, client_options: dict[str, Any] 
     from threadhost.metrics import parse_listen
 
     host, port = parse_listen(listen)
+    # bound here, not by uvicorn: a port in use is an OSError the command reports in one line
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]
     app = create_app(Settings(endpoint, client_options=dict(client_options or {})))
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False,
+                                           lifespan="on"))
     if exit_with is not None:
         def stop() -> None:
             server.should_exit = True
 
         _watch_parent(exit_with, stop)
-    click.echo(f"threadhost: dashboard of {endpoint} on http://{host}:{port}/", err=True)
-    server.run()
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"threadhost: dashboard of {endpoint} on http://{shown}:{port}/", err=True)
+    server.run(sockets=[sock])
     return 0 if server.started else 1
 
 

@@ -209,10 +209,12 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
 
 def create_app(settings: Settings,
                service_factory: Callable[[Settings], Service] = connect_service,
-               *, sample: bool = True) -> Starlette:
+               *, sample: bool = True,
+               stopping: Callable[[], bool] = lambda: False) -> Starlette:
     """The dashboard of the service at ``settings.endpoint``. ``service_factory`` makes
     its client when the application starts; ``sample=False`` (tests): no background
-    sampling, ``GET /api/snapshot`` samples on demand."""
+    sampling, ``GET /api/snapshot`` samples on demand. The event streams end once
+    ``stopping()`` is true (the server is shutting down: open pages must not hold it)."""
     state = _State(settings)
 
     @contextlib.asynccontextmanager
@@ -249,11 +251,16 @@ def create_app(settings: Settings,
         async def stream() -> AsyncIterator[str]:
             seen, sent = -1, 0
             yield "retry: 1000\n\n"
-            while limit is None or sent < limit:
-                seen, snap = await sampler.next(seen, 15.0)
+            quiet = 0.0
+            while (limit is None or sent < limit) and not stopping():
+                seen, snap = await sampler.next(seen, 0.5)
                 if snap is None:
-                    yield ": keep-alive\n\n"
+                    quiet += 0.5
+                    if quiet >= 15.0:
+                        quiet = 0.0
+                        yield ": keep-alive\n\n"
                     continue
+                quiet = 0.0
                 yield f"data: {json.dumps(snap, separators=(',', ':'))}\n\n"
                 sent += 1
 

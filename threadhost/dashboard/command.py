@@ -68,9 +68,12 @@ def run_dashboard(endpoint: str, listen: str, *, client_options: dict[str, Any] 
         sock.close()
         raise
     port = sock.getsockname()[1]
-    app = create_app(Settings(endpoint, client_options=dict(client_options or {})))
+    server: uvicorn.Server | None = None
+    app = create_app(Settings(endpoint, client_options=dict(client_options or {})),
+                     stopping=lambda: server is not None and server.should_exit)
+    # open pages hold their event streams forever: stop waiting for them after a second
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False,
-                                           lifespan="on"))
+                                           lifespan="on", timeout_graceful_shutdown=1))
     if exit_with is not None:
         def stop() -> None:
             server.should_exit = True

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+import threadhost
+
 from .conftest import ROOT, Service
 
 pytestmark = [pytest.mark.e2e]
@@ -106,6 +108,11 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
     page.wait_for_selector("#answer[data-outcome='ok'] .result", timeout=5_000)
     assert page.inner_text("#answer .result") == "6"
     pid = int(page.inner_text("#hosts tbody tr td:nth-child(2)"))
+    lib = svc.client()
+    for x in range(40):  # some traffic for the charts
+        assert lib.calc(x) == x + 1
+    page.wait_for_function("document.querySelector('#latency-now').textContent"
+                           ".includes('ms per forwarded call')", timeout=10_000)
     page.screenshot(path=str(IMAGES / "dashboard-ready.png"), full_page=True)
 
     # maintain now: the bar moves (the start-up run measured the estimate)
@@ -117,6 +124,9 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
                            f"document.querySelector('#running progress').value > {first}",
                            timeout=5_000)
     assert "of about 3.00 s" in page.inner_text("#running")
+    for x in range(20):  # callers turned away while it runs: the busy rate
+        with pytest.raises(threadhost.BusyError):
+            lib.calc(x)
 
     # the call panel answers busy at once, with a countdown
     t0 = time.monotonic()
@@ -129,6 +139,8 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
     page.wait_for_function("!document.querySelector('#answer .countdown') || "
                            f"document.querySelector('#answer .countdown').textContent "
                            f"!== {countdown!r}", timeout=3_000)  # it counts down
+    page.wait_for_function("document.querySelector(\"#legend-rates [data-outcome='busy']\")"
+                           ".textContent !== 'busy 0.0/s'", timeout=10_000)  # the busy rate
     page.screenshot(path=str(IMAGES / "dashboard-busy.png"), full_page=True)
 
     # after the reload: ready again, a result, the maintenance listed

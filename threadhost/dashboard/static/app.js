@@ -163,7 +163,9 @@ function drawSeries(canvas, points, series, unit) {
     ctx.moveTo(left, y(v));
     ctx.lineTo(width - right, y(v));
     ctx.stroke();
-    ctx.fillText(v < 10 ? v.toFixed(1) : Math.round(v).toString(), 2, y(v) + 4);
+    const label = v === 0 ? "0" : v >= 10 ? Math.round(v).toString()
+                : v >= 1 ? v.toFixed(1) : v.toPrecision(2);
+    ctx.fillText(label, 2, y(v) + 4);
   }
   ctx.fillText("-" + Math.round(span) + " s", left, height - 4);
   ctx.fillText("now " + unit, width - right - 60, height - 4);
@@ -196,7 +198,8 @@ function renderCharts(points) {
   for (const o of OUTCOMES) sums[o] = points.slice(-10).reduce((a, p) => a + p[o], 0) /
                                       Math.max(1, Math.min(10, points.length));
   $("legend-rates").replaceChildren(...OUTCOMES.map((o) => el("li",
-    {style: "--swatch: var(--" + o + ")", text: o + " " + sums[o].toFixed(1) + "/s"})));
+    {style: "--swatch: var(--" + o + ")", "data-outcome": o,
+     text: o + " " + sums[o].toFixed(1) + "/s"})));
   $("latency-now").textContent = recent
     ? "last interval: " + recent.latency_ms.toFixed(2) + " ms per forwarded call"
     : "no forwarded calls in the window";

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: setup demo test lint typecheck unit e2e clean docs docs-setup
+.PHONY: setup demo test lint typecheck unit e2e clean docs docs-setup browser-setup
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,21 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy threadhost examples tools
 
-test: setup lint typecheck docs
+test: setup browser-setup lint typecheck docs
 	$(PY) -m pytest
+
+# The dashboard's browser tests (tests/test_dashboard_browser.py) drive the system's Chromium
+# through Playwright (which cannot download a browser of its own here): Debian's `chromium`
+# package, installed when missing (apt-get as root, else through sudo). Under CI (CI set)
+# a missing browser fails those tests instead of skipping them.
+CHROMIUM ?= /usr/bin/chromium
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-setup:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 # The documentation site (mkdocs.yml) into site/, with --strict: a broken link between pages or
 # a reference that does not build fails it. Offline; a few seconds. The `docs` extra is
@@ -48,7 +61,7 @@ docs: setup docs-setup
 unit: setup
 	$(PY) -m pytest -m "not e2e"
 
-e2e: setup
+e2e: setup browser-setup
 	$(PY) -m pytest -m e2e
 
 clean:

@@ -224,6 +224,15 @@ def rows(tmp: Path) -> list[Row]:
         ("conformance no endpoint", ["conformance"], {}, 2, "missing ENDPOINT", ()),
         ("conformance bad role", ["conformance", "--role", "nope"], {}, 2, "'nope' is not one of",
          ()),
+        # --- dashboard (its own module, the web stack loaded only to serve)
+        ("dashboard bogus endpoint", ["dashboard", "bogus-endpoint"], {}, 2,
+         "ENDPOINT: bad endpoint 'bogus-endpoint'", (PROC,)),
+        ("dashboard bogus env endpoint", ["dashboard"], {"THREADHOST_ENDPOINT": "tcp://h"}, 2,
+         "THREADHOST_ENDPOINT: bad endpoint 'tcp://h'", ()),
+        ("dashboard bad --listen", ["dashboard", "--listen", "8765"], {}, 2,
+         "--listen: expected HOST:PORT", ()),
+        ("serve bad --dashboard", ["serve", adapter, "--dashboard", "nowhere"], {}, 2,
+         "--dashboard: expected HOST:PORT", ()),
     ]
 
 

@@ -1343,6 +1343,7 @@ def test_status_of_a_serving_gate() -> None:
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
                      "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
         "manual_maintenance": {"budget": 0.5, "rounds": 0, "busy": 0.0, "retry_in": 0.0},
+        "call_seconds": {"count": 0, "sum": 0.0},
         "slow_calls": {"read_config": {"policy": "manual", "runs": 2, "failures": 0,
                                        "estimate": 2.0, "deadline": 120.0,
                                        "last_error": None, "next_due_in": None}},
@@ -1359,6 +1360,7 @@ def test_status_with_no_host() -> None:
         "counters": {"served": 0, "rejected_busy": 0, "rejected_unavailable": 0, "errors": 0,
                      "crashed": 0, "protocol_errors": 0, "rejected_poisoned": 0},
         "manual_maintenance": {"budget": 0.5, "rounds": 0, "busy": 0.0, "retry_in": 0.0},
+        "call_seconds": {"count": 0, "sum": 0.0},
         "slow_calls": {}}
 
 

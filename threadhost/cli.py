@@ -320,6 +320,9 @@ class _Group(click.Group):
         "conformance": ("threadhost.conformance:conformance_command",
                         "Check that the broker (or host) at ENDPOINT speaks the threadhost "
                         "protocol."),
+        "dashboard": ("threadhost.dashboard.command:dashboard_command",
+                      "Serve a live web dashboard of the service at ENDPOINT (needs "
+                      "threadhost[dashboard])."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -451,6 +454,10 @@ def main() -> None:
               envvar="THREADHOST_METRICS", show_envvar=True,
               help="expose Prometheus metrics at http://HOST:PORT/metrics "
                    "(needs threadhost[metrics])")
+@click.option("--dashboard", metavar="HOST:PORT", callback=_listen, default=None,
+              envvar="THREADHOST_DASHBOARD", show_envvar=True,
+              help="serve the live web dashboard at http://HOST:PORT/ too "
+                   "(needs threadhost[dashboard])")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
               envvar="THREADHOST_LOG_FORMAT", show_envvar=True,
               help="log lines as text or one JSON object per line [default: text]")
@@ -473,6 +480,7 @@ def serve(
     restart_limit: int | None,
     restart_window: float | None,
     metrics: str | None,
+    dashboard: str | None,
     log_format: str | None,
     log_level: str | None,
 ) -> None:
@@ -481,6 +489,8 @@ def serve(
         raise click.UsageError("give MODULE[:CLASS] or --example, not both", ctx)
     if endpoint is not None:
         check_endpoint(endpoint, _source_name(ctx, _param(ctx, "endpoint")), bind=True)
+    if dashboard is not None:
+        _check_dashboard(ctx)
     if policy is not None:
         from threadhost.policy import PolicyError, check_policy
 
@@ -543,13 +553,62 @@ def serve(
     )
     broker = Broker(target, endpoint=endpoint, config=config, log_level=level,
                     metrics=metrics)
+    web = _start_dashboard(endpoint, dashboard) if dashboard is not None else None
     try:
         code = broker.run()
     except BrokerError as exc:
         _fail(exc)
+    finally:
+        if web is not None:
+            _stop_helper(web)
     if code != 0 and broker.stop_reason:  # the last line says why (e.g. a failed start-up)
         click.echo(f"threadhost: error: {broker.stop_reason}", err=True)
     sys.exit(code)
+
+
+def client_endpoint_of(bound: str) -> str:
+    """Where a client on this machine connects to a service bound at ``bound``:
+    ``tcp://*:6000`` and ``tcp://0.0.0.0:6000`` -> ``tcp://127.0.0.1:6000``."""
+    scheme, _, address = bound.partition("://")
+    host, colon, port = address.rpartition(":")
+    if scheme == "tcp" and colon and host in ("*", "0.0.0.0"):
+        return f"tcp://127.0.0.1:{port}"
+    if scheme == "tcp" and colon and host in ("[::]", "::"):
+        return f"tcp://[::1]:{port}"
+    return bound
+
+
+def _check_dashboard(ctx: click.Context) -> None:
+    """``serve --dashboard`` can run: its extra is installed (else one line, exit 2)."""
+    from threadhost.dashboard import EXTRA_HINT
+    from threadhost.dashboard.command import missing_extra
+
+    if missing_extra():
+        _fail(f"{_source_name(ctx, _param(ctx, 'dashboard'))}: {EXTRA_HINT}", 2)
+
+
+def _start_dashboard(endpoint: str, listen: str) -> Any:
+    """``serve --dashboard``: the dashboard in a process of its own (it is a client of the
+    served endpoint, like any other), stopped with the service."""
+    import subprocess
+
+    if endpoint.endswith(":*"):
+        _fail("--dashboard needs a fixed --endpoint port, not '*'")
+    args = [sys.executable, "-m", "threadhost", "dashboard", client_endpoint_of(endpoint),
+            "--listen", listen, "--exit-with", str(os.getpid())]
+    return subprocess.Popen(args, env=_child_env(), stdin=subprocess.DEVNULL)
+
+
+def _stop_helper(proc: Any) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _param(ctx: click.Context, name: str) -> click.Parameter:

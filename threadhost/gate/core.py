@@ -126,6 +126,9 @@ class Gate:
             "rejected_poisoned": 0,
         }
         self.last_maintenance: dict[str, Any] | None = None
+        # fast calls answered by a host and their summed forward-to-answer time (status
+        # `call_seconds`: a client's mean latency over an interval is Δsum / Δcount)
+        self.call_seconds: dict[str, float] = {"count": 0, "sum": 0.0}
         self._start_estimate = Estimate()  # measured host start (spawn/attach to ready)
         self._fast_stats = FastCallStats(config.fast_call_limit, config.route_away_after)
         self._beat_at = now  # next broker -> host heartbeat
@@ -513,6 +516,8 @@ class Gate:
                 return self._slow_finished(now, host, slow, msg)
             return []
         self._fast_stats.record(now - entry.started)
+        self.call_seconds["count"] += 1
+        self.call_seconds["sum"] += now - entry.started
         if type(msg) is ErrorReply and msg.code is ErrorCode.UNFIT:  # its verify failed
             reason = f"host {host.host_id} is unfit: {msg.message}"
             self.counters["rejected_unavailable"] += 1
@@ -875,6 +880,8 @@ class Gate:
             "in_flight": sum(len(h.calls) for h in hosts),
             "route_away_after": round(away, 3),
             "counters": dict(self.counters),
+            "call_seconds": {"count": int(self.call_seconds["count"]),
+                             "sum": round(self.call_seconds["sum"], 6)},
         }
         for host in hosts:
             running = running_view(host, now, self._schedule.calls)

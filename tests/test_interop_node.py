@@ -201,7 +201,7 @@ def test_threadhost_broker_serves_the_node_host(node_host: list[str], tmp_path: 
 
             # a proxy generated from the Python twin: its fingerprint check passes
             proxy = _import_proxy(tmp_path, generate(TWIN), "interop_calc_proxy")
-            assert proxy.FINGERPRINT == twin.fingerprint
+            assert twin.fingerprint == proxy.FINGERPRINT
             with proxy.Client(ep, 5.0) as typed:
                 assert typed.calc(41) == 42
             # ... and a proxy of another contract is refused at connect

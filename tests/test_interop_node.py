@@ -266,3 +266,56 @@ def test_the_node_fingerprint_agrees_with_threadhost_on_rich_adapters(
     assert got[:len(specs)] == [s.fingerprint for s in specs]
     assert got[len(specs):] == [json.dumps(v, sort_keys=True, separators=(",", ":"),
                                            ensure_ascii=True) for v in values]
+
+
+# --------------------------------------------------------------------------- golden vectors
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with every scalar tagged by its type, so that 1 and 1.0 (and True) differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@pytest.mark.timeout(60)
+def test_the_node_codec_reads_and_writes_the_golden_vectors(node_host: list[str]) -> None:
+    """docs/protocol.md §14 through the Node.js host's codec (interop/node-host/lib/codec.js):
+    every example decodes to its fields and encodes back to exactly its bytes, every variant
+    decodes to its fields, every reject is rejected with its code and readable id."""
+    from threadhost.tools import golden
+
+    assert NODE is not None
+    vectors = golden.load()
+    examples, variants, rejects = vectors["messages"], vectors["variants"], vectors["rejects"]
+    requests = [{"frames": [bytes.fromhex(v["header"]), bytes.fromhex(v["body"])]}
+                for v in examples + variants]
+    requests += [{"frames": [bytes.fromhex(f) for f in r["frames"]],
+                  "max_size": r.get("max_size")} for r in rejects]
+    proc = subprocess.run([NODE, str(HOST_DIR / "tools" / "vectors.js")],
+                          input=msgpack.packb(requests, use_bin_type=True),
+                          capture_output=True, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    results = msgpack.unpackb(proc.stdout, raw=False)
+    assert len(results) == len(requests)
+    for vector, got in zip(examples + variants, results, strict=False):
+        assert got["ok"], (vector["name"], got)
+        assert _typed(got["msg"]) == _typed(golden.from_json(vector["fields"])), vector["name"]
+    for vector, got in zip(examples, results, strict=False):
+        assert got["body"].hex() == vector["body"], vector["name"]  # the canonical encoding
+    for vector, got in zip(rejects, results[len(examples) + len(variants):], strict=True):
+        assert not got["ok"], (vector["name"], got)
+        assert (got["error"], got["id"]) == (vector["error"], vector["id"]), vector["name"]
+
+
+@pytest.mark.timeout(60)
+def test_the_node_host_unit_tests_pass(node_host: list[str]) -> None:
+    """``npm test`` in interop/node-host: the codec, the argument checks and the canonical
+    form, without sockets."""
+    assert NODE is not None
+    proc = subprocess.run([NODE, "--test", "test/"], cwd=HOST_DIR, capture_output=True,
+                          text=True, timeout=50, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "# fail 0" in proc.stdout

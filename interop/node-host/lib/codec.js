@@ -11,9 +11,11 @@
 //   survive (R9); integers are encoded in their shortest form, BigInt included;
 // * map keys must be strings (R6): a non-string key is kept as a marker key that
 //   `hasNonStringKey` finds, so that the message is malformed without losing its id (R22);
+// * an ext value is opaque (R49): no built-in extension (such as the timestamp type -1)
+//   turns it into an object; it stays an `ExtData` and is encoded again unchanged;
 // * every kind's fields are checked against the table of §4 (`checkFields`).
 
-const { Decoder, Encoder } = require('@msgpack/msgpack');
+const { Decoder, Encoder, ExtensionCodec } = require('@msgpack/msgpack');
 
 const SIGNATURE = Buffer.from('TH', 'latin1');
 const VERSION = 1;
@@ -35,6 +37,16 @@ class WireFloat {
   }
 }
 
+/** No extension is interpreted: every ext value stays an opaque ExtData (R49). */
+class OpaqueExtensions extends ExtensionCodec {
+  constructor() {
+    super();
+    this.builtInEncoders = [];
+    this.builtInDecoders = [];
+  }
+}
+const OPAQUE = new OpaqueExtensions();
+
 const NON_STRING_KEY = '\u0000threadhost:non-string-key:';
 let nonStringKeys = 0;
 
@@ -42,6 +54,7 @@ class WireDecoder extends Decoder {
   constructor() {
     super({
       useBigInt64: true,
+      extensionCodec: OPAQUE,
       mapKeyConverter: (key) => {
         if (typeof key === 'string') return key;
         nonStringKeys += 1;
@@ -59,7 +72,7 @@ class WireDecoder extends Decoder {
 
 class WireEncoder extends Encoder {
   constructor() {
-    super({ useBigInt64: true });
+    super({ useBigInt64: true, extensionCodec: OPAQUE });
   }
   doEncode(object, depth) {
     if (object instanceof WireFloat) {

@@ -40,7 +40,7 @@ test('malformed input keeps its readable id', () => {
   assert.equal(readable({ kind: 'call', id: -5, method: 'x' }), null);
   assert.equal(readable({ kind: 'call', id: true, method: 'x' }), null);
   assert.equal(readable({ kind: 'goodbye', host_id: 'h', ok: 0 }), null);
-  const intKey = Buffer.from('83a46b696e64a463616c6ca2696409a66b7761726773810101', 'hex');
+  const intKey = Buffer.from('84a46b696e64a463616c6ca2696409a66d6574686f64a178a66b7761726773810101', 'hex');
   assert.throws(() => codec.decodeFrames([codec.HEADER, intKey]),
     (err) => err instanceof codec.Malformed && err.id === 9);
   assert.throws(() => codec.decodeFrames([Buffer.from('544802', 'hex'), codec.pack({})]),

@@ -232,6 +232,50 @@ def test_threadhost_broker_serves_the_node_host(node_host: list[str], tmp_path: 
     assert "shutdown" in text and "goodbye (ok=true)" in text, text
 
 
+@pytest.mark.timeout(120)
+def test_a_restarted_broker_adopts_the_node_host_again(node_host: list[str],
+                                                       tmp_path: Path) -> None:
+    """The broker is killed and another one starts on the same endpoints: its heartbeats
+    carry a new instance token, the Node.js host sends ``ready`` again (R51), the new broker
+    adopts it (R52) and serves calls, without the host restarting."""
+    ep, bep = free_endpoint(), free_endpoint()
+    host_log = tmp_path / "node-host.log"
+
+    def start_broker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "threadhost", "broker", "--endpoint", ep, "--backend",
+             bep, "--log-level", "ERROR"], cwd=ROOT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    broker = start_broker()
+    with open(host_log, "wb") as hlog:
+        host = subprocess.Popen([part.replace("{endpoint}", bep) for part in node_host],
+                                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=hlog,
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "RELOAD_SECONDS": "0.2"})
+    try:
+        with _ready_client(ep) as client:
+            pid = client.status()["host_pid"]
+            broker.kill()
+            broker.wait(10)
+            broker = start_broker()
+            with _ready_client(ep) as again:
+                assert again.calc(41) == 42
+                assert again.status()["host_pid"] == pid  # the same host, adopted again
+        assert host.poll() is None, host_log.read_text()
+        assert "sending ready again" in host_log.read_text()
+    finally:
+        for proc in (broker, host):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (broker, host):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
 # --------------------------------------------------------------------------- the fingerprint
 
 

@@ -155,6 +155,10 @@ class Host {
     this.announced = null; // {frames, at}: the ready sent on the call socket (R51)
     this.brokerToken = null;
     this.brokerHeard = null;
+    this.callConnected = false; // the call socket's connection is up (its handshake is done)
+    // the call socket lost its connection since the last ready: the broker that got it may
+    // be gone, so the next broker heartbeat gets ready again (see brokerBeat)
+    this.brokerLost = false;
     this.brokerGone = false;
     this.exitCode = EXIT_OK;
   }
@@ -172,6 +176,14 @@ class Host {
     });
     this.calls = new Outbox(this.callSock, 'call socket');
     this.beats = new Outbox(this.hbSock, 'heartbeat socket');
+    this.watchEvents(this.callSock, 'call socket', (type) => {
+      if (type === 'handshake') this.callConnected = true;
+      else if (type === 'disconnect') {
+        this.callConnected = false;
+        if (this.announced !== null) this.brokerLost = true;
+      }
+    });
+    if (logLevel <= LEVELS.debug) this.watchEvents(this.hbSock, 'heartbeat socket');
     this.callSock.connect(endpoint);
     this.hbSock.connect(endpoint);
     this.beatTimer = setInterval(() => this.beat(), this.opts.heartbeat * 1000);
@@ -361,6 +373,19 @@ class Host {
     setTimeout(() => process.exit(exitCode), 3000).unref();
   }
 
+  /** Follow a socket's connection events (logged with --log-level debug). */
+  async watchEvents(socket, what, onEvent = () => {}) {
+    const events = socket.events; // the observer exists before the socket connects
+    try {
+      for await (const event of events) {
+        onEvent(event.type);
+        log('debug', `${what}: ${event.type}${event.address ? ` ${event.address}` : ''}`);
+      }
+    } catch (err) {
+      log('debug', `${what}: no more events (${err.message})`);
+    }
+  }
+
   die(why) {
     log('error', why);
     process.exit(EXIT_FAILURE);
@@ -402,20 +427,41 @@ class Host {
     }
   }
 
-  /** A broker heartbeat: send ready again if it comes from a new broker (R51). */
+  /**
+   * A broker heartbeat: send ready again if it comes from a new broker (R51): another
+   * token, or any token after a silence longer than the broker timeout — or, beyond R51,
+   * after the call socket lost its connection since the last ready. Without that third
+   * rule a broker killed before its first heartbeat to this host, and replaced at once,
+   * leaves the host unadopted for good: the new broker's heartbeats are the first ever
+   * heard, within the broker timeout of ready, with one token, so R51 sends nothing, and
+   * the new broker waits for a ready (docs/interop.md). A ready too many is harmless.
+   */
   brokerBeat(beat, now) {
     if (this.announced === null || this.saidGoodbye) return; // nothing before the first ready
     const last = this.brokerHeard ?? this.announced.at;
     const newToken = this.brokerToken !== null && beat.host_id !== this.brokerToken;
     const silence = now - last > this.opts.brokerTimeout * 1000;
+    const lost = this.brokerLost;
+    if ((newToken || silence || lost) && !this.callConnected) {
+      // The two sockets reconnect independently. A broker that gets ready now adopts the
+      // host and sends its first call (the start-up slow call) to the call socket at once:
+      // if that socket is not connected yet, the broker's ROUTER drops the call and waits
+      // for it until the call's deadline. So nothing is recorded: the next broker
+      // heartbeat decides again, once the call socket is back.
+      log('debug', 'a new broker, maybe; ready is sent again once the call socket is connected');
+      return;
+    }
     this.brokerToken = beat.host_id;
     this.brokerHeard = now;
+    this.brokerLost = false;
     if (this.brokerGone) {
       this.brokerGone = false;
       log('info', `a broker is back (token ${beat.host_id})`);
     }
-    if (newToken || silence) {
-      log('info', `${newToken ? 'a new broker' : 'a broker after a silence'} (token ${beat.host_id}): sending ready again`);
+    if (newToken || silence || lost) {
+      const why = newToken ? 'a new broker' : silence ? 'a broker after a silence'
+        : 'a broker after the connection was lost';
+      log('info', `${why} (token ${beat.host_id}): sending ready again`);
       this.beats.send(this.announced.frames);
     }
   }

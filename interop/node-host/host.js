@@ -25,7 +25,7 @@ const { Worker } = require('node:worker_threads');
 const zmq = require('zeromq');
 const codec = require('./lib/codec');
 const { load } = require('./lib/adapter');
-const { bind, BadArguments } = require('./lib/signature');
+const { bind, BadArguments, mismatch } = require('./lib/signature');
 
 const { WireFloat } = codec;
 const EXIT_OK = 0;
@@ -290,10 +290,18 @@ class Host {
     }
     this.running = { id: job.id, at: this.now() };
     this.library.run(job.name, job.args).then((outcome) => {
-      const answer = outcome.ok
-        ? { kind: 'result', id: job.id, value: outcome.value }
-        : this.error(job.id, 'remote_exception', outcome.error.message,
+      const decl = this.adapter.calls.get(job.name);
+      const unfit = outcome.ok ? mismatch(decl.returns, outcome.value, 'the result') : null;
+      let answer;
+      if (!outcome.ok) {
+        answer = this.error(job.id, 'remote_exception', outcome.error.message,
           { remote_type: outcome.error.type, traceback: outcome.error.stack });
+      } else if (unfit !== null) { // the library broke its own declaration
+        answer = this.error(job.id, 'remote_exception', `${CLASS}.${job.name} returned a value ` +
+          `that does not match its declared return type: ${unfit}`, { remote_type: 'TypeError' });
+      } else {
+        answer = { kind: 'result', id: job.id, value: outcome.value };
+      }
       this.running = null;
       this.answer(answer);
       this.pump();
@@ -359,6 +367,8 @@ class Host {
   async goodbye(ok, code, message, exitCode) {
     if (this.saidGoodbye) return;
     this.finishing = true;
+    // a goodbye to a broker that is gone waits for a connection: exit regardless
+    setTimeout(() => process.exit(exitCode), 3000).unref();
     clearInterval(this.beatTimer);
     this.hbSock.close();
     if (!ok) log('error', message);
@@ -370,7 +380,6 @@ class Host {
     await this.library.end();
     this.callSock.close(); // linger: the goodbye still goes out
     process.exitCode = exitCode;
-    setTimeout(() => process.exit(exitCode), 3000).unref();
   }
 
   /** Follow a socket's connection events (logged with --log-level debug). */

@@ -45,6 +45,7 @@ const ADAPTER = {
 function load() {
   for (const call of ADAPTER.calls) {
     for (const p of call.params) checkSchema(p.schema, `${call.name}(${p.name})`);
+    checkSchema(call.returns, `${call.name} returns`);
     if (call.kind === 'slow' && call.params.length) {
       throw new Error(`${call.name}: slow calls take no parameters`);
     }

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import zmq
 
 import threadhost
 from tests.conftest import ROOT, free_endpoint
@@ -108,6 +109,100 @@ def test_the_kit_tells_a_broken_node_host_apart(node_host: list[str]) -> None:
                              select=["host.heartbeat"], heartbeat_interval=INTERVAL,
                              timeout=3.0, quiet=0.25)
     assert [r.check for r in report.failures] == ["host.heartbeat"], report.format()
+
+
+# --------------------------------------------------------------------------- a raw fake broker
+
+
+class RawBroker:
+    """A ROUTER bound on a free port, talking raw frames to one Node.js host (plain msgpack,
+    no threadhost codec): what a broker would send, and everything the host sends back."""
+
+    HEADER = b"TH\x01"
+
+    def __init__(self) -> None:
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.host_id = b""
+        self.calls: list[tuple[float, dict[str, Any]]] = []  # from the call socket
+        self.beats: list[tuple[float, dict[str, Any]]] = []  # from the heartbeat socket
+
+    def send(self, body: dict[str, Any]) -> None:
+        self.router.send_multipart([self.host_id, self.HEADER,
+                                    msgpack.packb(body, use_bin_type=True)])
+
+    def pump(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.router.poll(int(left * 1000) + 1):
+                continue
+            ident, header, body = self.router.recv_multipart()
+            assert header == self.HEADER
+            msg = msgpack.unpackb(body, raw=False)
+            if ident.endswith(b"/hb"):
+                self.beats.append((time.monotonic(), msg))
+            else:
+                self.host_id = self.host_id or ident
+                self.calls.append((time.monotonic(), msg))
+
+    def until(self, predicate: Callable[[], bool], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, f"not within {seconds:g}s: {self.calls}"
+            self.pump(0.05)
+
+    def close(self) -> None:
+        self.router.close(0)
+        self.ctx.term()
+
+
+@pytest.mark.timeout(60)
+def test_calls_queue_behind_a_running_call_and_shutdown_lets_them_finish(
+        node_host: list[str], tmp_path: Path) -> None:
+    """Calls arriving while reload runs are queued, not dropped, and run in order on the
+    library thread; a call that does not fit is refused at once; heartbeats carry the
+    running call's id; shutdown lets the running and queued calls finish, then goodbye,
+    after which nothing is sent, and the process exits 0 (R38, R39, R41, R42)."""
+    fake = RawBroker()
+    log = tmp_path / "node-host.log"
+    with open(log, "wb") as out:
+        host = subprocess.Popen([p.replace("{endpoint}", fake.endpoint) for p in node_host],
+                                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "RELOAD_SECONDS": "1.0"})
+    try:
+        fake.until(lambda: bool(fake.calls), 20)
+        assert fake.calls[0][1]["kind"] == "ready"
+        fake.send({"kind": "call", "id": 1, "method": "reload"})
+        for rid in range(2, 7):
+            fake.send({"kind": "call", "id": rid, "method": "calc", "args": [rid * 10]})
+        fake.send({"kind": "call", "id": 7, "method": "calc", "args": [1.5]})
+        fake.pump(0.5)  # reload runs now
+        fake.send({"kind": "shutdown", "reason": "test"})
+        fake.send({"kind": "call", "id": 8, "method": "calc", "args": [1]})  # after shutdown
+        fake.until(lambda: any(m["kind"] == "goodbye" for _, m in fake.calls), 20)
+        bye_at = next(t for t, m in fake.calls if m["kind"] == "goodbye")
+        fake.pump(1.0)
+        answers = [m for _, m in fake.calls[1:]]
+        assert answers[0] == {"kind": "error", "id": 7, "code": "bad_arguments",
+                              "message": answers[0]["message"], "retry_after": None,
+                              "remote_type": None, "traceback": None}
+        assert [(m["kind"], m["id"], m.get("value")) for m in answers[1:7]] == [
+            ("result", 1, None), *[("result", rid, rid * 10 + 1) for rid in range(2, 7)]]
+        assert answers[7]["kind"] == "goodbye" and answers[7]["ok"] is True, answers
+        assert len(answers) == 8, answers  # call 8 (after shutdown) never answered
+        busy = [m["busy_id"] for t, m in fake.beats if m["kind"] == "heartbeat"]
+        assert 1 in busy, busy
+        assert not [t for t, _ in fake.beats if t > bye_at + 0.1], "heartbeats after goodbye"
+        assert host.wait(10) == 0, log.read_text()
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait(5)
+        fake.close()
 
 
 # --------------------------------------------------------------------------- a real broker

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: setup demo test lint typecheck unit e2e clean docs docs-setup browser-setup
+.PHONY: setup demo test lint typecheck unit e2e clean docs docs-setup browser-setup interop-setup
 
 setup: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy threadhost examples tools
 
-test: setup browser-setup lint typecheck docs
+test: setup browser-setup interop-setup lint typecheck docs
 	$(PY) -m pytest
 
 # The dashboard's browser tests (tests/test_dashboard_browser.py) drive the system's Chromium
@@ -44,6 +44,21 @@ browser-setup:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
+
+# The Node.js host (interop/node-host, docs/interop.md): its npm packages from the committed
+# package-lock.json, when `node` is installed (without it tests/test_interop_node.py skips,
+# saying why). Runs `npm ci` again only when package.json or package-lock.json changed.
+NODE_HOST = interop/node-host
+interop-setup:
+	@if command -v node >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(NODE_HOST)/node_modules/.installed; \
+	else \
+		echo "interop-setup: node not found; the Node.js interop tests will be skipped"; \
+	fi
+
+$(NODE_HOST)/node_modules/.installed: $(NODE_HOST)/package.json $(NODE_HOST)/package-lock.json
+	cd $(NODE_HOST) && npm ci --no-audit --no-fund
+	touch $@
 
 # The documentation site (mkdocs.yml) into site/, with --strict: a broken link between pages or
 # a reference that does not build fails it. Offline; a few seconds. The `docs` extra is
@@ -61,7 +76,7 @@ docs: setup docs-setup
 unit: setup
 	$(PY) -m pytest -m "not e2e"
 
-e2e: setup browser-setup
+e2e: setup browser-setup interop-setup
 	$(PY) -m pytest -m e2e
 
 clean:

@@ -54,7 +54,7 @@ class Raw:
         self.protocol_errors = 0
 
     def send(self, msg: Any) -> bool:
-        from threadhost import wire
+        from threadhost import protocol as wire
 
         zmq = self._zmq
         header, body = wire.encode(msg)
@@ -71,7 +71,7 @@ class Raw:
 
     def read(self, wait: float) -> list[Any]:
         """Replies already here, or the first ones within ``wait`` seconds."""
-        from threadhost import wire
+        from threadhost import protocol as wire
 
         zmq = self._zmq
         out: list[Any] = []
@@ -129,20 +129,20 @@ class Control(Raw):
         return None
 
     def status(self, timeout: float = 2.0) -> dict[str, Any] | None:
-        from threadhost import wire
+        from threadhost import protocol as wire
 
         reply = self.request(wire.Status, timeout)
         return None if reply is None or reply.kind != "status_reply" else dict(reply.status)
 
     def maintain(self, timeout: float = 2.0) -> bool:
-        from threadhost import wire
+        from threadhost import protocol as wire
 
         reply = self.request(wire.Maintain, timeout, method=None)
         return reply is not None and reply.kind == "maintain_reply" and bool(reply.started)
 
     def fault_call(self, method: str, args: list[Any], timeout: float = 30.0) -> int:
         """Send a fault call (``work``/``crash``) without waiting; its id."""
-        from threadhost import wire
+        from threadhost import protocol as wire
 
         rid = self.new_id()
         deadline = time.monotonic() + 5.0
@@ -222,7 +222,7 @@ def _aggregate(t_send: list[float], t_first: list[float], answers: list[int],
 
 def _caller(conn: Connection, endpoint: str, wid: int, timeout: float, think: float,
             drain: float) -> None:
-    from threadhost import wire
+    from threadhost import protocol as wire
 
     raw = Raw(endpoint)
     t_send: list[float] = []
@@ -311,7 +311,7 @@ class Callers:
     def __init__(self, n: int, endpoint: str, *, timeout: float, think: float,
                  drain: float = 1.5) -> None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["benchmarks.faults_clients", "threadhost.wire", "zmq"])
+        ctx.set_forkserver_preload(["benchmarks.faults_clients", "threadhost.protocol", "zmq"])
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         for wid in range(n):

@@ -61,7 +61,7 @@ def echo(endpoint: str) -> None:
 
 def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     import threadhost
-    from threadhost import wire
+    from threadhost import protocol as wire
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.hop", "--echo", endpoint])

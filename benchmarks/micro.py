@@ -13,7 +13,7 @@ import argparse
 import sys
 import timeit
 
-from threadhost import wire
+from threadhost import protocol as wire
 from threadhost.gate import Gate, GateConfig, StartHost, ToClient, ToHost
 from threadhost.policy import parse_policy
 

@@ -221,7 +221,7 @@ class MiniHost:
 def _patch_broker(flaw: str) -> None:
     from threadhost import broker as B
     from threadhost import gate as G
-    from threadhost.wire import ErrorCode, ErrorReply
+    from threadhost.protocol import ErrorCode, ErrorReply
 
     if flaw == "no-echo":
         send = B.Broker._send
@@ -297,7 +297,7 @@ def _patch_broker(flaw: str) -> None:
         GM.Rollout.take_next = take_all  # type: ignore[method-assign]
     elif flaw == "serves-bad-start":
         from threadhost.gate import core as GC
-        from threadhost.wire import Result
+        from threadhost.protocol import Result
 
         finished = GC.Gate._slow_finished
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from pydantic import BaseModel
 
 from threadhost.conformance.core import (
     MAX_ID,
@@ -123,7 +122,7 @@ class FakeHost:
             self.silent = True
             self.silent_since = time.monotonic()
 
-    def send(self, msg: BaseModel | list[bytes]) -> None:
+    def send(self, msg: Message | list[bytes]) -> None:
         frames = msg if isinstance(msg, list) else encode(msg)
         self.call.send(frames, self.s.left(self.s.timeout))
 
@@ -227,7 +226,7 @@ class BrokerSession(Session):
         t, reply = c.inbox.popleft()
         return reply, t - t0
 
-    def ask(self, msg: BaseModel | list[bytes], client: Peer | None = None) -> Message:
+    def ask(self, msg: Message | list[bytes], client: Peer | None = None) -> Message:
         frames = msg if isinstance(msg, list) else encode(msg)
         reply, _ = self.ask_raw(frames, client)
         return parse(reply, "the broker's reply", self.max_size)
@@ -246,7 +245,7 @@ class BrokerSession(Session):
         self.wait(arrived, timeout)
         return found[0] if found else None
 
-    def expect_error(self, frames: list[bytes] | BaseModel, codes: set[ErrorCode] | ErrorCode,
+    def expect_error(self, frames: list[bytes] | Message, codes: set[ErrorCode] | ErrorCode,
                      rid: object, what: str) -> ErrorReply:
         want = {codes} if isinstance(codes, ErrorCode) else codes
         msg = self.ask(frames if isinstance(frames, list) else encode(frames))
@@ -562,14 +561,14 @@ def _unknown_fields(s: BrokerSession) -> str:
 
 @check("broker.client-kinds", "R10", "kinds a client may not send get a protocol error")
 def _client_kinds(s: BrokerSession) -> str:
-    cases: list[tuple[BaseModel, int | None]] = [
+    cases: list[tuple[Message, int | None]] = [
         (Result(id=12, value=1), 12),
         (Pong(id=13), 13),
         (Heartbeat(host_id="x", pid=1), None),
         (Ready(host_id="x", pid=1, adapter={}, fingerprint=""), None),
     ]
     for msg, rid in cases:
-        s.expect_error(msg, ErrorCode.PROTOCOL, rid, f"a client's {msg.kind}")  # type: ignore[attr-defined]
+        s.expect_error(msg, ErrorCode.PROTOCOL, rid, f"a client's {msg.kind}")
     return "result, pong, heartbeat, ready"
 
 
@@ -808,7 +807,7 @@ def _expect_not_forwarded(s: BrokerSession, host: FakeHost) -> str:
 
 
 def _roundtrip(s: BrokerSession, host: FakeHost, call: Call,
-               answer: Callable[[Call], BaseModel], client: Peer | None = None,
+               answer: Callable[[Call], Message], client: Peer | None = None,
                need_reply: bool = True) -> tuple[Call, Message | None]:
     host.drain()
     c = client or s.client()

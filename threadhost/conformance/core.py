@@ -23,8 +23,7 @@ import msgpack
 import zmq
 
 from threadhost.errors import ProtocolError
-from threadhost.protocol import HEADER, ErrorReply, Message, decode
-from threadhost.wire import MAX_REQUEST_ID
+from threadhost.protocol import HEADER, MAX_REQUEST_ID, ErrorReply, Message, decode
 
 __all__ = [
     "MAX_ID",

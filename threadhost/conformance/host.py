@@ -29,8 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from threadhost.conformance.core import (
     MAX_ID,
     Aborted,
@@ -148,12 +146,12 @@ class HostSession(Session):
             return
         self.inbox.append((now, payload))
 
-    def send(self, msg: BaseModel | list[bytes]) -> None:
+    def send(self, msg: Message | list[bytes]) -> None:
         assert self.router is not None and self.host_id is not None
         frames = msg if isinstance(msg, list) else encode(msg)
         self.router.send([self.host_id.encode(), *frames], self.left(self.timeout))
 
-    def send_hb(self, msg: BaseModel) -> None:
+    def send_hb(self, msg: Message) -> None:
         """Send to the host's heartbeat socket ``ID/hb`` (broker heartbeats go there, R52)."""
         assert self.router is not None and self.host_id is not None
         self.router.send([f"{self.host_id}/hb".encode(), *encode(msg)],
@@ -187,14 +185,14 @@ class HostSession(Session):
         self.inbox.extendleft(reversed(kept))
         return found[0] if found else None
 
-    def ask(self, msg: BaseModel | list[bytes], rid: int, what: str) -> Message:
+    def ask(self, msg: Message | list[bytes], rid: int, what: str) -> Message:
         self.send(msg)
         got = self.await_answer(rid, self.timeout)
         if got is None:
             raise CheckFailed(f"{what}: no answer with id {rid} within {self.timeout:g}s")
         return got
 
-    def expect_error(self, msg: BaseModel | list[bytes], code: ErrorCode, rid: int,
+    def expect_error(self, msg: Message | list[bytes], code: ErrorCode, rid: int,
                      what: str) -> ErrorReply:
         got = self.ask(msg, rid, what)
         if not (isinstance(got, ErrorReply) and got.code is code):

@@ -53,6 +53,7 @@ from threadhost.protocol import (
     Status,
     StatusReply,
     encode,
+    fields_of,
 )
 
 __all__ = ["DIRECTIONS", "EXAMPLES", "PATH", "REJECTS", "VARIANTS", "from_json", "load",
@@ -221,13 +222,13 @@ def render() -> str:
                        "bin value; integers may exceed 2^53 (use a big-integer-safe parser)",
         "messages": [
             {"name": name, "kind": msg.kind, "direction": DIRECTIONS[msg.kind],
-             "fields": to_json(msg.model_dump(mode="python")),
+             "fields": to_json(fields_of(msg)),
              "header": encode(msg)[0].hex(), "body": encode(msg)[1].hex()}
             for name, msg in EXAMPLES
         ],
         "variants": [
             {"name": name, "header": HEADER.hex(), "body": body.hex(),
-             "fields": to_json(msg.model_dump(mode="python"))}
+             "fields": to_json(fields_of(msg))}
             for name, body, msg in VARIANTS
         ],
         "rejects": [

@@ -7,7 +7,8 @@
     ``no-heartbeat`` (no ID/hb socket), ``runs-other-versions`` (ignores the version
     byte), ``answers-twice``, ``no-goodbye`` (ignores shutdown), ``no-re-announce``
     (ignores broker heartbeats: never sends ready again to a new broker),
-    ``always-re-announce`` (answers every broker heartbeat with ready).
+    ``always-re-announce`` (answers every broker heartbeat with ready),
+    ``wrong-fingerprint`` (announces a fingerprint that is not its description's).
 
 ``python -m tests.bad_peers broker --endpoint EP --backend BEP --flaw FLAW``
     threadhost's own broker in attach mode with one rule broken by a patch: ``no-echo``
@@ -27,6 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 import threading
@@ -51,6 +54,15 @@ CALLS = [
      "returns": {"type": "integer"}, "startup": False, "policy": None, "deadline": None,
      "timeout": None},
 ]
+
+
+def _fingerprint(calls: list[dict[str, Any]]) -> str:
+    """docs/protocol.md, "The adapter fingerprint" (these schemas carry no descriptions)."""
+    contract = [{"name": c["name"], "kind": c["kind"], "params": c["params"],
+                 "returns": c["returns"]} for c in calls]
+    text = json.dumps({"fingerprint": 1, "calls": contract}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _pack(body: dict[str, Any]) -> list[bytes]:
@@ -131,7 +143,9 @@ class MiniHost:
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(self.endpoint)
         ready = _pack({"kind": "ready", "host_id": self.host_id, "pid": os.getpid(),
-                       "adapter": {"adapter": "mini", "calls": CALLS}, "fingerprint": "f" * 64})
+                       "adapter": {"adapter": "mini", "calls": CALLS},
+                       "fingerprint": "x" if self.flaw == "wrong-fingerprint"
+                       else _fingerprint(CALLS)})
         sock.send_multipart(ready)
         self.announced = (ready, time.monotonic())
         try:

@@ -198,6 +198,7 @@ def test_an_independent_host_implementation_conforms() -> None:
         ("no-goodbye", ["host.shutdown"], "host.shutdown", "R42"),
         ("no-re-announce", ["host.re-announce"], "host.re-announce", "R51"),
         ("always-re-announce", ["host.re-announce"], "host.re-announce", "R51"),
+        ("wrong-fingerprint", ["host.fingerprint"], "host.fingerprint", "R58"),
     ],
 )
 def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], check: str,

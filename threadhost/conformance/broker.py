@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from threadhost.adapter import fingerprint_of
 from threadhost.conformance.core import (
     MAX_ID,
     Aborted,
@@ -64,7 +65,6 @@ __all__ = ["BROKER_CHECKS", "BrokerSession"]
 UNKNOWN_CALL = "__conformance_no_such_call__"
 BUSY_LATENCY = 0.5
 """Seconds within which a call the broker does not forward must be answered ("at once")."""
-FAKE_FINGERPRINT = "c0ffee00" * 8
 GATE_STATES = frozenset(
     {"starting", "startup", "ready", "maintaining", "restarting", "failed", "stopping",
      "stopped"}
@@ -92,6 +92,10 @@ def fake_adapter(deadline: float) -> dict[str, Any]:
              "timeout": None},
         ],
     }
+
+
+#: The fake host's fingerprint, computed as a host must (R58): deadlines do not count.
+FAKE_FINGERPRINT = fingerprint_of(fake_adapter(1.0)["calls"])
 
 
 class FakeHost:

@@ -330,6 +330,24 @@ def _ready(s: HostSession) -> str:
     return f"pid {msg.pid}, adapter {msg.adapter.get('adapter')!r}, calls {names}"
 
 
+@check("host.fingerprint", "R58", "ready's fingerprint is the one its adapter description gives",
+       budget=lambda s: s.connect_wait + 2 * s.timeout)
+def _fingerprint(s: HostSession) -> str:
+    from threadhost.adapter import fingerprint_of
+
+    msg = s.ready()
+    calls = msg.adapter.get("calls")
+    try:
+        want = fingerprint_of(calls)  # type: ignore[arg-type]
+    except Exception as exc:  # a description the algorithm cannot read
+        raise CheckFailed(f"cannot compute a fingerprint from the description's calls: "
+                          f"{type(exc).__name__}: {exc}") from None
+    if msg.fingerprint != want:
+        raise CheckFailed(f"ready.fingerprint is {msg.fingerprint!r}; the description's calls "
+                          f"give {want!r} (docs/protocol.md, \"The adapter fingerprint\")")
+    return f"fingerprint {want[:16]}... matches the description"
+
+
 @check("host.heartbeat", "R41", "idle heartbeats arrive at least every interval, busy_id nil",
        budget=lambda s: max(0.5, 3 * s.interval) + 2 * s.timeout)
 def _heartbeat(s: HostSession) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -233,6 +232,8 @@ class MiniHost:
 
 
 def _patch_broker(flaw: str) -> None:
+    import msgspec.structs
+
     from threadhost import broker as B
     from threadhost import gate as G
     from threadhost.protocol import ErrorCode, ErrorReply
@@ -243,7 +244,7 @@ def _patch_broker(flaw: str) -> None:
         def send_wrong_id(self: Any, sock: Any, route: Any, msg: Any) -> None:
             if sock.getsockopt_string(zmq.LAST_ENDPOINT) == self.bound_endpoint and isinstance(
                     getattr(msg, "id", None), int):
-                msg = dataclasses.replace(msg, id=(msg.id + 1) % (MAX_ID + 1))
+                msg = msgspec.structs.replace(msg, id=(msg.id + 1) % (MAX_ID + 1))
             send(self, sock, route, msg)
 
         B.Broker._send = send_wrong_id  # type: ignore[method-assign]

@@ -54,10 +54,10 @@ class Raw:
         self.protocol_errors = 0
 
     def send(self, msg: Any) -> bool:
-        from threadhost import wire
+        from threadhost import protocol
 
         zmq = self._zmq
-        header, body = wire.encode(msg)
+        header, body = protocol.encode(msg)
         try:
             self.sock.send(header, zmq.SNDMORE | zmq.NOBLOCK)
         except zmq.Again:
@@ -71,7 +71,7 @@ class Raw:
 
     def read(self, wait: float) -> list[Any]:
         """Replies already here, or the first ones within ``wait`` seconds."""
-        from threadhost import wire
+        from threadhost import protocol
 
         zmq = self._zmq
         out: list[Any] = []
@@ -83,7 +83,7 @@ class Raw:
             except zmq.Again:
                 return out
             try:
-                out.append(wire.decode(frames))
+                out.append(protocol.decode(frames))
             except Exception:
                 self.protocol_errors += 1
 
@@ -129,24 +129,24 @@ class Control(Raw):
         return None
 
     def status(self, timeout: float = 2.0) -> dict[str, Any] | None:
-        from threadhost import wire
+        from threadhost import protocol
 
-        reply = self.request(wire.Status, timeout)
+        reply = self.request(protocol.Status, timeout)
         return None if reply is None or reply.kind != "status_reply" else dict(reply.status)
 
     def maintain(self, timeout: float = 2.0) -> bool:
-        from threadhost import wire
+        from threadhost import protocol
 
-        reply = self.request(wire.Maintain, timeout, method=None)
+        reply = self.request(protocol.Maintain, timeout, method=None)
         return reply is not None and reply.kind == "maintain_reply" and bool(reply.started)
 
     def fault_call(self, method: str, args: list[Any], timeout: float = 30.0) -> int:
         """Send a fault call (``work``/``crash``) without waiting; its id."""
-        from threadhost import wire
+        from threadhost import protocol
 
         rid = self.new_id()
         deadline = time.monotonic() + 5.0
-        call = wire.Call(id=rid, method=method, args=args, timeout=timeout)
+        call = protocol.Call(id=rid, method=method, args=args, timeout=timeout)
         while not self.send(call):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no broker to send {method} to")
@@ -222,7 +222,7 @@ def _aggregate(t_send: list[float], t_first: list[float], answers: list[int],
 
 def _caller(conn: Connection, endpoint: str, wid: int, timeout: float, think: float,
             drain: float) -> None:
-    from threadhost import wire
+    from threadhost import protocol
 
     raw = Raw(endpoint)
     t_send: list[float] = []
@@ -265,7 +265,7 @@ def _caller(conn: Connection, endpoint: str, wid: int, timeout: float, think: fl
                 break
             i = len(t_send)
             x = wid * X_STRIDE + i
-            if not raw.send(wire.Call(id=i + 1, method="calc", args=[x], timeout=timeout)):
+            if not raw.send(protocol.Call(id=i + 1, method="calc", args=[x], timeout=timeout)):
                 unsent.append(clock())
                 take(raw.read(0.005))
                 continue
@@ -311,7 +311,7 @@ class Callers:
     def __init__(self, n: int, endpoint: str, *, timeout: float, think: float,
                  drain: float = 1.5) -> None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["benchmarks.faults_clients", "threadhost.wire", "zmq"])
+        ctx.set_forkserver_preload(["benchmarks.faults_clients", "threadhost.protocol", "zmq"])
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         for wid in range(n):

@@ -61,7 +61,7 @@ def echo(endpoint: str) -> None:
 
 def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     import threadhost
-    from threadhost import wire
+    from threadhost import protocol
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.hop", "--echo", endpoint])
@@ -77,7 +77,7 @@ def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
         ids = itertools.count(1)
         packb = msgpack.Packer(use_bin_type=True).pack
         unpackb = msgpack.unpackb
-        header = wire.HEADER
+        header = protocol.HEADER
         more = zmq.SNDMORE
 
         def floor() -> Any:
@@ -86,12 +86,12 @@ def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
 
         def th_frames() -> Any:
             frames_sock.send(header, more)
-            frames_sock.send(wire.encode_call(next(ids), "calc", [5], {}, 10.0, None))
+            frames_sock.send(protocol.encode_call(next(ids), "calc", [5], {}, 10.0, None))
             _, body = frames_sock.recv_multipart()
             return unpackb(body)["value"]
 
         def one_frame() -> Any:
-            frames_sock.send(header + wire.encode_call(next(ids), "calc", [5], {}, 10.0, None))
+            frames_sock.send(header + protocol.encode_call(next(ids), "calc", [5], {}, 10.0, None))
             return unpackb(frames_sock.recv()[3:])["value"]
 
         def th_client() -> Any:

@@ -57,7 +57,7 @@ from benchmarks.pool import Pool
 from benchmarks.systems import LABELS, ROOT, Seed, System, Threadhost, start_all
 
 SYSTEMS = ["threadhost", "seed", "floor", "direct"]
-SCENARIOS = ["seq", "tp", "pipe", "busy", "paced", "memory"]
+SCENARIOS = ["codec", "seq", "tp", "pipe", "busy", "paced", "memory"]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -191,6 +191,15 @@ class Bench:
         print(text, file=self.log, flush=True)
 
     # -- seq
+
+    def codec(self, name: str) -> None:
+        """Encode + decode of one call in this process (no sockets): threadhost's codec
+        and the floor's msgpack frame."""
+        if name in ("threadhost", "floor"):
+            from benchmarks.micro import codec_call_us
+
+            self.r.add("codec_call_us", name, codec_call_us(name, 20_000 if self.s.rounds == 1
+                                                             else 100_000))
 
     def seq(self, name: str) -> None:
         sysm = self.systems[name]
@@ -498,7 +507,7 @@ class Bench:
             order = names[rnd % len(names) :] + names[: rnd % len(names)]
             t0 = time.monotonic()
             self.step_times = {}
-            steps: list[tuple[str, Any]] = [("seq", self.seq)]
+            steps: list[tuple[str, Any]] = [("codec", self.codec), ("seq", self.seq)]
             steps += [("tp", lambda nm, n=n: self.throughput(nm, n)) for n in self.s.clients]
             steps += [("pipe", self.pipelined), ("busy", self.busy), ("paced", self.paced)]
             for step, fn in steps:
@@ -530,6 +539,7 @@ class Bench:
 
 ROWS: list[tuple[str, str, str]] = [
     # metric, label, format
+    ("codec_call_us", "codec: encode + decode of a call (us)", "{:.2f}"),
     ("seq_p50_us", "sequential calc p50 (us)", "{:.0f}"),
     ("seq_p99_us", "sequential calc p99 (us)", "{:.0f}"),
     ("tp1_calls_s", "throughput, 1 client (calls/s)", "{:.0f}"),
@@ -585,10 +595,24 @@ def targets(r: Results) -> list[Target]:
             1.0,
             "<=",
         ),
+        Target("threadhost codec: encode + decode of a call (us)",
+               r.get("codec_call_us", th), 1.5, "<="),
         Target(
             "threadhost p50 / floor p50",
             _ratio(r.get("seq_p50_us", th), r.get("seq_p50_us", "floor")),
-            1.1,
+            1.05,
+            "<=",
+        ),
+        Target(
+            "threadhost 8 clients / floor 8 clients (throughput)",
+            _ratio(r.get("tp8_calls_s", th), r.get("tp8_calls_s", "floor")),
+            0.85,
+            ">=",
+        ),
+        Target(
+            "threadhost clients' CPU per call / floor's, 8 clients",
+            _ratio(r.get("tp8_cpu_clients_us", th), r.get("tp8_cpu_clients_us", "floor")),
+            1.3,
             "<=",
         ),
         Target(
@@ -680,6 +704,7 @@ def targets_table(ts: list[Target]) -> str:
 
 def machine() -> dict[str, Any]:
     import msgpack
+    import msgspec
     import pydantic
     import zmq
 
@@ -697,6 +722,7 @@ def machine() -> dict[str, Any]:
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
         "msgpack": ".".join(map(str, msgpack.version)),
+        "msgspec": msgspec.__version__,
         "pydantic": pydantic.VERSION,
         "loadavg_at_start": os.getloadavg(),
     }

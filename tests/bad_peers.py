@@ -317,9 +317,11 @@ class MiniHost:
 
 
 def _patch_broker(flaw: str) -> None:
+    import msgspec.structs
+
     from threadhost import broker as B
     from threadhost import gate as G
-    from threadhost.wire import ErrorCode, ErrorReply
+    from threadhost.protocol import ErrorCode, ErrorReply
 
     if flaw == "no-echo":
         send = B.Broker._send
@@ -327,7 +329,7 @@ def _patch_broker(flaw: str) -> None:
         def send_wrong_id(self: Any, sock: Any, route: Any, msg: Any) -> None:
             if sock.getsockopt_string(zmq.LAST_ENDPOINT) == self.bound_endpoint and isinstance(
                     getattr(msg, "id", None), int):
-                msg = dataclasses.replace(msg, id=(msg.id + 1) % (MAX_ID + 1))
+                msg = msgspec.structs.replace(msg, id=(msg.id + 1) % (MAX_ID + 1))
             send(self, sock, route, msg)
 
         B.Broker._send = send_wrong_id  # type: ignore[method-assign]
@@ -395,7 +397,7 @@ def _patch_broker(flaw: str) -> None:
         GM.Rollout.take_next = take_all  # type: ignore[method-assign]
     elif flaw == "serves-bad-start":
         from threadhost.gate import core as GC
-        from threadhost.wire import Result
+        from threadhost.protocol import Result
 
         finished = GC.Gate._slow_finished
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import zmq
 
-from threadhost.wire import (
+from threadhost.protocol import (
     Description,
     ErrorCode,
     ErrorReply,

@@ -12,7 +12,10 @@ adapter), the rest are refused by the generator.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
 import enum
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Literal, NewType
 
@@ -78,6 +81,26 @@ class Types(Adapter):
     def echo_int(self, x: int) -> int:
         """Return x."""
         return x
+
+    @fast
+    def echo_datetime(self, x: datetime.datetime) -> datetime.datetime:
+        """Return x (a msgpack timestamp both ways)."""
+        return x
+
+    @fast
+    def next_day(self, x: datetime.date) -> datetime.date:
+        """The day after x (dates travel as YYYY-MM-DD strings)."""
+        return x + datetime.timedelta(days=1)
+
+    @fast
+    def echo_uuid(self, x: uuid.UUID) -> uuid.UUID:
+        """Return x (a UUID travels as its 36-character string)."""
+        return x
+
+    @fast
+    def add_cents(self, x: decimal.Decimal, y: decimal.Decimal | None = None) -> decimal.Decimal:
+        """x + y, exactly (decimals travel as strings)."""
+        return x + (y if y is not None else decimal.Decimal("0.01"))
 
     @fast(timeout=2.5)
     def echo_float(self, x: float) -> float:

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 # (metric, systems that must report a number for it)
 EXPECTED = {
+    "codec_call_us": {"threadhost", "floor"},
     "seq_p50_us": {"threadhost", "seed", "floor", "direct"},
     "seq_p99_us": {"threadhost", "seed", "floor", "direct"},
     "tp1_calls_s": {"threadhost", "seed", "floor", "direct"},
@@ -60,7 +61,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     assert report["results"]["tp8_calls_s"]["seed"] is None
     assert "PAIR" in report["notes"]["tp8_calls_s"]["seed"]
     targets = {t["name"]: t for t in report["targets"]}
-    assert len(targets) == 7 and all(t["value"] is not None for t in targets.values())
+    assert len(targets) == 10 and all(t["value"] is not None for t in targets.values())
     table = proc.stdout
     for label in (
         "(a) threadhost",

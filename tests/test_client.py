@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
+import decimal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,6 +38,7 @@ from threadhost.errors import (
     TryLaterError,
     UnavailableError,
 )
+from threadhost.protocol import ErrorCode
 from threadhost.testing import ThreadhostService
 
 pytestmark = pytest.mark.timeout(60)
@@ -406,12 +410,14 @@ UNCARRIABLE: list[tuple[Any, str]] = [
     ([1, {"a": {2}}], r"args\[0\]\[1\]\['a'\]: set \{2\}"),
     ({"a": [1, 2**70]}, r"args\[0\]\['a'\]\[1\]: int"),
     (Tagged("n", {"x"}), r"args\[0\]\['tags'\]: set"),
+    (datetime.datetime(2024, 1, 2), r"args\[0\]: naive datetime .* cannot be carried"),
+    ([decimal.Decimal("NaN")], r"args\[0\]\[0\]: Decimal .* cannot be carried"),
 ]
 
 
 @pytest.mark.parametrize(("value", "message"), UNCARRIABLE, ids=[
     "2**70", "-2**64", "set", "frozenset", "object", "complex", "nested-set", "nested-int",
-    "dataclass-with-set"])
+    "dataclass-with-set", "naive-datetime", "nan-decimal"])
 def test_uncarriable_values_raise_bad_arguments_before_sending(
     fake: FakeBroker, value: Any, message: str
 ) -> None:
@@ -431,6 +437,17 @@ def test_uncarriable_values_raise_bad_arguments_before_sending(
     assert lib.echo(Tagged("n", set()).name, 2**64 - 1, -(2**63)) == [
         ["n", 2**64 - 1, -(2**63)], {}]
     lib.close()
+
+
+def test_carried_standard_types_reach_the_service_as_their_wire_form(fake: FakeBroker) -> None:
+    """An aware datetime goes as a msgpack timestamp (it comes back as the same instant),
+    a date, UUID and Decimal as strings; enums as their values."""
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=datetime.UTC)
+    with threadhost.connect(fake.endpoint, timeout=5.0) as lib:
+        got = lib.echo(when, datetime.date(2024, 1, 2), uuid.UUID(int=1),
+                       decimal.Decimal("1.50"), ErrorCode.BUSY)
+    assert got == [[when, "2024-01-02", "00000000-0000-0000-0000-000000000001", "1.50",
+                    "busy"], {}]
 
 
 def test_uncarriable_values_fail_fast_without_a_service() -> None:

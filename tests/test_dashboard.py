@@ -36,7 +36,7 @@ from threadhost.dashboard.model import (
     snapshot,
 )
 from threadhost.errors import BusyError, RemoteError, UnavailableError
-from threadhost.wire import Result
+from threadhost.protocol import Result
 
 from .conftest import ROOT
 from .test_cli import imported_modules

@@ -17,7 +17,7 @@ from threadhost.gate import (
     ToHost,
 )
 from threadhost.policy import parse_policy
-from threadhost.wire import (
+from threadhost.protocol import (
     Call,
     Describe,
     Description,

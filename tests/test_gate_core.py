@@ -26,7 +26,7 @@ from threadhost.gate import (
 )
 from threadhost.gate.core import OTHER_METHOD, Observer
 from threadhost.policy import parse_policy
-from threadhost.wire import (
+from threadhost.protocol import (
     Call,
     Describe,
     Description,

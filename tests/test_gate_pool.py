@@ -20,7 +20,7 @@ from threadhost.gate import (
     ToHost,
 )
 from threadhost.policy import parse_policy
-from threadhost.wire import (
+from threadhost.protocol import (
     Call,
     ErrorCode,
     ErrorReply,

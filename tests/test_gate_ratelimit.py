@@ -12,7 +12,7 @@ import pytest
 from tests.test_gate_core import C, calls_to, desc, fast, replies, serving, slow
 from threadhost.gate import Gate, GateConfig, GateState, ToClient
 from threadhost.gate.maintenance import ManualBudget
-from threadhost.wire import Call, Maintain, MaintainReply, Result
+from threadhost.protocol import Call, Maintain, MaintainReply, Result
 
 # --------------------------------------------------------------------------- the budget
 

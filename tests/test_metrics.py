@@ -12,7 +12,7 @@ from tests.test_gate_pool import C1, Pool, to_client
 from threadhost.gate import Gate, GateConfig
 from threadhost.metrics import Metrics, parse_listen
 from threadhost.policy import parse_policy
-from threadhost.wire import Call, ErrorCode, ErrorReply, Maintain
+from threadhost.protocol import Call, ErrorCode, ErrorReply, Maintain
 
 
 def text(m: Metrics) -> str:

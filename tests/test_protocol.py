@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import subprocess
+import sys
 from typing import Any
 
 import msgpack
@@ -191,3 +194,82 @@ def test_call_roundtrip_property(rid: int, method: str, args: list[Any]) -> None
 def test_decode_of_random_maps_is_typed(body: dict[str, Any]) -> None:
     with contextlib.suppress(E.ProtocolError):
         decode(frames_of(body))
+
+
+def test_the_broker_imports_no_pydantic() -> None:
+    """The broker process stays lean: the codec, gate, policies, CLI and broker import
+    neither pydantic (not even to judge an invalid message), nor OpenSSL through hashlib,
+    nor croniter (until a cron policy is used), nor the client."""
+    code = (
+        "import sys, threadhost, threadhost.broker, threadhost.cli\n"
+        "from threadhost import protocol as p\n"
+        "from threadhost.policy import parse_policy\n"
+        "parse_policy('idle=10s | stale=5m | every=1m~5s | file=/tmp/x')\n"
+        "p.decode([p.HEADER, p.encode_call(1, 'calc', [5], {}, 1.0, None)])\n"
+        "for body in (b'\\xc1', b'\\x93\\x01\\x02\\x03', b'\\x81\\xa4kind\\xa3zzz',\n"
+        "             b'\\x82\\xa4kind\\xa4ping\\xa2id\\xa11'):\n"
+        "    try:\n"
+        "        p.decode([p.HEADER, body])\n"
+        "    except threadhost.ProtocolError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError(body)\n"
+        "for msg in (p.StatusReply(1, {'s': 1}), p.MaintainReply(2, True, ''),\n"
+        "            p.Description(3, {}, 'f'), p.Ready('h', 1, {}, 'f')):\n"
+        "    assert p.decode(p.encode(msg)) == msg\n"
+        "heavy = ('pydantic', 'pydantic_core', '_hashlib', 'croniter', 'asyncio')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
+        "bad += [m for m in ('threadhost.client', 'threadhost.adapter') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [  # strict field types (docs/protocol.md §3, "Strictness"): no coercion but int -> float
+        ({"kind": "goodbye", "host_id": "h", "ok": 0},
+         "invalid goodbye message: ok: Expected `bool`"),
+        ({"kind": "maintain_reply", "id": 1, "started": 1}, "started: Expected `bool`"),
+        ({"kind": "ready", "host_id": "h", "pid": 1.0, "adapter": {}, "fingerprint": "f"},
+         "pid: Expected `int`, got `float`"),
+        ({"kind": "ready", "host_id": "h", "pid": "1", "adapter": {}, "fingerprint": "f"},
+         "pid: Expected `int`, got `str`"),
+        ({"kind": "call", "id": 1, "method": "m", "timeout": "2.5"}, "timeout: Expected `float"),
+        ({"kind": "call", "id": 1, "method": "m", "kwargs": {1: 2}}, "kwargs"),
+        ({"kind": "call", "id": 1, "method": "m", "kwargs": {b"k": 2}}, "kwargs"),
+        ({"kind": "call", "id": 1, "method": 5}, "method: Expected `str`, got `int`"),
+        ({"kind": "error", "id": 1, "code": "nope"}, "code: Invalid enum value 'nope'"),
+        ({"kind": "status_reply", "id": 1}, "invalid status_reply message: status: required"),
+    ],
+)
+def test_strict_fields_are_refused_with_the_field_path(body: dict[Any, Any], needle: str) -> None:
+    with pytest.raises(E.ProtocolError) as info:
+        decode(frames_of(body))
+    assert needle in str(info.value)
+    assert info.value.request_id == body.get("id")
+
+
+def test_an_int_is_accepted_where_a_float_is_declared() -> None:
+    msg = decode(frames_of({"kind": "call", "id": 1, "method": "m", "timeout": 3}))
+    assert isinstance(msg, Call) and msg.timeout == 3.0 and type(msg.timeout) is float
+
+
+def test_any_values_keep_their_msgpack_types() -> None:
+    """``args``/``value`` are ``any``: maps with non-string keys, bin, ext and timestamps
+    pass through (an unknown ext as an opaque value, R49; a timestamp as an aware datetime)."""
+    stamp = datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.UTC)
+    body = msgpack.packb({"kind": "result", "id": 1,
+                          "value": [{1: "a"}, b"\x00", msgpack.ExtType(5, b"x"), stamp]},
+                         datetime=True)
+    msg = decode([HEADER, body])
+    assert isinstance(msg, Result)
+    assert msg.value[:2] == [{1: "a"}, b"\x00"] and msg.value[3] == stamp
+    assert msg.value[2].code == 5 and msg.value[2].data == b"x"
+    assert encode(msg)[1] == body  # relayed unchanged (R35)
+
+
+def test_kind_is_a_class_attribute_and_messages_compare_by_fields() -> None:
+    assert Call.kind == "call" and Call(id=1, method="m").kind == "call"
+    assert Call(1, "m") == Call(id=1, method="m", args=[], kwargs={})
+    assert Call(1, "m") != Call(2, "m")

@@ -4,6 +4,8 @@ runtime conversions, and real calls through generated proxies (sync, asyncio, st
 from __future__ import annotations
 
 import asyncio
+import datetime
+import decimal
 import importlib.util
 import inspect
 import os
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -337,6 +340,29 @@ def test_arguments_are_validated_before_sending() -> None:
             lib.calc(5)
 
 
+def test_uncarriable_values_raise_bad_arguments_before_sending() -> None:
+    """Values a declared type accepts but the protocol cannot carry (an int over 64 bits, a
+    naive datetime, a NaN decimal) fail in the proxy, sync and async, before anything is
+    sent."""
+    cases: list[tuple[str, Any, str]] = [
+        ("echo_int", 2**70, "is out of range"),
+        ("echo_datetime", datetime.datetime(2024, 1, 2), "naive"),
+        ("add_cents", decimal.Decimal("NaN"), "finite decimal"),
+    ]
+    with types_proxy.Client(free_endpoint(), timeout=0.2, check=False) as lib:
+        for name, value, needle in cases:
+            with pytest.raises(BadArgumentsError, match=needle):
+                getattr(lib, name)(value)
+
+    async def main() -> None:
+        async with types_proxy.AsyncClient(free_endpoint(), timeout=0.2, check=False) as alib:
+            for name, value, needle in cases:
+                with pytest.raises(BadArgumentsError, match=needle):
+                    await getattr(alib, name)(value)
+
+    asyncio.run(main())
+
+
 def test_connect_defers_the_check_when_nobody_answers() -> None:
     t0 = time.perf_counter()
     client = types_proxy.Client(free_endpoint(), timeout=5.0)  # no service: within 1 s
@@ -356,6 +382,7 @@ def test_connect_defers_the_check_when_nobody_answers() -> None:
         silent.close()
 
 
+TWO_HOURS = datetime.timedelta(hours=2)
 PACKED: list[tuple[Any, tuple[Any, ...], list[Any], dict[str, Any]]] = [
     (
         types_proxy._echo_point,
@@ -387,6 +414,15 @@ PACKED: list[tuple[Any, tuple[Any, ...], list[Any], dict[str, Any]]] = [
         {"q": {"x": 1, "y": 0, "tag": b"", "color": "red"}},
     ),
     (types_proxy._echo_user, (UserId(7),), [7], {}),
+    (
+        types_proxy._echo_datetime,
+        (datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(TWO_HOURS)),),
+        [datetime.datetime(2024, 1, 2, 1, 4, 5, tzinfo=datetime.UTC)],
+        {},
+    ),
+    (types_proxy._next_day, (datetime.date(2024, 1, 2),), ["2024-01-02"], {}),
+    (types_proxy._echo_uuid, (uuid.UUID(int=1),), ["00000000-0000-0000-0000-000000000001"], {}),
+    (types_proxy._add_cents, (decimal.Decimal("1.50"), None), ["1.50", None], {}),
 ]
 
 
@@ -465,6 +501,13 @@ def test_mylib_proxy_as_in_the_seed(mylib_service: Service) -> None:
 
 SYNC_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = [
     ("echo_int", (5,), {}, 5),
+    ("echo_datetime", (datetime.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=datetime.UTC),),
+     {}, datetime.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=datetime.UTC)),
+    ("next_day", (datetime.date(2024, 2, 28),), {}, datetime.date(2024, 2, 29)),
+    ("echo_uuid", (uuid.UUID(int=2**128 - 1),), {}, uuid.UUID(int=2**128 - 1)),
+    ("add_cents", (decimal.Decimal("0.10"),), {"y": decimal.Decimal("0.20")},
+     decimal.Decimal("0.30")),
+    ("add_cents", (decimal.Decimal("1E+2"),), {}, decimal.Decimal("100.01")),
     ("echo_float", (2,), {}, 2.0),
     ("echo_str", ("héllo",), {}, "héllo"),
     ("echo_bytes", (b"\x00\xff",), {}, b"\x00\xff"),

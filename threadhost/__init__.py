@@ -24,7 +24,7 @@ from threadhost.errors import (
     UnavailableError,
     UnknownCallError,
 )
-from threadhost.wire import PROTOCOL_VERSION
+from threadhost.protocol import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
     from threadhost.adapter import Adapter, fast, load_adapter, slow

@@ -63,6 +63,8 @@ __all__ = [
     "CallSpec",
     "Param",
     "fast",
+    "fingerprint_contract",
+    "fingerprint_of",
     "inspect_adapter",
     "load_adapter",
     "slow",
@@ -504,7 +506,7 @@ class CallSpec:
 
 
 def _fingerprint(calls: Iterable[CallSpec]) -> str:
-    """sha256 (hex) of the canonical JSON of the wire contract of ``calls``.
+    """The fingerprint of ``calls``: :func:`fingerprint_of` their descriptions.
 
     The contract is what a client or generated proxy depends on: each call's name and kind,
     its parameters (name, kind, required, default, JSON schema) and its return schema, in
@@ -514,6 +516,15 @@ def _fingerprint(calls: Iterable[CallSpec]) -> str:
     an adapter, retuning its maintenance or serving it with a pool must not invalidate
     proxies; changing a signature must.
     """
+    return fingerprint_of([call.describe() for call in calls])
+
+
+def fingerprint_contract(calls: Sequence[Mapping[str, Any]]) -> str:
+    """The canonical text the fingerprint hashes, from the ``calls`` of an adapter
+    description (docs/protocol.md, "The adapter fingerprint"): JSON of ``{"calls": [...],
+    "fingerprint": 1}``, each call reduced to ``name``, ``kind``, ``params`` (every entry
+    of each parameter, its ``schema`` without ``description`` strings) and ``returns``
+    (likewise), keys sorted, no spaces, non-ASCII escaped."""
     contract = [
         {
             "name": description["name"],
@@ -524,11 +535,17 @@ def _fingerprint(calls: Iterable[CallSpec]) -> str:
             ],
             "returns": _strip_schema_docs(description["returns"]),
         }
-        for description in (call.describe() for call in calls)
+        for description in calls
     ]
     body = {"fingerprint": _FINGERPRINT_VERSION, "calls": contract}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def fingerprint_of(calls: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 (64 lowercase hex digits) of :func:`fingerprint_contract` as ASCII: the
+    fingerprint of an adapter whose description has these ``calls`` (every call, fast and
+    slow, in the description's order). A peer recomputes it from a ``ready`` message."""
+    return hashlib.sha256(fingerprint_contract(calls).encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ One thread, one ``zmq_poll``, no callbacks. Each turn of the loop is
   SIGCHLD, so shutdown and host deaths are seen without polling delays.
 
 Each turn takes one message from each ready socket (clients and hosts take turns; the poll
-is cheaper than draining to ``zmq.Again``). Messages are decoded with the lean codec
-(:mod:`threadhost.wire`): the broker process never imports pydantic in normal operation,
+is cheaper than draining to ``zmq.Again``). Messages are decoded with the protocol codec
+(:mod:`threadhost.protocol`, msgspec): the broker process never imports pydantic,
 and hands freed heap back to the system after each pause in client traffic
 (``malloc_trim``). All decisions are the gate's; this module
 only decodes frames, feeds the gate with ``time.monotonic()``, and carries out the
@@ -96,7 +96,7 @@ from threadhost.gate import (
     ToHost,
 )
 from threadhost.policy import Policy, parse_policy
-from threadhost.wire import (
+from threadhost.protocol import (
     DEFAULT_MAX_SIZE,
     HEADER,
     check_header,

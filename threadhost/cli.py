@@ -776,7 +776,9 @@ def _format_status(st: dict[str, Any]) -> str:
     Tolerates missing keys and ``None`` values (an older broker sends no ``hosts``)."""
     lines = [f"state:        {st.get('state')}"]
     m = st.get("maintenance")
-    if isinstance(m, dict):
+    if m is not None and not isinstance(m, dict):  # spec-valid: any value (§4, status_reply)
+        lines.append(f"maintaining:  {m}")
+    elif isinstance(m, dict):
         text = f"maintaining:  {m.get('call')}"
         if m.get("reason"):
             text += f" ({m['reason']})"
@@ -833,6 +835,31 @@ def _format_status(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _json_default(value: Any) -> Any:
+    """JSON for the msgpack values JSON lacks: bin as hex, a timestamp as ISO 8601, map keys
+    and any other value (an ext...) as their text."""
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return isoformat()
+    return repr(value)
+
+
+def _json_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _json_keys(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_keys(v) for v in value]
+    return value
+
+
+def status_json(st: dict[str, Any]) -> str:
+    """``threadhost status --json``: every spec-valid status map prints (any msgpack value
+    in an informative entry, docs/protocol.md §4)."""
+    return json.dumps(_json_keys(st), indent=2, sort_keys=True, default=_json_default)
+
+
 @main.command()
 @click.argument("endpoint", required=False)
 @_endpoint_options
@@ -865,7 +892,7 @@ def status(ctx: click.Context, endpoint: str | None, endpoint_option: str | None
             _fail(exc, 1)
         _answered(endpoint, t0)
     if as_json:
-        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        click.echo(status_json(st))
     elif _verbosity < 0:
         click.echo(st.get("state"))
     else:

@@ -4,8 +4,8 @@ Both speak through one sans-IO core (:class:`RequestCore`): it numbers requests,
 frames (refusing, before anything is sent, a value the protocol cannot carry), and turns a
 reply into a value or a typed exception, discarding any reply whose id is not the one
 awaited (a late answer to an earlier, timed-out call is never taken for this call's answer).
-Messages go through the lean codec (:mod:`threadhost.wire`); pydantic is imported only for
-a value msgpack cannot pack natively or a reply only the reference codec can judge.
+Messages go through the protocol codec (:mod:`threadhost.protocol`, msgspec); pydantic is
+not imported for it.
 
 * :class:`Client` (sync) is safe to share between threads: each thread that calls gets its
   own DEALER socket on the client's endpoint (created on its first call), so threads never
@@ -44,11 +44,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
+import decimal
+import enum
 import itertools
 import math
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from types import MethodType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -64,7 +68,7 @@ from threadhost.errors import (
     TryLaterError,
     UnavailableError,
 )
-from threadhost.wire import (
+from threadhost.protocol import (
     DEFAULT_MAX_SIZE,
     HEADER,
     Describe,
@@ -115,6 +119,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 _KEY_TYPES = (str, int, float, bool, bytes, type(None))
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 _MAX_DEPTH = 500
 
 
@@ -158,6 +163,21 @@ def _uncarriable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | Non
         return None
     if isinstance(value, set | frozenset):
         return path, f"{type(value).__name__} {_short(value)} cannot be carried (send a list)"
+    if isinstance(value, datetime.datetime):
+        if value.utcoffset() is None:
+            return path, (
+                f"naive datetime {_short(value)} cannot be carried: the protocol carries an "
+                "instant (give it a tzinfo, e.g. datetime.UTC)"
+            )
+        return None
+    if isinstance(value, datetime.date | uuid.UUID):
+        return None
+    if isinstance(value, decimal.Decimal):
+        if value.is_finite():
+            return None
+        return path, f"Decimal {_short(value)} cannot be carried (only finite decimals)"
+    if isinstance(value, enum.Enum):
+        return _uncarriable(value.value, path, depth + 1)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         return _uncarriable(fields, path, depth + 1)
@@ -170,7 +190,7 @@ def _uncarriable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | Non
     return path, (
         f"{type(value).__qualname__} {_short(value)} cannot be carried (the protocol "
         "carries None, bool, int, float, str, bytes, lists, tuples, dicts, enums, "
-        "pydantic models and dataclasses)"
+        "aware datetimes, dates, UUIDs, Decimals, pydantic models and dataclasses)"
     )
 
 
@@ -203,27 +223,23 @@ class RequestCore:
         protocol cannot carry (``2**70``, a set, an arbitrary object, at any depth)."""
         if type(method) is not str:
             raise TypeError(f"a call name must be a str, not {type(method).__name__}")
+        # msgspec would pack a set (as an array) or a naive datetime (as a string): values
+        # other than plain scalars are checked before, scalars only when packing fails
+        for value in itertools.chain(args, kwargs.values()):
+            if type(value) not in _PLAIN:
+                found = _uncarriable(list(args), "args") or _uncarriable(kwargs, "kwargs")
+                if found is not None:
+                    raise BadArgumentsError(f"{method}: {found[0]}: {found[1]}")
+                break
         try:
             return [HEADER, encode_call(rid, method, list(args), kwargs,
                                         None if timeout is None else float(timeout),
                                         self.fingerprint)]
-        except (TypeError, ValueError, OverflowError):
-            pass
-        # a value msgpack cannot pack natively (a dataclass, a model...): the reference
-        # codec turns it into plain data, or it cannot be carried at all
-        from threadhost.protocol import Call
-        from threadhost.protocol import encode as encode_model
-
-        try:
-            return encode_model(
-                Call(id=rid, method=method, args=list(args), kwargs=kwargs, timeout=timeout,
-                     fingerprint=self.fingerprint)
-            )
-        except Exception as exc:  # whatever the codec says, it cannot go
+        except (TypeError, ValueError, OverflowError) as exc:  # 2**70, an object()...
             raise _refuse_arguments(method, args, kwargs, exc) from None
 
     def parse(self, frames: list[bytes]) -> Any:
-        """Decode a reply into a :mod:`threadhost.wire` message; raise ProtocolError for
+        """Decode a reply into a :mod:`threadhost.protocol` message; raise ProtocolError for
         garbage."""
         if len(frames) != 2:
             raise protocol_error(f"expected 2 frames (header, body), got {len(frames)}")

@@ -100,7 +100,7 @@ from threadhost.errors import (
     ThreadhostError,
     UnknownCallError,
 )
-from threadhost.wire import (
+from threadhost.protocol import (
     DEFAULT_MAX_SIZE,
     HEADER,
     Call,

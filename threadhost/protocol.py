@@ -1,11 +1,14 @@
 """threadhost wire protocol, version 1: msgpack-framed, typed messages (sans-IO).
 
-The normative specification is ``docs/protocol.md`` (requirements R1..R53); this module is
-its reference codec and must agree with it (``tests/test_conformance.py`` checks that the
-two describe the same kinds, codes, header and limit, and ``tests/test_golden.py`` pins the
-exact bytes of every kind against ``threadhost/data/golden.json``). No socket is touched
-here: ``encode`` turns a message into ZeroMQ frames, ``decode`` turns frames back into a
-message or raises a typed :class:`~threadhost.errors.ProtocolError`.
+The normative specification is ``docs/protocol.md``; this module is its codec, the only one:
+every message kind is declared once, below, as a :mod:`msgspec` ``Struct``, and msgspec
+encodes and decodes *and validates* it in C (``tests/test_conformance.py`` checks that the
+spec and this module describe the same kinds, codes, header and limit, and
+``tests/test_golden.py`` pins the exact bytes of every kind against
+``threadhost/data/golden.json``). No socket is touched here: ``encode`` turns a message into
+ZeroMQ frames, ``decode`` turns frames back into a message or raises a typed
+:class:`~threadhost.errors.ProtocolError`. pydantic is not imported: the broker process
+never loads it.
 
 Every threadhost message is exactly two ZeroMQ frames (after any ROUTER routing frames and
 the optional REQ empty delimiter; R2, R4)::
@@ -17,7 +20,7 @@ the optional REQ empty delimiter; R2, R4)::
     frame 1, body (1 .. max_size bytes, default 1 MiB; R16)
         a msgpack map (str keys) whose "kind" entry names the message kind; the other
         entries are that kind's fields. ``encode`` writes the canonical form: "kind" first,
-        then the fields in the order the models below declare them (R6); ``decode``
+        then the fields in the order the structs below declare them (R6); ``decode``
         accepts any valid encoding and order (R7).
 
 Message kinds, by direction (R10):
@@ -30,37 +33,29 @@ Message kinds, by direction (R10):
 
 Request ids are unsigned 64-bit integers chosen by the requester and echoed unchanged in the
 answer (R9). Receivers ignore map entries they do not know (forward compatibility within a
-version; R8). The header is checked before the body, and the size before decoding: a wrong
-version raises :class:`~threadhost.errors.ProtocolMismatchError` (R12, R13), anything else
-invalid a :class:`~threadhost.errors.ProtocolError` carrying the request id when it could be
-read (R19, R22). Limits are arguments (``max_size``), never module globals.
+version; R8). Field types are checked strictly (docs/protocol.md §3, "Strictness": no
+coercion but int -> float). The header is checked before the body, and the size before
+decoding: a wrong version raises :class:`~threadhost.errors.ProtocolMismatchError` (R12,
+R13), anything else invalid a :class:`~threadhost.errors.ProtocolError` carrying the request
+id when it could be read (R19, R22). Limits are arguments (``max_size``), never globals.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Final, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Final, TypeAlias
 
-import msgpack
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+import msgspec
 
-from threadhost.errors import ThreadhostError
-from threadhost.wire import (
-    DEFAULT_MAX_SIZE,
-    HEADER,
-    MAX_REQUEST_ID,
-    PROTOCOL_VERSION,
-    SIGNATURE,
-    SUPPORTED_VERSIONS,
-    ErrorCode,
-    check_header,
-    exception_from_error,
-)
-from threadhost.wire import protocol_error as _protocol_error
+from threadhost.errors import ProtocolError, ProtocolMismatchError, ThreadhostError, error_class_for
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "HEADER",
+    "MAX_REQUEST_ID",
+    "MESSAGE_CLASSES",
     "PROTOCOL_VERSION",
     "SIGNATURE",
     "SUPPORTED_VERSIONS",
@@ -81,48 +76,86 @@ __all__ = [
     "Shutdown",
     "Status",
     "StatusReply",
+    "check_header",
     "decode",
+    "decode_body",
     "encode",
+    "encode_body",
+    "encode_call",
+    "encode_result",
     "error_reply",
     "exception_from_error",
+    "fields_of",
+    "protocol_error",
 ]
 
-RequestId: TypeAlias = Annotated[int, Field(ge=0, le=MAX_REQUEST_ID, strict=True)]
+SIGNATURE: Final = b"TH"
+PROTOCOL_VERSION: Final = 1
+SUPPORTED_VERSIONS: Final = frozenset({1})
+HEADER: Final = SIGNATURE + bytes([PROTOCOL_VERSION])
+DEFAULT_MAX_SIZE: Final = 1 << 20  # 1 MiB body
+MAX_REQUEST_ID: Final = (1 << 64) - 1
 
 
-class _Msg(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+class ErrorCode(enum.StrEnum):
+    """Error codes carried by ``error`` messages (see docs/protocol.md, "Error codes")."""
+
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    UNKNOWN_CALL = "unknown_call"
+    BAD_ARGUMENTS = "bad_arguments"
+    REMOTE_EXCEPTION = "remote_exception"
+    PROTOCOL = "protocol"
+    VERSION = "version"
+    FINGERPRINT = "fingerprint"
+    ADAPTER = "adapter"
+    POISONED = "poisoned"
+    UNFIT = "unfit"
+
+
+#: A request id (R9): a msgpack integer (never a bool or a float) from 0 to 2^64-1; msgpack
+#: has no larger integer, so the upper bound needs no check of its own.
+RequestId: TypeAlias = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Msg(msgspec.Struct, tag_field="kind"):
+    """The base of every message: a msgpack map whose ``kind`` entry (the tag) comes first."""
+
+    kind: ClassVar[str]
 
 
 # --------------------------------------------------------------------------- client <-> broker
 
 
-class Call(_Msg):  # type: ignore[no-redef]  # pydantic plugin vs a field named kwargs
+class Call(_Msg, tag="call"):
     """Invoke ``method`` with ``args``/``kwargs``. ``timeout`` is how long (seconds) the caller
     will wait; the broker need not forward a call whose caller gave up. ``fingerprint``, when
     set, must equal the served adapter's schema fingerprint (generated proxies send it)."""
 
-    kind: Literal["call"] = "call"
+    kind: ClassVar[str] = "call"
     id: RequestId
     method: str
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
     timeout: float | None = None
     fingerprint: str | None = None
 
 
-class Result(_Msg):
+class Result(_Msg, tag="result"):
     """Successful answer to ``call`` with the same ``id``."""
 
-    kind: Literal["result"] = "result"
+    kind: ClassVar[str] = "result"
     id: RequestId
     value: Any = None
 
 
-class ErrorReply(_Msg):
+class ErrorReply(_Msg, tag="error"):
     """Failed answer to a request ``id`` (``None`` when the request's id could not be read)."""
 
-    kind: Literal["error"] = "error"
+    kind: ClassVar[str] = "error"
     id: RequestId | None
     code: ErrorCode
     message: str = ""
@@ -131,114 +164,114 @@ class ErrorReply(_Msg):
     traceback: str | None = None
 
 
-class Describe(_Msg):
+class Describe(_Msg, tag="describe"):
     """Ask for the served adapter's description (calls, signatures, fingerprint)."""
 
-    kind: Literal["describe"] = "describe"
+    kind: ClassVar[str] = "describe"
     id: RequestId
 
 
-class Description(_Msg):
-    """Answer to ``describe``: ``adapter`` is the adapter's JSON-able description."""
+class Description(_Msg, tag="description"):
+    """Answer to ``describe``: ``adapter`` is the adapter's description (docs/protocol.md §4)."""
 
-    kind: Literal["description"] = "description"
+    kind: ClassVar[str] = "description"
     id: RequestId
     adapter: dict[str, Any]
     fingerprint: str
     protocol: int = PROTOCOL_VERSION
 
 
-class Maintain(_Msg):
+class Maintain(_Msg, tag="maintain"):
     """Ask the broker to run a slow call now (``method`` ``None``: the adapter's first)."""
 
-    kind: Literal["maintain"] = "maintain"
+    kind: ClassVar[str] = "maintain"
     id: RequestId
     method: str | None = None
 
 
-class MaintainReply(_Msg):
+class MaintainReply(_Msg, tag="maintain_reply"):
     """Answer to ``maintain``: whether the slow call started, and why (not)."""
 
-    kind: Literal["maintain_reply"] = "maintain_reply"
+    kind: ClassVar[str] = "maintain_reply"
     id: RequestId
     started: bool
     reason: str = ""
 
 
-class Status(_Msg):
+class Status(_Msg, tag="status"):
     """Ask for the service status."""
 
-    kind: Literal["status"] = "status"
+    kind: ClassVar[str] = "status"
     id: RequestId
 
 
-class StatusReply(_Msg):
-    """Answer to ``status``: a JSON-able map (state, pids, generation, counters...)."""
+class StatusReply(_Msg, tag="status_reply"):
+    """Answer to ``status``: a map (state, pids, generation, counters...; §4)."""
 
-    kind: Literal["status_reply"] = "status_reply"
+    kind: ClassVar[str] = "status_reply"
     id: RequestId
     status: dict[str, Any]
 
 
-class Ping(_Msg):
+class Ping(_Msg, tag="ping"):
     """Liveness probe; answered with ``pong`` carrying the same id."""
 
-    kind: Literal["ping"] = "ping"
+    kind: ClassVar[str] = "ping"
     id: RequestId
 
 
-class Pong(_Msg):
+class Pong(_Msg, tag="pong"):
     """Answer to ``ping``."""
 
-    kind: Literal["pong"] = "pong"
+    kind: ClassVar[str] = "pong"
     id: RequestId
 
 
 # --------------------------------------------------------------------------- broker <-> host
 
 
-class Ready(_Msg):
+class Ready(_Msg, tag="ready"):
     """Host -> broker, once: the adapter is loaded and ``setup`` ran on the library thread."""
 
-    kind: Literal["ready"] = "ready"
+    kind: ClassVar[str] = "ready"
     host_id: str
     pid: int
     adapter: dict[str, Any]
     fingerprint: str
 
 
-class Heartbeat(_Msg):
+class Heartbeat(_Msg, tag="heartbeat"):
     """Host -> broker, at least every heartbeat interval, from a thread that never runs
     library code; ``busy_id`` is the request id the library thread is running, if any (R41).
     Broker -> host too (R52): to ``ID/hb`` every interval, ``host_id`` carrying the broker's
     instance token and ``pid`` its pid; a host answers a new broker's with ``ready`` again
     (R51) and nothing else (R43)."""
 
-    kind: Literal["heartbeat"] = "heartbeat"
+    kind: ClassVar[str] = "heartbeat"
     host_id: str = ""
     pid: int = 0
     busy_id: RequestId | None = None
     busy_for: float = 0.0
 
 
-class Shutdown(_Msg):
+class Shutdown(_Msg, tag="shutdown"):
     """Broker -> host: finish the current call, run ``teardown`` on the library thread, exit."""
 
-    kind: Literal["shutdown"] = "shutdown"
+    kind: ClassVar[str] = "shutdown"
     reason: str = ""
 
 
-class Goodbye(_Msg):
+class Goodbye(_Msg, tag="goodbye"):
     """Host -> broker: the host is exiting (after teardown, or because setup/load failed)."""
 
-    kind: Literal["goodbye"] = "goodbye"
+    kind: ClassVar[str] = "goodbye"
     host_id: str
     ok: bool = True
     code: ErrorCode | None = None
     message: str = ""
 
 
-Message: TypeAlias = Annotated[
+Message: TypeAlias = (
     Call
     | Result
     | ErrorReply
@@ -253,12 +286,10 @@ Message: TypeAlias = Annotated[
     | Ready
     | Heartbeat
     | Shutdown
-    | Goodbye,
-    Field(discriminator="kind"),
-]
+    | Goodbye
+)
 
-_MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
-_MODELS: Final[tuple[type[BaseModel], ...]] = (
+MESSAGE_CLASSES: Final[tuple[type[Any], ...]] = (
     Call,
     Result,
     ErrorReply,
@@ -275,51 +306,120 @@ _MODELS: Final[tuple[type[BaseModel], ...]] = (
     Shutdown,
     Goodbye,
 )
-_KINDS: Final = frozenset(m.model_fields["kind"].default for m in _MODELS)
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-_unpackb = msgpack.unpackb
-
-# ---------------------------------------------------------------------------- fast paths
-#
-# Every call crosses three processes, so the codec's per-message cost counts three times.
-# Two shortcuts, both exact:
-#
-# * encode packs the model's own field values, in declaration order, straight from its
-#   ``__dict__`` instead of building them with ``model_dump``. For values msgpack packs
-#   natively (all a well-formed message carries) the bytes are the same; anything else (a
-#   nested model, a dataclass...) makes msgpack raise, and the message is encoded again
-#   through ``model_dump`` as before, so the bytes, or the error, are unchanged.
-# * decode hands the map straight to the validator of the model its ``kind`` names (the one
-#   the discriminated union would pick), skipping the union dispatch and the TypeAdapter
-#   wrapper; an invalid map is validated again through the union, for its error wording.
-#   This is pydantic's own validation, so every input is accepted, coerced or rejected
-#   exactly as before.
-
-_FIELDS: Final = {m: tuple(m.model_fields) for m in _MODELS}
-_VALIDATORS: Final[dict[str, Callable[[Any], Any]]] = {
-    m.model_fields["kind"].default: m.__pydantic_validator__.validate_python for m in _MODELS
-}
+BY_KIND: Final[dict[str, type[Any]]] = {cls.kind: cls for cls in MESSAGE_CLASSES}
 
 
-def encode(msg: BaseModel) -> list[bytes]:
+def fields_of(msg: Any) -> dict[str, Any]:
+    """The fields of ``msg`` in canonical order, ``kind`` first (for JSON, logs and tests)."""
+    return {"kind": msg.kind, **{name: getattr(msg, name) for name in msg.__struct_fields__}}
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def _enc_hook(value: Any) -> Any:
+    """Values msgspec does not encode by itself: a pydantic model goes as its python dump
+    (then encoded like any other data); anything else cannot be carried."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and hasattr(type(value), "model_fields"):
+        return dump(mode="python")
+    raise TypeError(f"a {type(value).__qualname__} cannot be carried")
+
+
+_encoder: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_encode: Final[Callable[[Any], bytes]] = _encoder.encode
+
+
+def encode_body(msg: Message) -> bytes:
+    """The canonical msgpack body of ``msg``: ``kind``, then the fields in order (R6)."""
+    return _encode(msg)
+
+
+def encode(msg: Message) -> list[bytes]:
     """The two frames (header, body) of ``msg``. Deterministic: equal messages give equal
     bytes (field order is declaration order)."""
-    fields = _FIELDS.get(type(msg))
-    if fields is not None:
-        values = msg.__dict__
-        try:
-            return [HEADER, _packb({name: values[name] for name in fields})]
-        except Exception:  # not natively packable (or not a complete model): the slow path
-            pass
-    return [HEADER, _packb(msg.model_dump(mode="python"))]
+    return [HEADER, _encode(msg)]
 
 
-def _request_id_of(body: object) -> int | None:
-    if isinstance(body, dict):
-        rid = body.get("id")
-        if type(rid) is int and 0 <= rid <= MAX_REQUEST_ID:
-            return rid
-    return None
+def encode_call(
+    rid: int,
+    method: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+    fingerprint: str | None,
+) -> bytes:
+    """The body of a ``call`` (a client's hot path)."""
+    return _encode(Call(rid, method, args, kwargs, timeout, fingerprint))
+
+
+def encode_result(rid: int, value: Any) -> bytes:
+    """The body of a ``result`` (a host's hot path)."""
+    return _encode(Result(rid, value))
+
+
+# --------------------------------------------------------------------------- decode
+
+_decode: Final[Callable[[bytes], Any]] = msgspec.msgpack.Decoder(Message).decode
+_decode_any: Final[Callable[[bytes], Any]] = msgspec.msgpack.Decoder().decode
+_AT: Final = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING_FIELD: Final = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+
+
+def protocol_error(message: str, request_id: int | None = None) -> ProtocolError:
+    """A :class:`ProtocolError` addressed to ``request_id`` (``None``: id unreadable)."""
+    err = ProtocolError(message)
+    err.request_id = request_id
+    return err
+
+
+def _readable_id(raw: Any) -> int | None:
+    rid = raw.get("id") if type(raw) is dict else None
+    return rid if type(rid) is int and 0 <= rid <= MAX_REQUEST_ID else None
+
+
+def _problem(exc: msgspec.ValidationError) -> str:
+    """``path: what`` from msgspec's ``what - at `$.path` `` wording."""
+    found = _AT.match(str(exc))
+    what, path = (found["what"], found["path"] or "") if found else (str(exc), "")
+    missing = _MISSING_FIELD.match(what)
+    if missing:
+        name = missing["name"]
+        path = f"{path}.{name}" if path else name
+        what = "required field missing"
+    path = path.lstrip(".")
+    return f"{path}: {what}" if path else what
+
+
+def _invalid(body: bytes, exc: msgspec.ValidationError) -> ProtocolError:
+    """The :class:`ProtocolError` for a well-formed msgpack body that is not a valid
+    message: worded by what is wrong, addressed to its id when readable (R19, R22)."""
+    try:
+        raw = _decode_any(body)
+    except msgspec.DecodeError as bad:  # the type was wrong at once, and the rest is garbage
+        return protocol_error(f"body is not valid msgpack: {bad}")
+    except Exception:  # e.g. a map as a map key: valid msgpack, no Python value
+        return protocol_error(f"body is not a valid message: {_problem(exc)}")
+    rid = _readable_id(raw)
+    if type(raw) is not dict:
+        return protocol_error("body is not a msgpack map", rid)
+    kind = raw.get("kind")
+    if type(kind) is not str or kind not in BY_KIND:
+        return protocol_error(f"unknown message kind {kind!r}", rid)
+    return protocol_error(f"invalid {kind} message: {_problem(exc)}", rid)
+
+
+def decode_body(body: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Message:
+    """Decode one message body (the header already checked); raises :class:`ProtocolError`
+    (with the request id when it could be read) for anything that is not a valid message."""
+    if len(body) > max_size:
+        raise protocol_error(f"body of {len(body)} bytes exceeds the limit of {max_size} bytes")
+    try:
+        return _decode(body)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise _invalid(body, exc) from None
+    except Exception as exc:  # msgspec.DecodeError, and deep nesting's RecursionError
+        raise protocol_error(f"body is not valid msgpack: {exc}") from None
 
 
 def decode(frames: Sequence[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
@@ -332,57 +432,56 @@ def decode(frames: Sequence[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Mess
     the receiver can address its error reply.
     """
     if len(frames) != 2:
-        raise _protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
-    header, body = frames
+        raise protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
+    header = frames[0]
     if header != HEADER:
         check_header(header)
-    if len(body) > max_size:
-        raise _protocol_error(f"body of {len(body)} bytes exceeds the limit of {max_size} bytes")
-    try:
-        raw = _unpackb(body, raw=False, strict_map_key=False, use_list=True)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise _protocol_error(f"body is not valid msgpack: {exc}") from None
-    return validate_body(raw)
+    return decode_body(frames[1], max_size)
 
 
-def validate_body(raw: Any) -> Message:
-    """Validate one unpacked body into its model, or raise the :class:`ProtocolError` (with
-    the request id when it could be read) that :func:`decode` raises for it."""
-    if type(raw) is dict:
-        kind = raw.get("kind")
-        validate = _VALIDATORS.get(kind) if type(kind) is str else None
-        if validate is not None:
-            try:
-                return validate(raw)  # type: ignore[no-any-return]
-            except ValidationError:
-                pass  # validated again below through the union, for its error wording
-    rid = _request_id_of(raw)
-    if not isinstance(raw, dict):
-        raise _protocol_error("body is not a msgpack map", rid)
-    kind = raw.get("kind")
-    if not isinstance(kind, str) or kind not in _KINDS:
-        raise _protocol_error(f"unknown message kind {kind!r}", rid)
-    try:
-        return _MESSAGE.validate_python(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'message'}: {e['msg']}"
-            for e in exc.errors()[:3]
+def check_header(header: bytes) -> None:
+    """Raise the error a header other than :data:`HEADER` deserves (R12, R13)."""
+    if header == HEADER:
+        return
+    if len(header) != 3 or header[:2] != SIGNATURE:
+        raise protocol_error(f"bad header {bytes(header[:8])!r}: not a threadhost message")
+    version = header[2]
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolMismatchError(
+            f"protocol version {version} not supported (supported: "
+            f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})"
         )
-        raise _protocol_error(f"invalid {kind} message: {problems}", rid) from None
+
+
+# --------------------------------------------------------------------------- errors
+
+_CODES: Final = {c.value: c for c in ErrorCode}
 
 
 def error_reply(request_id: int | None, exc: ThreadhostError) -> ErrorReply:
     """The ``error`` message that carries ``exc`` to the peer."""
-    try:
-        code = ErrorCode(exc.code)
-    except ValueError:
-        code = ErrorCode.REMOTE_EXCEPTION
+    code = _CODES.get(exc.code, ErrorCode.REMOTE_EXCEPTION)
     return ErrorReply(
-        id=request_id,
-        code=code,
-        message=exc.message or str(exc),
-        retry_after=getattr(exc, "retry_after", None),
-        remote_type=getattr(exc, "remote_type", None),
-        traceback=getattr(exc, "remote_traceback", None),
+        request_id,
+        code,
+        exc.message or str(exc),
+        getattr(exc, "retry_after", None),
+        getattr(exc, "remote_type", None),
+        getattr(exc, "remote_traceback", None),
     )
+
+
+def exception_from_error(reply: ErrorReply) -> ThreadhostError:
+    """The typed exception a client raises for an ``error`` message."""
+    code = reply.code
+    cls = error_class_for(code.value)
+    exc: ThreadhostError
+    if code is ErrorCode.BUSY or code is ErrorCode.UNAVAILABLE:
+        exc = cls(reply.message, retry_after=reply.retry_after)  # type: ignore[call-arg]
+    elif code is ErrorCode.REMOTE_EXCEPTION:
+        exc = cls(  # type: ignore[call-arg]
+            reply.message, remote_type=reply.remote_type, remote_traceback=reply.traceback
+        )
+    else:
+        exc = cls(reply.message)
+    return exc

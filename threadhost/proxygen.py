@@ -37,6 +37,8 @@ not sent and the service applies its own default.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
 import difflib
 import enum
 import importlib
@@ -47,6 +49,7 @@ import subprocess
 import sys
 import types
 import typing
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -67,6 +70,13 @@ LINE_LENGTH = 100
 _INDENT = "    "
 _NoneType = type(None)
 _SCALARS = {int: "int", float: "float", str: "str", bytes: "bytes", bool: "bool"}
+#: Carried standard-library types: imported from their modules by the generated proxy.
+_STDLIB: dict[Any, tuple[str, str]] = {
+    datetime.datetime: ("datetime", "datetime"),
+    datetime.date: ("datetime", "date"),
+    uuid.UUID: ("uuid", "UUID"),
+    decimal.Decimal: ("decimal", "Decimal"),
+}
 #: Enum bases a copied enum may have, and how the copy spells them. (``(str, Enum)`` is not
 #: copied: ruff's UP042 would flag the copy, and StrEnum would not be an exact copy.)
 _ENUM_BASES: dict[tuple[type, ...], str] = {
@@ -151,6 +161,7 @@ class _Types:
         self.imports: dict[str, dict[str, str]] = {}  # module -> {name: alias}
         self.copies: list[list[str]] = []
         self.typing: set[str] = set()
+        self.stdlib: dict[str, dict[str, str]] = {}  # module -> {name: alias}
         self.uses_enum = False
 
     def render(self, tp: Any, where: str) -> str:
@@ -158,6 +169,12 @@ class _Types:
             return "None"
         if tp in _SCALARS:
             return _SCALARS[tp]
+        if tp in _STDLIB:
+            module, name = _STDLIB[tp]
+            names = self.stdlib.setdefault(module, {})
+            if name not in names:
+                names[name] = self._claim(name)
+            return names[name]
         origin, args = get_origin(tp), get_args(tp)
         if origin is Annotated:
             return self.render(args[0], where)
@@ -423,8 +440,16 @@ def _header(spec: AdapterSpec, command: str, first: str) -> list[str]:
 def _imports(types_: _Types, module: _Module) -> None:
     module.add(["from __future__ import annotations"])
     stdlib = ["import enum"] if types_.uses_enum else []
+    froms = {
+        name: ", ".join(
+            n if a == n else f"{n} as {a}"
+            for n, a in sorted(types_.stdlib[name].items(), key=lambda kv: _isort_key(kv[0]))
+        )
+        for name in types_.stdlib
+    }
     if types_.typing:
-        stdlib.append(f"from typing import {', '.join(sorted(types_.typing, key=_isort_key))}")
+        froms["typing"] = ", ".join(sorted(types_.typing, key=_isort_key))
+    stdlib += [f"from {name} import {froms[name]}" for name in sorted(froms)]
     module.add(stdlib)
     module.add(["from threadhost import proxy as _proxy"])
     if types_.imports:

@@ -17,6 +17,12 @@ Three jobs, all driven by an annotation and done once when an adapter is loaded:
     ``bool``                      bool only (``1`` refused)
     ``Literal[...]``              a value of the same type as a listed one
     ``Enum`` subclass             a member, or a member's value of the same type
+    ``datetime``                  an aware datetime (a msgpack timestamp decodes to one);
+                                  naive datetimes and strings refused
+    ``date``                      a str ``YYYY-MM-DD`` (or a date; not a datetime)
+    ``UUID``                      a str in the 8-4-4-4-12 hex form (or a UUID)
+    ``Decimal``                   a str decimal literal, finite (or a finite Decimal);
+                                  numbers refused (a float would lose digits)
     ``tuple[...]``                a list or a tuple (msgpack has only arrays)
     ``list`` / ``dict``           checked item by item with these rules
     dataclass                     a map of its init fields, checked with these rules
@@ -30,7 +36,8 @@ Three jobs, all driven by an annotation and done once when an adapter is loaded:
 
 ``to_wire(value)``
     Turn a value already dumped by pydantic (``mode="python"``) into plain msgpack data:
-    enums become their values, tuples become lists.
+    enums become their values, tuples become lists, dates ``YYYY-MM-DD`` strings, UUIDs
+    and Decimals strings; an aware datetime stays (the codec writes a msgpack timestamp).
 
 ``type_repr(tp)``
     A short human spelling of an annotation for error messages (``Callable[..., int]``).
@@ -42,10 +49,14 @@ into an :class:`~threadhost.errors.AdapterError` naming the adapter, method and 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
 import enum
+import re
 import reprlib
 import types
 import typing
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired, Union, cast, get_args, get_origin
 
@@ -77,11 +88,53 @@ _SCALAR_WIRE: dict[Any, Any] = {
     NoneType: NoneType,
     None: NoneType,
 }
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    if value.utcoffset() is None:
+        raise ValueError("Input should be an aware datetime (a msgpack timestamp), not naive")
+    return value
+
+
+def _date(value: Any) -> Any:
+    if type(value) is datetime.date:
+        return value
+    if type(value) is str and _DATE.fullmatch(value):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("Input should be a date as a string YYYY-MM-DD")
+
+
+def _uuid(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return value
+    if type(value) is str and _UUID.fullmatch(value):
+        return uuid.UUID(value)
+    raise ValueError("Input should be a UUID as a string xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
+
+
+def _decimal(value: Any) -> Any:
+    if type(value) is decimal.Decimal and value.is_finite():
+        return value
+    if type(value) is str and _DECIMAL.fullmatch(value):
+        return decimal.Decimal(value)
+    raise ValueError("Input should be a finite decimal as a string, e.g. '12.50'")
+
+
+_SCALAR_WIRE[datetime.datetime] = Annotated[datetime.datetime, Strict(), AfterValidator(_aware)]
+_SCALAR_WIRE[datetime.date] = Annotated[datetime.date, BeforeValidator(_date)]
+_SCALAR_WIRE[uuid.UUID] = Annotated[uuid.UUID, BeforeValidator(_uuid)]
+_SCALAR_WIRE[decimal.Decimal] = Annotated[decimal.Decimal, BeforeValidator(_decimal)]
 _ENUM_VALUE_TYPES = (int, float, str, bytes, bool)
 _LITERAL_VALUE_TYPES = (int, str, bytes, bool, NoneType)
 _SUPPORTED = (
-    "int, float, str, bytes, bool, None, list[T], dict[str|int, T], tuple[...], "
-    "X | Y, Literal[...], Enum, dataclasses and pydantic models"
+    "int, float, str, bytes, bool, None, datetime, date, UUID, Decimal, list[T], "
+    "dict[str|int, T], tuple[...], X | Y, Literal[...], Enum, dataclasses and pydantic models"
 )
 
 
@@ -139,6 +192,18 @@ def to_wire(value: Any) -> Any:
         return [to_wire(item) for item in value]
     if kind is dict:
         return {to_wire(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, datetime.datetime):
+        if value.utcoffset() is None:
+            raise TypeError(f"cannot put a naive datetime on the wire: {value!r}")
+        return value  # the codec writes an aware datetime as a msgpack timestamp
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise TypeError(f"cannot put a non-finite Decimal on the wire: {value!r}")
+        return str(value)
     for base in (bool, int, float, str, bytes):  # subclasses (e.g. IntEnum handled above)
         if isinstance(value, base):
             return cast(Any, base)(value)

@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -25,8 +23,7 @@ import msgpack
 import zmq
 
 from threadhost.errors import ProtocolError
-from threadhost.protocol import HEADER, ErrorReply, Message, decode
-from threadhost.wire import MAX_REQUEST_ID
+from threadhost.protocol import HEADER, MAX_REQUEST_ID, ErrorReply, Message, decode
 
 __all__ = [
     "MAX_ID",
@@ -39,7 +36,6 @@ __all__ = [
     "Session",
     "Wire",
     "describe_msg",
-    "fingerprint_of",
     "packb",
     "parse",
     "sized_body",
@@ -124,55 +120,6 @@ def sized_body(fields: dict[str, Any], size: int) -> bytes:
             return body
         pad = max(0, pad + size - len(body))
     raise ValueError(f"cannot build a body of exactly {size} bytes")
-
-
-FINGERPRINT_VERSION = 1
-"""The ``fingerprint`` entry of the canonical form (docs/protocol.md, the fingerprint)."""
-
-
-def _strip_docs(schema: Any) -> Any:
-    """A JSON schema without its ``description`` texts (values under ``default``, ``const``,
-    ``enum`` and ``examples`` are data and kept as they are)."""
-    if isinstance(schema, dict):
-        return {key: value if key in ("default", "const", "enum", "examples")
-                else _strip_docs(value)
-                for key, value in schema.items()
-                if not (key == "description" and isinstance(value, str))}
-    if isinstance(schema, list):
-        return [_strip_docs(item) for item in schema]
-    return schema
-
-
-def fingerprint_of(adapter: Mapping[str, Any]) -> str:
-    """The schema fingerprint of an adapter description, computed from the description
-    alone as the spec says: sha256 (lowercase hex) of the canonical JSON (keys sorted, no
-    spaces, ASCII) of ``{"fingerprint": 1, "calls": [...]}``, one entry per declared call
-    in order: its ``name``, ``kind``, ``params`` (each entry as described, its ``schema``
-    without ``description`` texts) and ``returns`` (likewise). Raises :class:`CheckFailed`
-    when the description lacks what the fingerprint covers."""
-    calls = adapter.get("calls")
-    if not isinstance(calls, list):
-        raise CheckFailed("the adapter description has no 'calls' array")
-    contract = []
-    for call in calls:
-        if not (isinstance(call, dict) and isinstance(call.get("params"), list)
-                and all(isinstance(p, dict) and "schema" in p for p in call["params"])
-                and {"name", "kind", "returns"} <= call.keys()):
-            raise CheckFailed(f"a call of the adapter description lacks name, kind, params "
-                              f"(with schemas) or returns: {str(call)[:120]}")
-        contract.append({
-            "name": call["name"],
-            "kind": call["kind"],
-            "params": [{**p, "schema": _strip_docs(p["schema"])} for p in call["params"]],
-            "returns": _strip_docs(call["returns"]),
-        })
-    body = {"fingerprint": FINGERPRINT_VERSION, "calls": contract}
-    try:
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                               allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise CheckFailed(f"the adapter description's calls are not JSON data: {exc}") from None
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _json_types(schema: Any, root: Any = None, depth: int = 0) -> set[str] | None:

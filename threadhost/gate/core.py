@@ -12,11 +12,12 @@ host records). This class wires them to the protocol's messages.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import msgspec.structs
 
 from threadhost.errors import FingerprintMismatchError, ProtocolError, UnknownCallError
 from threadhost.gate.actions import Action, KillHost, Log, StartHost, Stopped, ToClient, ToHost
@@ -44,7 +45,7 @@ from threadhost.gate.states import (
 )
 from threadhost.gate.supervision import RestartBudget, liveness_deadline, liveness_problem
 from threadhost.policy import Policy
-from threadhost.wire import (
+from threadhost.protocol import (
     Call,
     Describe,
     Description,
@@ -535,7 +536,7 @@ class Gate:
             out: Result | ErrorReply = Result(id=entry.client_id, value=msg.value)
         else:
             self.counters["errors"] += 1
-            out = dataclasses.replace(msg, id=entry.client_id)
+            out = msgspec.structs.replace(msg, id=entry.client_id)
         if self._observe is not None:
             outcome = msg.code.value if isinstance(msg, ErrorReply) else "ok"
             self._observe("call", entry.method, outcome, now - entry.started)

@@ -17,6 +17,17 @@ The file has three tables, all bytes in lowercase hex:
 ``variants``  non-canonical but valid encodings (R7, R8) that MUST decode to ``fields``.
 ``rejects``   frames that MUST be rejected, with the error code and the request id the
               receiver must report (``max_size`` when the vector needs a small limit).
+``carried``   how values of the carried standard types go on the wire (``msgpack``): an
+              aware datetime as a msgpack timestamp, a date, UUID or Decimal as a string, an
+              enum as its value.
+``fingerprints`` adapter descriptions' ``calls`` (``calls_msgpack``: the exact msgpack, so
+              floats stay floats; ``calls``: the same as JSON), the ``canonical`` text the
+              fingerprint hashes and the ``fingerprint`` (docs/protocol.md, "The adapter
+              fingerprint").
+``validation`` per declared type (its Python spelling and the JSON ``schema`` a description
+              carries), msgpack values that a host MUST accept (``accept: true``) or MUST
+              refuse with ``bad_arguments`` (docs/protocol.md, "Argument and result
+              validation").
 
 A change to these bytes is a change of the protocol: bump the version instead.
 """
@@ -24,14 +35,23 @@ A change to these bytes is a change of the protocol: bump the version instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
+import decimal
+import enum
 import json
 import sys
+import uuid
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgpack
+import msgspec
+from pydantic import BaseModel
 
+from threadhost.adapter import Adapter, AdapterSpec, fast, fingerprint_contract, inspect_adapter
+from threadhost.errors import BadArgumentsError
 from threadhost.protocol import (
     HEADER,
     PROTOCOL_VERSION,
@@ -53,10 +73,12 @@ from threadhost.protocol import (
     Status,
     StatusReply,
     encode,
+    fields_of,
 )
 
-__all__ = ["DIRECTIONS", "EXAMPLES", "PATH", "REJECTS", "VARIANTS", "from_json", "load",
-           "main", "render", "to_json"]
+__all__ = ["CARRIED", "DIRECTIONS", "EXAMPLES", "FINGERPRINTED", "PATH", "REJECTS",
+           "VALIDATION", "VARIANTS", "from_json", "load", "main", "render", "to_json",
+           "validation_spec"]
 
 PATH: Final = Path(__file__).parent.parent / "data" / "golden.json"
 
@@ -182,7 +204,188 @@ REJECTS: Final[list[tuple[str, list[bytes], str, int | None, int | None]]] = [
     ("float-id", [HEADER, msgpack.packb({"kind": "ping", "id": 1.0})], "protocol", None, None),
     ("oversized", [HEADER, msgpack.packb({"kind": "ping", "id": 11, "pad": "x" * 16})],
      "protocol", None, 16),
+    # strict field types (docs/protocol.md §3, "Strictness"): no coercion but int -> float
+    ("bool-as-int", [HEADER, msgpack.packb({"kind": "goodbye", "host_id": "h", "ok": 0})],
+     "protocol", None, None),
+    ("int-as-float", [HEADER, msgpack.packb({"kind": "ready", "host_id": "h", "pid": 1.0,
+                                             "adapter": {}, "fingerprint": "f"})],
+     "protocol", None, None),
+    ("float-as-str", [HEADER, msgpack.packb({"kind": "call", "id": 14, "method": "calc",
+                                             "timeout": "2.5"})], "protocol", 14, None),
+    ("int-map-key", [HEADER, msgpack.packb({"kind": "call", "id": 15, "method": "calc",
+                                            "kwargs": {1: 2}})], "protocol", 15, None),
+    ("bin-map-key", [HEADER, msgpack.packb({"kind": "call", "id": 16, "method": "calc",
+                                            "kwargs": {b"x": 2}}, use_bin_type=True)],
+     "protocol", 16, None),
+    ("unknown-code", [HEADER, msgpack.packb({"kind": "error", "id": 17, "code": "nope"})],
+     "protocol", 17, None),
 ]
+
+
+# --------------------------------------------------------------------------- carried types
+
+
+class _Shade(enum.Enum):
+    RED = "red"
+    DARK = 2
+
+
+_UTC = datetime.UTC
+#: name, Python value: its msgpack form is what the client and the host both send
+CARRIED: Final[list[tuple[str, Any]]] = [
+    ("datetime-seconds", datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=_UTC)),
+    ("datetime-micros", datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=_UTC)),
+    ("datetime-offset", datetime.datetime(2024, 1, 2, 5, 4, 5,
+                                          tzinfo=datetime.timezone(datetime.timedelta(hours=2)))),
+    ("datetime-before-1970", datetime.datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=_UTC)),
+    ("datetime-after-2106", datetime.datetime(2200, 1, 1, tzinfo=_UTC)),
+    ("date", datetime.date(2024, 2, 29)),
+    ("uuid", uuid.UUID("12345678-9abc-def0-1234-56789abcdef0")),
+    ("decimal", decimal.Decimal("-12.50")),
+    ("decimal-exponent", decimal.Decimal("1E+3")),
+    ("enum-str", _Shade.RED),
+    ("enum-int", _Shade.DARK),
+]
+
+
+def _carried_json(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+
+class _Point(BaseModel):
+    """A point (this docstring is not fingerprinted)."""
+
+    x: int
+    y: float = 0.5
+
+
+class _Vectors(Adapter):
+    """Calls with defaults, floats, non-ASCII text and a model: fingerprint vectors."""
+
+    @fast
+    def scale(self, x: float, factor: float = 1.0, label: str = "d\u00e9j\u00e0 \U0001f600") -> str:
+        """Docstrings do not count."""
+        return label * int(x * factor)
+
+    @fast
+    def move(self, p: _Point, *, dx: int = -1, when: datetime.date | None = None) -> _Point:
+        """Models and optional standard types."""
+        return p
+
+    @fast
+    def pick(self, shade: _Shade, ids: list[uuid.UUID], price: decimal.Decimal) -> bytes:
+        return b""
+
+
+def _specs() -> list[tuple[str, AdapterSpec]]:
+    from examples.mylib_adapter import Mylib
+
+    return [("mylib", inspect_adapter(Mylib)), ("vectors", inspect_adapter(_Vectors))]
+
+
+FINGERPRINTED: Final = _specs
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class _Model(BaseModel):
+    x: int
+    y: int = 0
+
+
+@dataclasses.dataclass
+class _Box:
+    w: int
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+
+_TS = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=_UTC)
+#: declared type (its spelling), annotation, values a host MUST accept, values it MUST refuse
+VALIDATION: Final[list[tuple[str, Any, list[Any], list[Any]]]] = [
+    ("int", int, [5, -1, 2**63 - 1, 2**64 - 1], [5.0, True, "5", None]),
+    ("float", float, [5.0, -0.5, 5, 2**64 - 1], [True, "5.0", None]),
+    ("str", str, ["x", ""], [b"x", 5, None]),
+    ("bytes", bytes, [b"x", b""], ["x", [1]]),
+    ("bool", bool, [True, False], [1, 0, "true", None]),
+    ("None", None, [None], [0, "", False]),
+    ("int | None", int | None, [None, 5], [5.0, "5"]),
+    ("int | str", int | str, [5, "5"], [5.0, b"5", True]),
+    ("float | str", float | str, [1, 1.5, "x"], [True, None]),
+    ("list[int]", list[int], [[1, 2], []], [[1, "2"], [1.0], {"a": 1}]),
+    ("dict[str, int]", dict[str, int], [{"a": 1}, {}], [{1: 1}, {"a": "1"}, [["a", 1]]]),
+    ("dict[int, str]", dict[int, str], [{1: "a"}], [{"1": "a"}]),
+    ("tuple[int, str]", tuple[int, str], [[1, "a"]], [[1], [1, "a", 2], ["a", 1]]),
+    ("tuple[int, ...]", tuple[int, ...], [[], [1, 2]], [[1, "2"]]),
+    ("Literal['a', 3]", Literal["a", 3], ["a", 3], ["b", 3.0, True]),
+    ("Enum (str values)", _Color, ["red", "green"], ["RED", 1, None]),
+    ("IntEnum", _Level, [1, 2], [True, 1.0, "1", 3]),
+    ("datetime", datetime.datetime, [_TS], [_TS.isoformat(), 1704164645, None]),
+    ("date", datetime.date, ["2024-01-02", "2024-02-29"],
+     ["2024-1-2", "20240102", "2023-02-29", "2024-01-02T00:00:00", _TS, 19724]),
+    ("UUID", uuid.UUID, ["12345678-9abc-def0-1234-56789abcdef0",
+                         "12345678-9ABC-DEF0-1234-56789ABCDEF0"],
+     ["123456789abcdef0123456789abcdef0", b"\x124Vx\x9a\xbc\xde\xf0\x124Vx\x9a\xbc\xde\xf0",
+      "{12345678-9abc-def0-1234-56789abcdef0}"]),
+    ("Decimal", decimal.Decimal, ["1.50", "-1E+3", "0", ".5"],
+     [1.5, 1, "NaN", "Infinity", "1,5", " 1", ""]),
+    ("model {x: int, y: int = 0} (pydantic, default config)", _Model,
+     [{"x": 1}, {"x": 1, "y": 2, "z": 3}, {"x": "1"}], [{"y": 1}, {"x": 1.5}, [1, 2]]),
+    ("dataclass {w: int, tags: list[str] = []}", _Box,
+     [{"w": 1}, {"w": 1, "tags": ["a"]}], [{"w": "1"}, {}, {"w": 1, "tags": "a"}, [1]]),
+]
+
+
+def validation_spec(annotation: Any) -> Any:
+    """A one-parameter call ``f(v: annotation)`` (its CallSpec), to run a vector through."""
+    namespace: dict[str, Any] = {"fast": fast, "T": annotation}
+    exec(
+        "class V:\n    @fast\n    def f(self, v: T) -> None:\n        pass\n", namespace
+    )
+    cls = type("V", (Adapter, namespace["V"]), {})
+    return inspect_adapter(cls).calls["f"]
+
+
+def _accepts(spec: Any, value: Any) -> bool:
+    try:
+        spec.bind([value], {})
+    except BadArgumentsError:
+        return False
+    return True
+
+
+def _validation() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for spelling, annotation, good, bad in VALIDATION:
+        spec = validation_spec(annotation)
+        schema = spec.describe()["params"][0]["schema"]
+        for accept, values in ((True, good), (False, bad)):
+            for value in values:
+                body = msgspec.msgpack.encode(value)
+                wire = msgspec.msgpack.decode(body)  # what a host gets in ``args``
+                if _accepts(spec, wire) is not accept:
+                    raise AssertionError(f"{spelling}: {value!r} should be "
+                                         f"{'accepted' if accept else 'refused'}")
+                out.append({"type": spelling, "schema": schema, "value": body.hex(),
+                            "shows": repr(value), "accept": accept})
+    return out
 
 
 def to_json(value: Any) -> Any:
@@ -221,13 +424,13 @@ def render() -> str:
                        "bin value; integers may exceed 2^53 (use a big-integer-safe parser)",
         "messages": [
             {"name": name, "kind": msg.kind, "direction": DIRECTIONS[msg.kind],
-             "fields": to_json(msg.model_dump(mode="python")),
+             "fields": to_json(fields_of(msg)),
              "header": encode(msg)[0].hex(), "body": encode(msg)[1].hex()}
             for name, msg in EXAMPLES
         ],
         "variants": [
             {"name": name, "header": HEADER.hex(), "body": body.hex(),
-             "fields": to_json(msg.model_dump(mode="python"))}
+             "fields": to_json(fields_of(msg))}
             for name, body, msg in VARIANTS
         ],
         "rejects": [
@@ -235,6 +438,19 @@ def render() -> str:
              **({"max_size": max_size} if max_size is not None else {})}
             for name, frames, code, rid, max_size in REJECTS
         ],
+        "carried": [
+            {"name": name, "python": _carried_json(value),
+             "msgpack": msgspec.msgpack.encode(value).hex()}
+            for name, value in CARRIED
+        ],
+        "fingerprints": [
+            {"name": name, "calls": spec.describe()["calls"],
+             "calls_msgpack": msgspec.msgpack.encode(spec.describe()["calls"]).hex(),
+             "canonical": fingerprint_contract(spec.describe()["calls"]),
+             "fingerprint": spec.fingerprint}
+            for name, spec in FINGERPRINTED()
+        ],
+        "validation": _validation(),
     }
     return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
 

@@ -262,7 +262,7 @@ def fuzz_frames(rng: random.Random, max_size: int = 1 << 20) -> list[bytes]:
         body = msgpack.packb({"kind": "call", "id": 3, "method": "calc", "args": [1]})
         return [HEADER, body[: rng.randrange(1, len(body))]]
     if choice == 4:  # calls with wrong argument types or counts
-        args = rng.choice([[], ["5"], [True], [1.5], [1, 2], [None], [[1]], [{"x": 1}]])
+        args: list[Any] = rng.choice([[], ["5"], [True], [1.5], [1, 2], [None], [[1]], [{"x": 1}]])
         return encode(Call(id=rng.randrange(2**32), method="calc", args=args))
     if choice == 5:  # private, lifecycle and unknown names
         name = rng.choice(["setup", "teardown", "__class__", "_x", "read_config", "nope",

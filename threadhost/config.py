@@ -10,6 +10,9 @@ Example::
     hosts = 2                       # a pool of host processes (the adapter must be replicable)
     max_maintaining = 1             # hosts running a slow call at once during a rollout
     route_away_after = "2s"         # a host whose fast call runs longer gets no new calls
+    secret_key = "/etc/threadhost/broker.key_secret"   # CURVE (docs/security.md)
+    clients = "/etc/threadhost/clients"            # public keys allowed to call
+    operators = "/etc/threadhost/operators"        # ... and to maintain, read full status
 
     [policies]                      # per slow-call overrides
     readConfig = "idle=10s | stale=5m | file=/etc/mylib.conf"
@@ -54,6 +57,12 @@ class ServeConfig(BaseModel):
     max_maintaining: int | None = Field(default=None, ge=1, strict=True)  # hosts in a slow call
     route_away_after: str | None = None  # duration: a host whose fast call runs longer is avoided
     log_level: str | None = None  # debug, info, warning, error, critical
+    # security (docs/security.md): CURVE keys
+    secret_key: str | None = None  # the service's NAME.key_secret
+    clients: str | None = None  # directory of public keys allowed to call
+    operators: str | None = None  # directory of public keys allowed to maintain, shut down
+    hosts_keys: str | None = None  # directory of host public keys (broker, attach mode)
+    insecure: bool | None = None  # allow a non-loopback endpoint without CURVE
 
     @field_validator("adapter")
     @classmethod
@@ -161,6 +170,11 @@ def resolved(cfg: ServeConfig) -> dict[str, object]:
         "hosts": cfg.hosts,
         "max_maintaining": cfg.max_maintaining,
         "route_away_after": cfg.seconds("route_away_after"),
+        "secret_key": cfg.secret_key,
+        "clients": cfg.clients,
+        "operators": cfg.operators,
+        "hosts_keys": cfg.hosts_keys,
+        "insecure": cfg.insecure,
     }
 
 

@@ -198,13 +198,15 @@ class Pong(_Msg):
 
 
 class Ready(_Msg):
-    """Host -> broker, once: the adapter is loaded and ``setup`` ran on the library thread."""
+    """Host -> broker, once: the adapter is loaded and ``setup`` ran on the library thread.
+    ``proof``: a host started by the broker proves it with the run's secret (§13, R60)."""
 
     kind: Literal["ready"] = "ready"
     host_id: str
     pid: int
     adapter: dict[str, Any]
     fingerprint: str
+    proof: str | None = None
 
 
 class Heartbeat(_Msg):

@@ -93,6 +93,7 @@ class ErrorCode(enum.StrEnum):
     ADAPTER = "adapter"
     POISONED = "poisoned"
     UNFIT = "unfit"
+    PERMISSION_DENIED = "permission_denied"
 
 
 # --------------------------------------------------------------------------- messages
@@ -190,6 +191,7 @@ class Ready:
     pid: int
     adapter: dict[str, Any]
     fingerprint: str
+    proof: str | None = None
 
 
 @dataclass(slots=True)
@@ -438,15 +440,17 @@ def _read_ready(raw: dict[Any, Any]) -> Ready | None:
     pid = raw.get("pid", _MISSING)
     adapter = raw.get("adapter", _MISSING)
     fp = raw.get("fingerprint", _MISSING)
+    proof = raw.get("proof")
     if (
         type(host_id) is not str
         or type(pid) is not int
         or type(adapter) is not dict
         or not _str_keys(adapter)
         or type(fp) is not str
+        or (proof is not None and type(proof) is not str)
     ):
         return None
-    return Ready(host_id, pid, adapter, fp)
+    return Ready(host_id, pid, adapter, fp, proof)
 
 
 def _read_goodbye(raw: dict[Any, Any]) -> Goodbye | None:

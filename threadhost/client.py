@@ -392,32 +392,34 @@ class _Watch:
             event, value = found
             if event == transport.EV_SUCCEEDED:
                 self.connected = True
+                self.refused = None
             elif event == transport.EV_CLOSED:
                 self.failures += 1
-            elif event == transport.EV_DISCONNECTED:
-                if self.secure and not self.connected:
-                    self.dropped += 1
             elif event in transport.HANDSHAKE_FAILED:
-                self.failures += 1
-                self.refused_handshake = True
                 why = transport.auth_failure(event, value, self.secure)
                 if why is not None:
                     self.refused = why
+                elif self.secure and not self.connected and event == transport.EV_NO_DETAIL:
+                    self.dropped += 1  # perhaps a wrong server key: judged at the deadline
+                    continue
+                self.failures += 1
+                self.refused_handshake = True
 
     def check_refused(self, what: str, endpoint: str) -> None:
-        """Raise AuthenticationError when the security handshake was refused. A CURVE
-        client whose connections are dropped during the handshake (a wrong server key:
-        the server cannot decrypt our hello, and says nothing) counts as refused after a
-        few attempts."""
-        if self.refused is None and self.secure and not self.connected and self.dropped >= 3:
-            self.refused = ("the connection was dropped during the CURVE handshake "
-                            f"{self.dropped} times (wrong server key?)")
+        """Raise AuthenticationError when the security handshake was refused."""
         if self.refused is not None:
             raise transport.authentication_error(what, endpoint, self.refused)
 
-    def no_service(self, what: str, endpoint: str, timeout: float | None) -> UnavailableError:
+    def no_service(self, what: str, endpoint: str, timeout: float | None) -> ThreadhostError:
         """The error of a call that found no connection (``timeout``: it waited that long;
-        None: a connection attempt failed)."""
+        None: a connection attempt failed). A CURVE client whose connections were all
+        dropped during the handshake (a wrong server key: the server cannot read our hello
+        and says nothing) gets AuthenticationError at the end of its wait."""
+        if timeout is not None and self.secure and not self.connected and self.dropped:
+            return transport.authentication_error(
+                what, endpoint, f"no connection within {timeout:g}s: the connection was "
+                f"dropped during the CURVE handshake {self.dropped} time(s) (wrong server "
+                "key?)")
         if timeout is None:
             if self.refused_handshake:
                 why = "the peer there does not speak the threadhost protocol (handshake failed)"
@@ -438,9 +440,12 @@ class _Conn:
 
     def __init__(self, ctx: zmq.Context[Any], endpoint: str, keys: ClientKeys | None = None
                  ) -> None:
-        self.sock: zmq.Socket[Any] | None = transport.client_socket(ctx, endpoint, keys)
+        sock = transport.client_socket(ctx, endpoint, keys, connect=False)
+        self.sock: zmq.Socket[Any] | None = sock
         self.secure = keys is not None
         self.watch: _Watch | None = None
+        self.watching()  # before connecting: a refused handshake is seen from the first one
+        sock.connect(endpoint)
         self.lock = threading.Lock()
         self.rcvtimeo = -1  # the socket's RCVTIMEO (ms), -1: libzmq's default (forever)
         self.thread = threading.current_thread()
@@ -494,8 +499,6 @@ class _SyncTransport:
             if self.closed:
                 raise ThreadhostError("client is closed")
             conn = _Conn(self.ctx, self.endpoint, self.keys)
-            if self.keys is not None:
-                conn.watching()  # CURVE: a refused handshake is only seen from the start
             # sockets of threads that have ended are idle for good: close them
             for old in [c for c in self._conns if not c.thread.is_alive()]:
                 if old.lock.acquire(blocking=False):
@@ -545,7 +548,7 @@ class _SyncTransport:
                 raise CallTimeoutError(
                     f"{what}: no answer from {self.endpoint} within {timeout:g}s"
                 )
-            # setsockopt costs ~2 µs: while less than 2 ms of the timeout are spent (a call's
+            # setting RCVTIMEO costs ~2 µs: while less than 2 ms of the timeout are spent (a call's
             # first wait, the common case) the wait is the whole timeout, the same value
             # call after call, set only when it changes; the overshoot is under 2 ms
             wait_ms = int(remaining * 1000) + 1
@@ -955,8 +958,8 @@ class _AsyncTransport:
         self.late_replies = 0
         self.secure = keys is not None
         self._ctx = zmq.asyncio.Context.instance()
-        self.sock: zmq.asyncio.Socket | None = transport.client_socket(self._ctx, endpoint,
-                                                                       keys)
+        sock = transport.client_socket(self._ctx, endpoint, keys, connect=False)
+        self.sock: zmq.asyncio.Socket | None = sock
         # the same socket without the asyncio wrapper: sends and receives that cannot block
         # (NOBLOCK) go straight to libzmq instead of through a Future each
         self.raw: zmq.Socket[bytes] | None = zmq.Socket.shadow(self.sock.underlying)
@@ -967,8 +970,8 @@ class _AsyncTransport:
         self._wake: asyncio.Event | None = None  # set to wake the reader
         self._check_scheduled = False
         self._portable: bool | None = None  # True: the loop cannot watch the socket's fd
-        if keys is not None:
-            self._watching()  # CURVE: a refused handshake is only seen from the start
+        self._watching()  # before connecting: a refused handshake is seen from the first one
+        sock.connect(endpoint)
 
     @property
     def closed(self) -> bool:

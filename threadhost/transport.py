@@ -478,9 +478,10 @@ def last_endpoint(sock: zmq.Socket[Any]) -> str:
 
 
 def client_socket(ctx: zmq.Context[_S], endpoint: str,
-                  keys: ClientKeys | None = None) -> _S:
+                  keys: ClientKeys | None = None, *, connect: bool = True) -> _S:
     """A client's DEALER connected to ``endpoint``: ``IMMEDIATE`` (nothing is queued for a
-    broker that is not connected), ``LINGER=0``, quick reconnects."""
+    broker that is not connected), ``LINGER=0``, quick reconnects. ``connect=False``: the
+    caller connects it (after attaching a :func:`monitor`, to see the first attempt)."""
     sock = ctx.socket(zmq.DEALER)
     try:
         sock.setsockopt(zmq.LINGER, 0)
@@ -489,7 +490,8 @@ def client_socket(ctx: zmq.Context[_S], endpoint: str,
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
         if keys is not None:
             _curve_client(sock, keys)
-        sock.connect(endpoint)
+        if connect:
+            sock.connect(endpoint)
     except BaseException:
         sock.close(linger=0)
         raise
@@ -568,6 +570,7 @@ HANDSHAKE_FAILED: Final = frozenset(
 )
 EV_AUTH_FAILED: Final = int(getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0x4000))
 EV_PROTOCOL_FAILED: Final = int(getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0x2000))
+EV_NO_DETAIL: Final = int(getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0x800))
 EV_CLOSED: Final = int(zmq.EVENT_CLOSED)
 EV_DISCONNECTED: Final = int(zmq.EVENT_DISCONNECTED)
 EV_SUCCEEDED: Final = int(getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0x1000))

@@ -173,19 +173,22 @@ class Peer:
 class Wire:
     """Every socket of one run, pumped from one thread."""
 
-    def __init__(self, keys: transport.ClientKeys | None = None) -> None:
+    def __init__(self) -> None:
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.poller = zmq.Poller()
         self.peers: dict[zmq.Socket[bytes], Peer] = {}
         self.tickers: list[Callable[[float], None]] = []
-        self.keys = keys
-        """CURVE keys of the kit's client sockets (``--server-key``/``--secret-key``)."""
+        self.keys: dict[str, transport.ClientKeys] = {}
+        """CURVE keys of the kit's sockets, by endpoint (``--server-key``/``--secret-key``:
+        the broker's front end)."""
 
     def dealer(self, endpoint: str, label: str, routing_id: str | None = None, *,
                keys: transport.ClientKeys | None = None, secure: bool = True) -> Peer:
-        """A DEALER to ``endpoint``: with ``keys``, else (``secure``) the run's keys."""
+        """A DEALER to ``endpoint``: with ``keys``, else (``secure``) the run's keys for
+        that endpoint, if any."""
         sock = transport.probe_dealer(self.ctx, endpoint, routing_id,
-                                      keys=keys or (self.keys if secure else None))
+                                      keys=keys or (self.keys.get(endpoint) if secure
+                                                    else None))
         return self._add(sock, label)
 
     def router(self, endpoint: str, label: str) -> tuple[Peer, str]:
@@ -259,16 +262,13 @@ T = TypeVar("T")
 class Session:
     """State of one run. Suites subclass it with role-specific helpers."""
 
-    def __init__(self, timeout: float, quiet: float, max_size: int,
-                 keys: transport.ClientKeys | None = None) -> None:
+    def __init__(self, timeout: float, quiet: float, max_size: int) -> None:
         self.timeout = timeout
         """How long to wait for an expected answer."""
         self.quiet = quiet
         """How long to listen to prove that nothing (more) arrives."""
         self.max_size = max_size
-        self.keys = keys
-        """CURVE keys of the kit's client (None: NULL security)."""
-        self.wire = Wire(keys)
+        self.wire = Wire()
         self.deadline = float("inf")
         self._memo: dict[str, tuple[bool, Any]] = {}
         self._scoped: list[Peer] = []

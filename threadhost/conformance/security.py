@@ -46,7 +46,7 @@ def use_keys(s: BrokerSession, keys: KitKeys | None) -> None:
     """Make the session's clients use ``keys`` (the security checks read them too)."""
     s.kit_keys = keys  # type: ignore[attr-defined]
     if keys is not None:
-        s.keys = s.wire.keys = keys.client
+        s.wire.keys[s.endpoint] = keys.client
 
 
 def _keys(s: BrokerSession) -> KitKeys:

@@ -139,14 +139,6 @@ class BrokerError(ThreadhostError):
     code = "broker"
 
 
-def _recv(sock: zmq.Socket[bytes]) -> list[bytes]:
-    """One whole message from ``sock`` (the poll said there is one). The loop takes one
-    message per ready socket per poll instead of draining until ``zmq.Again`` (a raised
-    exception, ~6 µs) or checking ``EVENTS`` (~2.5 µs): the poll it returns to costs less
-    and is needed anyway (measured in docs/performance.md)."""
-    return recv_frames(sock, _NOBLOCK)
-
-
 _TRIM_AFTER_IDLE = 0.25
 
 
@@ -711,7 +703,9 @@ class Broker:
         who: str | None = None
         try:
             if self._roles is None:
-                frames = _recv(front)
+                # one message per ready socket per poll, not drained until zmq.Again (a
+                # raised exception, ~6 µs): the poll it returns to is needed anyway
+                frames = recv_frames(front, _NOBLOCK)
             else:
                 frames, who = transport.recv_frames_user(front, _NOBLOCK)
         except zmq.Again:  # the poll said readable; never seen, but never fatal either
@@ -763,7 +757,7 @@ class Broker:
     ) -> int | None:
         """Handle one host message."""
         try:
-            frames = _recv(back)
+            frames = recv_frames(back, _NOBLOCK)
         except zmq.Again:
             return None
         ident = frames[0].decode("utf-8", "replace")

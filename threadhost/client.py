@@ -456,16 +456,21 @@ class _Conn:
             self.watch = _Watch(transport.monitor(self.sock), self.secure)
         return self.watch
 
-    def close(self) -> None:
-        sock, watch = self.sock, self.watch
-        self.sock = self.watch = None
-        if sock is None:
-            return
+    def unwatch(self) -> None:
+        """Stop the monitor (connected now): a monitor nobody reads fills up and then
+        blocks its socket's I/O (libzmq); a later call without a connection starts one."""
+        watch, self.watch = self.watch, None
         if watch is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                sock.disable_monitor()
+            if self.sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.sock.disable_monitor()
             watch.close()
-        sock.close(linger=0)
+
+    def close(self) -> None:
+        self.unwatch()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close(linger=0)
 
 
 class _SyncTransport:
@@ -538,6 +543,8 @@ class _SyncTransport:
         except zmq.Again:
             self._send_when_connected(conn, sock, header, deadline, timeout, what)
         sock.send(body, _NOBLOCK)
+        if conn.watch is not None:  # connected: no monitor left unread (see unwatch)
+            conn.unwatch()
         recv = recv_frames
         set_timeout = transport.set_recv_timeout
         parse = self.core.parse
@@ -985,6 +992,17 @@ class _AsyncTransport:
             self._monitor = monitor  # keeps the PAIR socket (and its shadow) alive
         return self._watch
 
+    def _unwatch(self) -> None:
+        """Stop the monitor (as :meth:`_Conn.unwatch`)."""
+        if self._watch is not None:
+            if self.sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.sock.disable_monitor()
+            self._watch.close()
+            if self._monitor is not None:
+                self._monitor.close(linger=0)
+            self._watch = self._monitor = None
+
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read_loop())
@@ -1135,6 +1153,8 @@ class _AsyncTransport:
                 await self._send(raw, frames, deadline, timeout, what, portable)
             else:
                 raw.send(frames[1], _NOBLOCK)
+            if self._watch is not None:  # connected: no monitor left unread
+                self._unwatch()
             self._ensure_reader()
             if not portable and not self._check_scheduled:
                 self._check_scheduled = True
@@ -1161,13 +1181,7 @@ class _AsyncTransport:
         self._reader = None
         self.raw = None
         if self.sock is not None:
-            if self._watch is not None:
-                with contextlib.suppress(zmq.ZMQError):
-                    self.sock.disable_monitor()
-                self._watch.close()
-                if self._monitor is not None:
-                    self._monitor.close(linger=0)
-                self._watch = self._monitor = None
+            self._unwatch()
             self.sock.close(linger=0)
             self.sock = None
         for fut in self._pending.values():

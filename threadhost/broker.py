@@ -475,6 +475,7 @@ class Broker:
         # must carry it (R60). Hosts that proved themselves, by routing id (host id).
         self._secret: str | None = secrets.token_hex(16) if target is not None else None
         self._proven: set[str] = set()
+        self._refusals = 0  # requests refused or messages dropped for security: logged sparingly
 
     # ------------------------------------------------------------------ set-up
 
@@ -740,8 +741,8 @@ class Broker:
         rid = getattr(msg, "id", None)
         rid = rid if isinstance(rid, int) else None
         if role is None or transport.needs_operator(kind):
-            log.warning("refused %r from key %s (%s): it needs an operator key", kind,
-                        who or "?", role or "unknown")
+            self._security_log("refused %r from key %s (%s): it needs an operator key", kind,
+                               who or "?", role or "unknown")
             self._send(front, route, ErrorReply(
                 id=rid, code=ErrorCode.PERMISSION_DENIED,
                 message=f"permission denied: {kind} needs an operator key"))
@@ -785,15 +786,24 @@ class Broker:
             if started and hmac.compare_digest(proof.encode(), self._secret.encode()):
                 self._proven.add(host_id)
                 return True
-            log.warning("dropped a ready from %r: %s", host_id,
-                        "no proof that this broker started it" if started
-                        else "not a host this broker started")
+            self._security_log("dropped a ready from %r: %s", host_id,
+                               "no proof that this broker started it" if started
+                               else "not a host this broker started")
             return False
         if started and kind in (Heartbeat, Goodbye):
             return True
-        log.warning("dropped a %r message from %r: not a host that proved it was started by "
-                    "this broker", getattr(msg, "kind", "?"), host_id)
+        self._security_log("dropped a %r message from %r: not a host that proved it was "
+                           "started by this broker", getattr(msg, "kind", "?"), host_id)
         return False
+
+    def _security_log(self, text: str, *args: Any) -> None:
+        """A warning for the first 20 refusals, then one in 1000 (a loop of forged or
+        refused requests must not flood the log)."""
+        self._refusals += 1
+        n = self._refusals
+        if n <= 20 or n % 1000 == 0:
+            suffix = f" ({n} security refusals so far)" if n >= 20 else ""
+            log.warning(text + suffix, *args)
 
     def _reap(
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str

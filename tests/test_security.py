@@ -227,6 +227,9 @@ def test_cli_takes_keys_from_options_and_environment(keys: Keys, procs: Any,
     done = _threadhost("maintain", endpoint, env=env)
     assert done.returncode == 1 and "permission denied" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    done = _threadhost("status", endpoint, env=env)
+    assert done.returncode == 0 and "reduced status" in done.stdout, done.stdout
+    assert "host pid" not in done.stdout
     done = _threadhost("status", endpoint, "--timeout", "3s")  # no key at all
     assert done.returncode == 1 and "handshake failed" in done.stderr, done.stderr
     env["THREADHOST_SECRET_KEY"] = str(keys.secret("olga"))

@@ -857,8 +857,13 @@ def _hosts_table(hosts: list[Any]) -> list[str]:
 
 def _format_status(st: dict[str, Any]) -> str:
     """The text form of ``threadhost status``: summary lines, then a table of the hosts.
-    Tolerates missing keys and ``None`` values (an older broker sends no ``hosts``)."""
+    Tolerates missing keys and ``None`` values (an older broker sends no ``hosts``). A
+    caller's reduced status (a CURVE service, docs/security.md) is three lines."""
     lines = [f"state:        {st.get('state')}"]
+    if st.get("reduced") is True:
+        return "\n".join([*lines, f"adapter:      {st.get('adapter')}",
+                          "(a reduced status: an operator key shows hosts, maintenance and "
+                          "counters)"])
     m = st.get("maintenance")
     if isinstance(m, dict):
         text = f"maintaining:  {m.get('call')}"

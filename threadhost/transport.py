@@ -152,8 +152,8 @@ def load_public_key(value: str | bytes | os.PathLike[str]) -> bytes:
 
 
 def load_secret_key(value: str | bytes | os.PathLike[str]) -> tuple[bytes, bytes]:
-    """``(public, secret)`` (z85) from a ``NAME.key_secret`` file or a secret key itself
-    (its public key is derived)."""
+    """``(public, secret)`` (z85) from a ``NAME.key_secret`` file (refused when others may
+    read it) or a secret key itself (its public key is derived)."""
     if not isinstance(value, os.PathLike):
         key = _z85_key(value)
         if key is not None:
@@ -162,6 +162,10 @@ def load_secret_key(value: str | bytes | os.PathLike[str]) -> tuple[bytes, bytes
     public, secret = _read_cert(path)
     if secret is None:
         raise KeyFileError(f"{path} holds no secret key (give NAME.key_secret, not NAME.key)")
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:  # as ssh does: a secret others may read is not a secret
+        raise KeyFileError(f"secret key file {path} is open to others (mode {mode:o}); "
+                           f"chmod 600 {path}")
     return public, secret
 
 

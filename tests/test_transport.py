@@ -85,7 +85,7 @@ def test_new_keys_are_zmq_certificates_with_a_private_secret(tmp_path: Path) -> 
     with pytest.raises(KeyFileError, match="cannot read"):
         load_public_key(tmp_path / "missing.key")
     os.chmod(secret, 0o644)  # as zmq.auth.create_certificates leaves it
-    with pytest.raises(KeyFileError, match="open to others.*chmod 600"):
+    with pytest.raises(KeyFileError, match=r"open to others.*chmod 600"):
         load_secret_key(secret)
     assert load_public_key(secret) == pub  # its public half is no secret
 

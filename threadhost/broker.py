@@ -61,11 +61,9 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import hmac
 import logging
 import os
 import re
-import secrets
 import signal
 import socket
 import stat
@@ -73,6 +71,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# hmac.compare_digest, without hmac's import of OpenSSL (broker memory)
+from _operator import _compare_digest
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -473,9 +474,10 @@ class Broker:
         self._guard: transport.Guard | None = None
         # spawn mode: the run's secret, given to each host on its stdin; a host's ready
         # must carry it (R60). Hosts that proved themselves, by routing id (host id).
-        self._secret: str | None = secrets.token_hex(16) if target is not None else None
+        self._secret: str | None = os.urandom(16).hex() if target is not None else None
         self._proven: set[str] = set()
         self._refusals = 0  # requests refused or messages dropped for security: logged sparingly
+        self._refused_seen: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ set-up
 
@@ -741,7 +743,8 @@ class Broker:
         rid = getattr(msg, "id", None)
         rid = rid if isinstance(rid, int) else None
         if role is None or transport.needs_operator(kind):
-            self._security_log("refused %r from key %s (%s): it needs an operator key", kind,
+            self._security_log((kind, who or "?"),
+                               "refused %r from key %s (%s): it needs an operator key", kind,
                                who or "?", role or "unknown")
             self._send(front, route, ErrorReply(
                 id=rid, code=ErrorCode.PERMISSION_DENIED,
@@ -783,27 +786,31 @@ class Broker:
         if kind is Ready:
             proof = msg.proof if isinstance(msg.proof, str) else ""
             assert self._secret is not None
-            if started and hmac.compare_digest(proof.encode(), self._secret.encode()):
+            if started and _compare_digest(proof.encode(), self._secret.encode()):
                 self._proven.add(host_id)
                 return True
-            self._security_log("dropped a ready from %r: %s", host_id,
+            self._security_log(("ready", host_id), "dropped a ready from %r: %s", host_id,
                                "no proof that this broker started it" if started
                                else "not a host this broker started")
             return False
         if started and kind in (Heartbeat, Goodbye):
             return True
-        self._security_log("dropped a %r message from %r: not a host that proved it was "
-                           "started by this broker", getattr(msg, "kind", "?"), host_id)
+        name = str(getattr(msg, "kind", "?"))
+        self._security_log((name, host_id), "dropped a %r message from %r: not a host that "
+                           "proved it was started by this broker", name, host_id)
         return False
 
-    def _security_log(self, text: str, *args: Any) -> None:
-        """A warning for the first 20 refusals, then one in 1000 (a loop of forged or
-        refused requests must not flood the log)."""
+    def _security_log(self, what: tuple[str, str], text: str, *args: Any) -> None:
+        """A warning the first time for each (kind, peer) — up to 100 of them — then one
+        in 1000 refusals: a loop of forged or refused requests must not flood the log."""
         self._refusals += 1
         n = self._refusals
-        if n <= 20 or n % 1000 == 0:
-            suffix = f" ({n} security refusals so far)" if n >= 20 else ""
-            log.warning(text + suffix, *args)
+        seen = self._refused_seen
+        if what not in seen and len(seen) < 100:
+            seen.add(what)
+            log.warning(text, *args)
+        elif n % 1000 == 0:
+            log.warning(text + f" ({n} security refusals so far)", *args)
 
     def _reap(
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str

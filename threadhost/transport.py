@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import zmq
-import zmq.auth
 
 from threadhost.errors import AuthenticationError, ThreadhostError
 
@@ -121,14 +120,17 @@ def _z85_key(value: str | bytes) -> bytes | None:
     raw = raw.strip()
     if len(raw) != 40:
         return None
+    from zmq.utils import z85
+
     try:
-        zmq.utils.z85.decode(raw)
+        z85.decode(raw)
     except (ValueError, KeyError, struct.error):
         return None
     return raw
 
 
 def _read_cert(path: Path) -> tuple[bytes, bytes | None]:
+    import zmq.auth  # only with keys: the broker without them stays lean
     try:
         public, secret = zmq.auth.load_certificate(path)
     except OSError as exc:
@@ -172,6 +174,8 @@ def load_secret_key(value: str | bytes | os.PathLike[str]) -> tuple[bytes, bytes
 def new_keys(name: str, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write a new key pair ``DIR/NAME.key`` and ``DIR/NAME.key_secret`` (mode 0600) in the
     ``zmq.auth`` certificate format; refuses to overwrite."""
+    import zmq.auth  # only with keys: the broker without them stays lean
+
     if not name or "/" in name or name.startswith("."):
         raise KeyFileError(f"bad key name {name!r}: a plain file name, e.g. 'broker'")
     folder = Path(directory)
@@ -192,6 +196,7 @@ def new_keys(name: str, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def _public_keys(directory: str | os.PathLike[str]) -> set[bytes]:
+    import zmq.auth  # only with keys: the broker without them stays lean
     folder = Path(directory)
     if not folder.is_dir():
         raise KeyFileError(f"key directory {folder} is not a directory")

@@ -495,3 +495,24 @@ def test_a_second_service_on_a_live_ipc_path_is_refused_and_a_stale_one_replaced
     with threadhost.connect(endpoint, timeout=5) as lib:
         _wait_ready(lib, second)
         assert lib.work("new") == "NEW"
+
+
+def test_a_connected_client_keeps_no_monitor(keys: Keys, procs: Any) -> None:
+    """A monitor nobody reads fills up and then blocks its socket (libzmq): once a call
+    went through, the client stops watching its connection."""
+    endpoint = free_endpoint()
+    svc = procs("serve", TARGET, "--endpoint", endpoint, "--policy", "manual",
+                *keys.server_args(), name="serve")
+    with keys.client(endpoint, "alice") as lib:
+        _wait_ready(lib, svc)
+        assert lib.work("m") == "M"
+        assert lib._t.conn().watch is None
+
+    async def main() -> None:
+        async with threadhost.AsyncClient(endpoint, 5.0, server_key=keys.public("broker"),
+                                          secret_key=keys.secret("alice")) as alib:
+            assert alib._t._watch is not None  # watching from before the first connection
+            assert await alib.work("n") == "N"
+            assert alib._t._watch is None
+
+    asyncio.run(main())

@@ -190,3 +190,48 @@ def test_an_ipc_socket_file_is_for_its_owner_only(tmp_path: Path) -> None:
             sock.close(0)
     finally:
         ctx.term()
+
+
+def test_a_curve_server_without_an_authenticator_lets_nobody_in(tmp_path: Path) -> None:
+    """ZAP_ENFORCE_DOMAIN: a CURVE server whose ZAP handler is not running refuses every
+    key, instead of accepting any (libzmq's default)."""
+    server_pub, server_sec = zmq.curve_keypair()
+    pub, sec = zmq.curve_keypair()
+    ctx = zmq.Context()
+    try:
+        front = transport.front_socket(ctx, "tcp://127.0.0.1:*", 1000,
+                                       transport.ServerKeys(server_pub, server_sec))
+        client = transport.client_socket(ctx, transport.last_endpoint(front),
+                                         transport.ClientKeys(server_pub, pub, sec))
+        assert not client.poll(1500, zmq.POLLOUT)  # IMMEDIATE: writable once handshaken
+        client.close(0)
+        front.close(0)
+    finally:
+        ctx.term()
+
+
+def test_the_guard_lets_in_exactly_the_allowed_keys() -> None:
+    server_pub, server_sec = zmq.curve_keypair()
+    allowed_pub, allowed_sec = zmq.curve_keypair()
+    other_pub, other_sec = zmq.curve_keypair()
+    ctx = zmq.Context()
+    guard = transport.Guard(ctx, KeyRing(clients={allowed_pub}))
+    try:
+        front = transport.front_socket(ctx, "tcp://127.0.0.1:*", 1000,
+                                       transport.ServerKeys(server_pub, server_sec))
+        ep = transport.last_endpoint(front)
+        good = transport.client_socket(ctx, ep, transport.ClientKeys(server_pub, allowed_pub,
+                                                                     allowed_sec))
+        bad = transport.client_socket(ctx, ep, transport.ClientKeys(server_pub, other_pub,
+                                                                    other_sec))
+        assert good.poll(5000, zmq.POLLOUT)
+        good.send_multipart(encode(Ping(id=1)))
+        assert front.poll(5000)
+        frames, who = transport.recv_frames_user(front)
+        assert who == allowed_pub.decode() and frames[1:] == encode(Ping(id=1))
+        assert not bad.poll(1000, zmq.POLLOUT)
+        for s in (good, bad, front):
+            s.close(0)
+    finally:
+        guard.stop()
+        ctx.term()

@@ -364,6 +364,8 @@ while time.monotonic() < end:
     # an unasked result too, for calls in flight on the real host
     for rid in range(1, 20):
         send(socks[0], Result(id=rid, value="FORGED"))
+    if not os.path.exists(out + ".up"):
+        open(out + ".up", "w").close()  # connected and announced: the test may go on
     time.sleep(0.1)
 with open(out, "w") as f:
     f.write(str(calls))
@@ -394,10 +396,14 @@ def test_a_fake_host_from_another_process_gets_no_call(procs: Any, tmp_path: Pat
         out = tmp_path / "fake-calls"
         fakes = [subprocess.Popen([sys.executable, "-c", _FAKE_HOST, backend, host_id,
                                    str(out) + host_id, fp], cwd=ROOT,
-                                  env={**os.environ, "FAKE_SECONDS": "8"})
+                                  env={**os.environ, "FAKE_SECONDS": "12"})
                  for host_id in ("h2", "h9")]
         try:
-            time.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while not all(Path(f"{out}{h}.up").exists() for h in ("h2", "h9")):
+                assert time.monotonic() < deadline, "the fake hosts never started"
+                time.sleep(0.05)
+            time.sleep(0.3)  # their first messages reach the broker
             status = threadhost.Client.status(lib)
             os.kill(status["host_pid"], signal.SIGKILL)  # the next host will be h2
             results = []

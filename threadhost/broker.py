@@ -24,6 +24,18 @@ dropped), start a host process (``python -m threadhost.host``), kill one, log, s
 A malformed client message is answered with a typed ``protocol`` error; a malformed host
 message is logged and dropped. Nothing a peer sends can raise out of the loop.
 
+Security (docs/security.md, docs/protocol.md §13)
+-------------------------------------------------
+Every socket is made by :mod:`threadhost.transport`. With keys, the front end is a CURVE
+server checked by pyzmq's authenticator (started before the bind); each request's role is
+read from its connection's ZAP user id: ``maintain`` from a caller is answered
+``permission_denied`` here, a caller's ``status`` is reduced here, the gate sees neither.
+An attach-mode back end with host keys is a CURVE server too. Endpoints others could reach
+are refused without CURVE (unless ``insecure``). In spawn mode each run draws a secret,
+written to each host's stdin (``--proof-stdin``); a host's ``ready`` must carry it, and
+until it has, only heartbeats and a goodbye of a host this broker started pass: anything
+else is dropped and logged (R60).
+
 The runtime directory (spawn mode)
 ----------------------------------
 A service keeps its files in one directory that is the same for every run on the same

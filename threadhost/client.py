@@ -34,6 +34,12 @@ request that was sent and not answered in time raises
 :class:`~threadhost.CallTimeoutError` (it may have run). Every call returns or raises
 within its timeout.
 
+**CURVE** (``server_key=``, ``secret_key=``; docs/security.md): the socket's connection
+events are watched from before its first connection until a call goes through; a refused
+handshake (unknown key, CURVE on one side only) raises
+:class:`~threadhost.AuthenticationError` at once, connections dropped during the handshake
+(a wrong server key) raise it at the end of the call's timeout. Nothing was sent.
+
 **Retry** (opt-in, :class:`Retry`): calls refused with
 :class:`~threadhost.TryLaterError` (busy, unavailable, no service) are retried after the
 error's ``retry_after`` while that ends before the retry's deadline.

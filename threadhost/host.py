@@ -18,6 +18,13 @@ the broker (``threadhost serve``), never by users. It runs two threads:
   "dead". It also handles signals (SIGINT is ignored: Ctrl-C reaches the whole process
   group, and the broker decides when the host stops) and exits when its parent is gone.
 
+Proof of origin and keys (docs/protocol.md §13)
+-----------------------------------------------
+With ``--proof-stdin`` (``serve`` passes it) the host reads one line from its stdin — the
+broker's per-run secret, never on the command line or in the environment — before loading
+the adapter, and sends it as ``ready.proof`` (R60). With ``--server-key``/``--secret-key``
+(attach mode, a host on another machine) both sockets are CURVE clients of the back end.
+
 verify (docs/protocol.md §11, R54)
 ----------------------------------
 After every slow call, whatever its outcome, the library thread runs the adapter's

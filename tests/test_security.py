@@ -522,3 +522,33 @@ def test_a_connected_client_keeps_no_monitor(keys: Keys, procs: Any) -> None:
             assert alib._t._watch is None
 
     asyncio.run(main())
+
+
+def test_generated_proxies_take_keys(keys: Keys, procs: Any, tmp_path: Path) -> None:
+    from examples import mylib_proxy
+    from tests.conftest import write_mylib_config
+
+    config = write_mylib_config(tmp_path / "mylib.toml")
+    endpoint = free_endpoint()
+    svc = procs("serve", "examples.mylib_adapter", "--endpoint", endpoint, "--policy",
+                "manual", *keys.server_args(), name="serve",
+                extra_env={"MYLIB_CONFIG": str(config)})
+    with keys.client(endpoint, "alice") as lib:
+        _wait_ready(lib, svc)
+    key_args = {"server_key": str(keys.public("broker")),
+                "secret_key": str(keys.secret("alice"))}
+    with mylib_proxy.Client(endpoint, 5.0, **key_args) as typed:
+        assert typed.calc(5) == 6
+    mylib_proxy.init(endpoint, 5.0, **key_args)
+    try:
+        assert mylib_proxy.calc(5) == 6
+    finally:
+        mylib_proxy.uninit()
+    with pytest.raises(threadhost.AuthenticationError):
+        mylib_proxy.Client(endpoint, 3.0)  # no key: the fingerprint check cannot connect
+
+    async def main() -> None:
+        async with mylib_proxy.AsyncClient(endpoint, 5.0, **key_args) as alib:
+            assert await alib.calc(5) == 6
+
+    asyncio.run(main())

@@ -15,7 +15,16 @@ import zmq
 from threadhost import transport
 from threadhost.conformance.broker import BrokerSession, check
 from threadhost.conformance.core import CheckFailed, CheckSkipped, describe_msg
-from threadhost.protocol import ErrorCode, ErrorReply, Maintain, Ping, Pong, Status, StatusReply
+from threadhost.protocol import (
+    ErrorCode,
+    ErrorReply,
+    Maintain,
+    Ping,
+    Pong,
+    Shutdown,
+    Status,
+    StatusReply,
+)
 
 __all__ = ["KitKeys", "kit_keys", "use_keys"]
 
@@ -77,7 +86,7 @@ def _unknown_key(s: BrokerSession) -> str:
 
 
 @check("broker.caller-role", "R59",
-       "a caller key gets permission_denied for maintain and a reduced status")
+       "a caller key gets permission_denied for maintain and shutdown, a reduced status")
 def _caller_role(s: BrokerSession) -> str:
     keys = _keys(s)
     if keys.caller is None:
@@ -95,6 +104,11 @@ def _caller_role(s: BrokerSession) -> str:
                 and reply.id == msg.id):
             raise CheckFailed(f"a caller's maintain was answered with {describe_msg(reply)}, "
                               "expected error permission_denied (R59)")
+    refused = s.ask(Shutdown(reason="conformance"), caller)
+    if not (isinstance(refused, ErrorReply)
+            and refused.code is ErrorCode.PERMISSION_DENIED):
+        raise CheckFailed(f"a caller's shutdown was answered with {describe_msg(refused)}, "
+                          "expected error permission_denied (R59)")
     status = s.ask(Status(id=594), caller)
     if not isinstance(status, StatusReply):
         raise CheckFailed(f"a caller's status was answered with {describe_msg(status)}")
@@ -102,4 +116,4 @@ def _caller_role(s: BrokerSession) -> str:
     if leaked:
         raise CheckFailed(f"a caller's status shows {', '.join(leaked)}: only "
                           f"{', '.join(transport.CALLER_STATUS_KEYS)} (R59)")
-    return "maintain refused, status reduced, ping answered"
+    return "maintain and shutdown refused, status reduced, ping answered"

@@ -386,7 +386,7 @@ def test_a_fake_host_from_another_process_gets_no_call(procs: Any, tmp_path: Pat
                                                         run_dir: Path) -> None:
     """Spawn mode: a same-user process squats the next host id on the back end and sends
     forged ``ready``/``result`` messages; not one call reaches it, no forged result
-    reaches a client (R60)."""
+    reaches a client (R62)."""
     endpoint = free_endpoint()
     svc = procs("serve", TARGET, "--endpoint", endpoint, "--policy", "manual", name="serve")
     with threadhost.connect(endpoint, timeout=5) as lib:

@@ -1,4 +1,4 @@
-"""The conformance kit's security checks (R58, R59) against a real CURVE broker, and a
+"""The conformance kit's security checks (R60, R61) against a real CURVE broker, and a
 broker that gets the roles wrong (an operator key passed off as a caller's) failing them."""
 
 from __future__ import annotations

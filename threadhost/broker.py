@@ -34,7 +34,7 @@ An attach-mode back end with host keys is a CURVE server too. Endpoints others c
 are refused without CURVE (unless ``insecure``). In spawn mode each run draws a secret,
 written to each host's stdin (``--proof-stdin``); a host's ``ready`` must carry it, and
 until it has, only heartbeats and a goodbye of a host this broker started pass: anything
-else is dropped and logged (R60).
+else is dropped and logged (R62).
 
 The runtime directory (spawn mode)
 ----------------------------------
@@ -485,7 +485,7 @@ class Broker:
         self._roles = keyring if self._front_keys is not None else None
         self._guard: transport.Guard | None = None
         # spawn mode: the run's secret, given to each host on its stdin; a host's ready
-        # must carry it (R60). Hosts that proved themselves, by routing id (host id).
+        # must carry it (R62). Hosts that proved themselves, by routing id (host id).
         self._secret: str | None = os.urandom(16).hex() if target is not None else None
         self._proven: set[str] = set()
         self._refusals = 0  # requests refused or messages dropped for security: logged sparingly
@@ -792,7 +792,7 @@ class Broker:
     def _proves(self, host_id: str, msg: Any) -> bool:
         """Spawn mode, a host that has not proved itself yet: its ``ready`` must carry the
         run's secret (then it is proven); before that only heartbeats and a goodbye of a
-        host this broker started pass. Anything else is dropped and logged (R60)."""
+        host this broker started pass. Anything else is dropped and logged (R62)."""
         kind = type(msg)
         started = host_id in self.procs
         if kind is Ready:

@@ -22,7 +22,7 @@ Proof of origin and keys (docs/protocol.md §13)
 -----------------------------------------------
 With ``--proof-stdin`` (``serve`` passes it) the host reads one line from its stdin — the
 broker's per-run secret, never on the command line or in the environment — before loading
-the adapter, and sends it as ``ready.proof`` (R60). With ``--server-key``/``--secret-key``
+the adapter, and sends it as ``ready.proof`` (R62). With ``--server-key``/``--secret-key``
 (attach mode, a host on another machine) both sockets are CURVE clients of the back end.
 
 verify (docs/protocol.md §11, R54)
@@ -160,7 +160,7 @@ class Host:
         keys: ClientKeys | None = None,
     ) -> None:
         self.target = target
-        self.proof = proof  # the run's secret from a spawning broker (R60), sent in ready
+        self.proof = proof  # the run's secret from a spawning broker (R62), sent in ready
         self.keys = keys  # CURVE keys to attach to a broker's back end (attach mode)
         self.lock_path = lock_path
         self.endpoint = endpoint

@@ -199,7 +199,7 @@ class Pong(_Msg):
 
 class Ready(_Msg):
     """Host -> broker, once: the adapter is loaded and ``setup`` ran on the library thread.
-    ``proof``: a host started by the broker proves it with the run's secret (§13, R60)."""
+    ``proof``: a host started by the broker proves it with the run's secret (§13, R62)."""
 
     kind: Literal["ready"] = "ready"
     host_id: str

@@ -65,7 +65,7 @@ def _keys(s: BrokerSession) -> KitKeys:
     return keys
 
 
-@check("broker.curve-unknown-key", "R58",
+@check("broker.curve-unknown-key", "R60",
        "a CURVE front end refuses an unknown key and a client without CURVE")
 def _unknown_key(s: BrokerSession) -> str:
     keys = _keys(s)
@@ -77,7 +77,7 @@ def _unknown_key(s: BrokerSession) -> str:
     ):
         if peer.connected(s.left(s.timeout)):
             raise CheckFailed(f"a client with {label} completed the handshake: the broker "
-                              "must refuse keys it does not know (R58)")
+                              "must refuse keys it does not know (R60)")
     # and the kit's own key does get in (else the options are wrong, not the broker)
     reply = s.ask(Ping(id=58))
     if not isinstance(reply, Pong):
@@ -85,7 +85,7 @@ def _unknown_key(s: BrokerSession) -> str:
     return f"no handshake within {s.timeout:g}s for an unknown key or NULL security"
 
 
-@check("broker.caller-role", "R59",
+@check("broker.caller-role", "R61",
        "a caller key gets permission_denied for maintain and shutdown, a reduced status")
 def _caller_role(s: BrokerSession) -> str:
     keys = _keys(s)
@@ -103,17 +103,17 @@ def _caller_role(s: BrokerSession) -> str:
         if not (isinstance(reply, ErrorReply) and reply.code is ErrorCode.PERMISSION_DENIED
                 and reply.id == msg.id):
             raise CheckFailed(f"a caller's maintain was answered with {describe_msg(reply)}, "
-                              "expected error permission_denied (R59)")
+                              "expected error permission_denied (R61)")
     refused = s.ask(Shutdown(reason="conformance"), caller)
     if not (isinstance(refused, ErrorReply)
             and refused.code is ErrorCode.PERMISSION_DENIED):
         raise CheckFailed(f"a caller's shutdown was answered with {describe_msg(refused)}, "
-                          "expected error permission_denied (R59)")
+                          "expected error permission_denied (R61)")
     status = s.ask(Status(id=594), caller)
     if not isinstance(status, StatusReply):
         raise CheckFailed(f"a caller's status was answered with {describe_msg(status)}")
     leaked = sorted(set(status.status) - {*transport.CALLER_STATUS_KEYS, "reduced"})
     if leaked:
         raise CheckFailed(f"a caller's status shows {', '.join(leaked)}: only "
-                          f"{', '.join(transport.CALLER_STATUS_KEYS)} (R59)")
+                          f"{', '.join(transport.CALLER_STATUS_KEYS)} (R61)")
     return "maintain and shutdown refused, status reduced, ping answered"

@@ -128,3 +128,10 @@ bench-hosts: setup
 .PHONY: bench-faults
 bench-faults: setup
 	$(PY) -m benchmarks.faults $(BENCH_ARGS)
+
+# CURVE on vs off (about a minute): latency, throughput and the first call of a new client,
+# the same trivial service with and without keys, rounds interleaved. Table on stdout, JSON
+# in benchmarks/results/curve.json. See docs/performance.md. BENCH_ARGS=--quick: smoke run.
+.PHONY: bench-curve
+bench-curve: setup
+	$(PY) -m benchmarks.curve $(BENCH_ARGS)

@@ -75,13 +75,24 @@ def init(
     *,
     check: bool = True,
     retry: _proxy.Retry | None = None,
+    server_key: str | bytes | None = None,
+    secret_key: str | bytes | None = None,
 ) -> None:
     """Connect to the service, as ``Client(endpoint, timeout)``; calls before
     ``init`` raise ``threadhost.ThreadhostError``. Calling ``init`` again
     replaces the connection. ``retry=threadhost.Retry(deadline=...)`` retries
     calls refused as busy or unavailable.
     """
-    _STATE.init(Client(endpoint, timeout, check=check, retry=retry))
+    _STATE.init(
+        Client(
+            endpoint,
+            timeout,
+            check=check,
+            retry=retry,
+            server_key=server_key,
+            secret_key=secret_key,
+        )
+    )
 
 
 def uninit() -> None:

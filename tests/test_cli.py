@@ -36,11 +36,16 @@ class FakeBroker:
 
     def __init__(self, target: str | None, *, endpoint: str, config: GateConfig,
                  log_level: str, backend: str | None = None,
-                 metrics: str | None = None) -> None:
+                 metrics: str | None = None, server_keys: Any = None, keyring: Any = None,
+                 insecure: bool = False) -> None:
         self.target, self.endpoint, self.config = target, endpoint, config
         self.backend, self.log_level, self.metrics = backend, log_level, metrics
+        self.server_keys, self.keyring, self.insecure = server_keys, keyring, insecure
         self.stop_reason: str | None = None
         FakeBroker.built.append(self)
+
+    def check_endpoints(self) -> None:
+        pass
 
     def run(self) -> int:
         return 0
@@ -406,7 +411,8 @@ class FakeClient:
 
     reply: ClassVar[dict[str, Any] | Exception] = {}
 
-    def __init__(self, endpoint: str, timeout: float) -> None:
+    def __init__(self, endpoint: str, timeout: float, server_key: Any = None,
+                 secret_key: Any = None) -> None:
         self.endpoint = endpoint
 
     def __enter__(self) -> FakeClient:
@@ -642,7 +648,8 @@ class Recorder:
     made: ClassVar[list[Recorder]] = []
     answer: ClassVar[Any] = None
 
-    def __init__(self, endpoint: str, timeout: float) -> None:
+    def __init__(self, endpoint: str, timeout: float, server_key: Any = None,
+                 secret_key: Any = None) -> None:
         self.endpoint, self.timeout = endpoint, timeout
         self.requests: list[tuple[str, Any, Any]] = []
         Recorder.made.append(self)

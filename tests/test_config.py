@@ -149,11 +149,23 @@ def test_python_m_threadhost_config_prints_resolved_settings(tmp_path: Path,
         "heartbeat_timeout": None, "restart_window": None, "restart_limit": 2,
         "hosts": None, "max_maintaining": None, "route_away_after": None,
         "maintain_budget": None,
+        "secret_key": None, "clients": None, "operators": None, "hosts_keys": None,
+        "insecure": None,
     }
     cfg.write_text('polcy = "x"\n')
     assert main([str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("unknown key 'polcy'") and len(err.splitlines()) == 1
+
+
+def test_security_keys(tmp_path: Path) -> None:
+    text = ('secret_key = "/k/broker.key_secret"\nclients = "/k/clients"\n'
+            'operators = "/k/ops"\nhosts_keys = "/k/hosts"\ninsecure = false\n')
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.secret_key, cfg.clients, cfg.operators, cfg.hosts_keys, cfg.insecure) == (
+        "/k/broker.key_secret", "/k/clients", "/k/ops", "/k/hosts", False)
+    with pytest.raises(ConfigError, match="insecure"):
+        load_config(write(tmp_path, 'insecure = "maybe"\n'))
 
 
 def test_pool_keys(tmp_path: Path) -> None:

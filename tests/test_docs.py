@@ -48,9 +48,11 @@ def test_every_doc_is_linked_from_the_readme() -> None:
 
 def test_public_names_are_pinned() -> None:
     assert sorted(threadhost.__all__) == sorted([
-        "PROTOCOL_VERSION", "Adapter", "AdapterError", "AsyncClient", "BadArgumentsError",
+        "PROTOCOL_VERSION", "Adapter", "AdapterError", "AsyncClient", "AuthenticationError",
+        "BadArgumentsError",
         "BusyError", "CallTimeoutError", "Client", "FingerprintMismatchError",
-        "HostCrashedError", "PoisonedCallError", "ProtocolError", "ProtocolMismatchError",
+        "HostCrashedError", "PermissionDeniedError", "PoisonedCallError", "ProtocolError",
+        "ProtocolMismatchError",
         "RemoteError",
         "Retry", "ServiceFailedError", "ThreadhostError", "TryLaterError", "UnavailableError",
         "UnknownCallError", "__version__", "connect", "fast", "load_adapter", "slow",

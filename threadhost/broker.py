@@ -24,6 +24,18 @@ dropped), start a host process (``python -m threadhost.host``), kill one, log, s
 A malformed client message is answered with a typed ``protocol`` error; a malformed host
 message is logged and dropped. Nothing a peer sends can raise out of the loop.
 
+Security (docs/security.md, docs/protocol.md §13)
+-------------------------------------------------
+Every socket is made by :mod:`threadhost.transport`. With keys, the front end is a CURVE
+server checked by pyzmq's authenticator (started before the bind); each request's role is
+read from its connection's ZAP user id: ``maintain`` from a caller is answered
+``permission_denied`` here, a caller's ``status`` is reduced here, the gate sees neither.
+An attach-mode back end with host keys is a CURVE server too. Endpoints others could reach
+are refused without CURVE (unless ``insecure``). In spawn mode each run draws a secret,
+written to each host's stdin (``--proof-stdin``); a host's ``ready`` must carry it, and
+until it has, only heartbeats and a goodbye of a host this broker started pass: anything
+else is dropped and logged (R62).
+
 The runtime directory (spawn mode)
 ----------------------------------
 A service keeps its files in one directory that is the same for every run on the same
@@ -71,6 +83,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# hmac.compare_digest, without hmac's import of OpenSSL (broker memory)
+from _operator import _compare_digest
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +98,7 @@ try:  # hashlib's own blake2b, without hashlib's import of OpenSSL (broker memor
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b as _blake2b
 
+from threadhost import transport
 from threadhost.errors import ProtocolError, ThreadhostError
 from threadhost.gate import (
     Action,
@@ -99,11 +115,17 @@ from threadhost.policy import Policy, parse_policy
 from threadhost.protocol import (
     DEFAULT_MAX_SIZE,
     HEADER,
-    check_header,
-    decode_body,
+    ErrorCode,
+    ErrorReply,
+    Goodbye,
+    Heartbeat,
+    Ready,
+    Status,
+    StatusReply,
     encode_body,
     protocol_error,
 )
+from threadhost.transport import KeyRing, ServerKeys, decode_frames, recv_frames
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -118,10 +140,8 @@ __all__ = [
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:6000"
 RUNTIME_ENV = "THREADHOST_RUNTIME_DIR"
 
-# plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
-_NOBLOCK = int(zmq.NOBLOCK)
-_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
-_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = transport.NOBLOCK
+_POLLIN = transport.POLLIN
 
 log = logging.getLogger("threadhost.broker")
 
@@ -130,23 +150,6 @@ class BrokerError(ThreadhostError):
     """Raised when the broker cannot start (endpoint in use, bad endpoint...)."""
 
     code = "broker"
-
-
-def _recv(sock: zmq.Socket[bytes]) -> list[bytes]:
-    """One whole message from ``sock`` (the poll said there is one).
-
-    Frames come as ``zmq.Frame``: their ``more`` flag is read from the message itself,
-    where ``getsockopt(RCVMORE)`` costs ~2 µs a frame through pyzmq. The loop takes one
-    message per ready socket per poll instead of draining until ``zmq.Again`` (a raised
-    exception, ~6 µs) or checking ``EVENTS`` (~2.5 µs): the poll it returns to costs less
-    and is needed anyway (measured in docs/performance.md)."""
-    recv = sock.recv
-    frame = recv(_NOBLOCK, copy=False)
-    frames = [frame.bytes]
-    while frame.more:
-        frame = recv(_NOBLOCK, copy=False)
-        frames.append(frame.bytes)
-    return frames
 
 
 _TRIM_AFTER_IDLE = 0.25
@@ -438,6 +441,9 @@ class Broker:
         host_env: dict[str, str] | None = None,
         runtime_root: str | Path | None = None,
         metrics: str | None = None,
+        server_keys: ServerKeys | None = None,
+        keyring: KeyRing | None = None,
+        insecure: bool = False,
     ) -> None:
         self.target = target
         self.endpoint = endpoint
@@ -464,43 +470,86 @@ class Broker:
         self.runtime: RuntimeDir | None = None  # spawn mode: held from bind to clean-up
         self.bound_endpoint: str | None = None
         self.bound_backend: str | None = None
+        # security (docs/security.md): CURVE keys, the allowed keys per role
+        self.server_keys = server_keys
+        self.keyring = keyring
+        self.insecure = insecure
+        if keyring is not None and server_keys is None:
+            raise ValueError("a keyring needs the server's keys (CURVE)")
+        # CURVE on the front end when client or operator keys are given; on an attach-mode
+        # back end when host keys are given
+        self._front_keys = server_keys if keyring is not None and (
+            keyring.clients or keyring.operators) else None
+        self._back_keys = server_keys if keyring is not None and keyring.hosts and (
+            target is None) else None
+        self._roles = keyring if self._front_keys is not None else None
+        self._guard: transport.Guard | None = None
+        # spawn mode: the run's secret, given to each host on its stdin; a host's ready
+        # must carry it (R62). Hosts that proved themselves, by routing id (host id).
+        self._secret: str | None = os.urandom(16).hex() if target is not None else None
+        self._proven: set[str] = set()
+        self._refusals = 0  # requests refused or messages dropped for security: logged sparingly
+        self._refused_seen: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ set-up
 
+    def check_endpoints(self) -> None:
+        """Refuse endpoints others could reach without CURVE (docs/security.md): a
+        non-loopback TCP front end needs keys, an attach-mode back end needs host keys,
+        unless ``insecure``. One-line :class:`BrokerError`."""
+        if self.insecure:
+            return
+        if self._front_keys is None and not transport.is_local_endpoint(self.endpoint):
+            raise BrokerError(
+                f"refusing to listen on {self.endpoint} without CURVE: anyone who reaches "
+                "it could call, maintain and read status; give --secret-key with --clients/"
+                "--operators (see docs/security.md), bind 127.0.0.1, or pass --insecure")
+        if (self.target is None and self.backend is not None and self._back_keys is None
+                and not transport.is_local_endpoint(self.backend)):
+            raise BrokerError(
+                f"refusing to accept hosts on {self.backend} without CURVE: any process that "
+                "reaches it could register as a host; give --secret-key with --hosts-keys, "
+                "bind 127.0.0.1, or pass --insecure")
+
     def _bind(self) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes], str]:
+        self.check_endpoints()
         ctx = self._ctx = zmq.Context()
-        front = ctx.socket(zmq.ROUTER)
-        back = ctx.socket(zmq.ROUTER)
-        for s in (front, back):
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        front.setsockopt(zmq.SNDHWM, 10_000)
-        # a frame over twice the protocol limit is not even buffered: libzmq disconnects the
-        # sender (between the limit and twice it, the sender gets a typed protocol error)
-        front.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_size + 1024)
+        if self.keyring is not None:  # before any bind: a CURVE server without ZAP is open
+            self._guard = transport.Guard(ctx, self.keyring)
         try:
-            front.bind(self.endpoint)
+            transport.prepare_ipc(self.endpoint)
+            front = transport.front_socket(ctx, self.endpoint, self.max_size, self._front_keys)
+        except ValueError as exc:
+            self._stop_guard()
+            raise BrokerError(f"cannot listen on {self.endpoint}: {exc}") from None
         except zmq.ZMQError as exc:
-            front.close()
-            back.close()
+            self._stop_guard()
             raise BrokerError(f"cannot listen on {self.endpoint}: {exc.strerror}") from None
-        self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.bound_endpoint = transport.last_endpoint(front)
+        backend = self.backend or ""
         try:
             if self.target is not None:  # spawn mode: slot locks (and the back end) there
                 self.runtime = RuntimeDir.open(self.bound_endpoint, self.runtime_root)
             backend = self.backend if self.backend is not None else self._private_backend()
-            back.bind(backend)
-        except (zmq.ZMQError, BrokerError) as exc:
+            transport.prepare_ipc(backend)
+            back = transport.back_socket(ctx, backend, self._back_keys)
+        except (zmq.ZMQError, BrokerError, ValueError) as exc:
             front.close()
-            back.close()
+            self._stop_guard()
             if self.runtime is not None:
                 self.runtime.close()
                 self.runtime = None
             if isinstance(exc, BrokerError):
                 raise
-            raise BrokerError(f"cannot listen on {backend}: {exc.strerror}") from None
-        self.bound_backend = back.getsockopt_string(zmq.LAST_ENDPOINT)
+            why = exc.strerror if isinstance(exc, zmq.ZMQError) else str(exc)
+            raise BrokerError(f"cannot listen on {backend}: {why}") from None
+        self.bound_backend = transport.last_endpoint(back)
         return front, back, backend
+
+    def _stop_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.stop()
+            self._guard = None
 
     def _private_backend(self) -> str:
         assert self.runtime is not None, "attach mode needs a backend endpoint"
@@ -526,13 +575,22 @@ class Broker:
         ]
         if self.runtime is not None:  # one library instance per slot, across broker crashes
             cmd += ["--lock", self.runtime.slot_lock(slot)]
+        if self._secret is not None:  # proof of origin, on stdin: never in argv or environ
+            cmd.append(transport.PROOF_FLAG)
         env = dict(os.environ if self.host_env is None else self.host_env)
         # the adapter module must import in the host as it does here (cwd and sys.path)
         paths = [os.getcwd(), *(p for p in sys.path if p)]
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
+        popen = subprocess.Popen(cmd, stdin=subprocess.PIPE if self._secret else
+                                 subprocess.DEVNULL, env=env)
+        if popen.stdin is not None:
+            try:
+                popen.stdin.write(f"{self._secret}\n".encode())
+                popen.stdin.close()
+            except OSError:  # it died at once: its exit is reaped as usual
+                pass
         self.procs[host_id] = _Proc(host_id, popen)
         log.info("started host %s (pid %d)", host_id, popen.pid)
 
@@ -657,8 +715,14 @@ class Broker:
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
         """Handle one client message."""
+        who: str | None = None
         try:
-            frames = _recv(front)
+            if self._roles is None:
+                # one message per ready socket per poll, not drained until zmq.Again (a
+                # raised exception, ~6 µs): the poll it returns to is needed anyway
+                frames = recv_frames(front, _NOBLOCK)
+            else:
+                frames, who = transport.recv_frames_user(front, _NOBLOCK)
         except zmq.Again:  # the poll said readable; never seen, but never fatal either
             return None
         now = time.monotonic()
@@ -672,21 +736,44 @@ class Broker:
             route = (frames[0],)
             payload = frames[1:]
         try:
-            if len(payload) != 2:
-                raise protocol_error(f"expected 2 frames (header, body), got {len(payload)}")
-            if payload[0] != HEADER:
-                check_header(payload[0])
-            msg = decode_body(payload[1], self.max_size)
+            msg = decode_frames(payload, self.max_size)
         except ProtocolError as exc:
             return self._act(gate.bad_client_message(route, exc), front, back, backend)
+        if self._roles is not None and self._denied(gate, front, route, msg, who, now):
+            return None
         return self._act(gate.client_message(now, route, msg), front, back, backend)
+
+    def _denied(self, gate: Gate, front: zmq.Socket[bytes], route: tuple[bytes, ...],
+                msg: Any, who: str | None, now: float) -> bool:
+        """Roles on a CURVE front end (docs/protocol.md §13): True when this broker answered
+        the request itself (refused, or a caller's reduced status)."""
+        assert self._roles is not None
+        role = self._roles.role(who)
+        if role == transport.OPERATOR_ROLE:
+            return False
+        kind = getattr(msg, "kind", "")
+        rid = getattr(msg, "id", None)
+        rid = rid if isinstance(rid, int) else None
+        if role is None or transport.needs_operator(kind):
+            self._security_log((kind, who or "?"),
+                               "refused %r from key %s (%s): it needs an operator key", kind,
+                               who or "?", role or "unknown")
+            self._send(front, route, ErrorReply(
+                id=rid, code=ErrorCode.PERMISSION_DENIED,
+                message=f"permission denied: {kind} needs an operator key"))
+            return True
+        if type(msg) is Status:
+            self._send(front, route, StatusReply(
+                id=msg.id, status=transport.reduced_status(gate.status(now))))
+            return True
+        return False
 
     def _on_back(
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
     ) -> int | None:
         """Handle one host message."""
         try:
-            frames = _recv(back)
+            frames = recv_frames(back, _NOBLOCK)
         except zmq.Again:
             return None
         ident = frames[0].decode("utf-8", "replace")
@@ -694,12 +781,48 @@ class Broker:
         try:
             if len(frames) != 3:
                 raise protocol_error(f"expected 2 frames (header, body), got {len(frames) - 1}")
-            if frames[1] != HEADER:
-                check_header(frames[1])
-            msg = decode_body(frames[2], self.max_size)
+            msg = decode_frames(frames[1:], self.max_size)
         except ProtocolError as exc:
             return self._act(gate.bad_host_message(host_id, exc), front, back, backend)
+        if self._secret is not None and host_id not in self._proven and not self._proves(
+                host_id, msg):
+            return None
         return self._act(gate.host_message(time.monotonic(), host_id, msg), front, back, backend)
+
+    def _proves(self, host_id: str, msg: Any) -> bool:
+        """Spawn mode, a host that has not proved itself yet: its ``ready`` must carry the
+        run's secret (then it is proven); before that only heartbeats and a goodbye of a
+        host this broker started pass. Anything else is dropped and logged (R62)."""
+        kind = type(msg)
+        started = host_id in self.procs
+        if kind is Ready:
+            proof = msg.proof if isinstance(msg.proof, str) else ""
+            assert self._secret is not None
+            if started and _compare_digest(proof.encode(), self._secret.encode()):
+                self._proven.add(host_id)
+                return True
+            self._security_log(("ready", host_id), "dropped a ready from %r: %s", host_id,
+                               "no proof that this broker started it" if started
+                               else "not a host this broker started")
+            return False
+        if started and kind in (Heartbeat, Goodbye):
+            return True
+        name = str(getattr(msg, "kind", "?"))
+        self._security_log((name, host_id), "dropped a %r message from %r: not a host that "
+                           "proved it was started by this broker", name, host_id)
+        return False
+
+    def _security_log(self, what: tuple[str, str], text: str, *args: Any) -> None:
+        """A warning the first time for each (kind, peer) — up to 100 of them — then one
+        in 1000 refusals: a loop of forged or refused requests must not flood the log."""
+        self._refusals += 1
+        n = self._refusals
+        seen = self._refused_seen
+        if what not in seen and len(seen) < 100:
+            seen.add(what)
+            log.warning(text, *args)
+        elif n % 1000 == 0:
+            log.warning(text + f" ({n} security refusals so far)", *args)
 
     def _reap(
         self, gate: Gate, front: zmq.Socket[bytes], back: zmq.Socket[bytes], backend: str
@@ -709,6 +832,7 @@ class Broker:
             if rc is None:
                 continue
             del self.procs[host_id]
+            self._proven.discard(host_id)
             how = f"killed by signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
             log.info("host %s (pid %d) ended: %s", host_id, proc.popen.pid, how)
             code = self._act(gate.host_exited(time.monotonic(), host_id, how), front, back,
@@ -719,12 +843,7 @@ class Broker:
 
     def _send(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
         try:
-            body = encode_body(msg)
-            send = sock.send
-            for part in route:  # a refused message fails on its first frame: nothing is sent
-                send(part, _MORE_NOBLOCK)
-            send(HEADER, _MORE_NOBLOCK)
-            send(body, _NOBLOCK)
+            transport.send_routed(sock, route, encode_body(msg))
         except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full (EAGAIN)
             log.debug("dropped a message to a vanished peer: %s", exc)
         except Exception as exc:  # an unencodable value must not kill the broker
@@ -778,6 +897,7 @@ class Broker:
         self.procs.clear()
         front.close(linger=0)
         back.close(linger=0)
+        self._stop_guard()
         if self._ctx is not None:
             self._ctx.term()
         if self.runtime is not None:

@@ -47,6 +47,15 @@ ENV_ENDPOINT = "THREADHOST_ENDPOINT"
 ENV_BACKEND = "THREADHOST_BACKEND"
 ENV_TIMEOUT = "THREADHOST_TIMEOUT"
 ENV_LOG_LEVEL = "THREADHOST_LOG_LEVEL"
+#: CURVE keys of clients and attached hosts: the service's public key, our key pair
+ENV_SERVER_KEY = "THREADHOST_SERVER_KEY"
+ENV_SECRET_KEY = "THREADHOST_SECRET_KEY"
+#: CURVE keys of serve/broker: the server's key pair, the allowed public keys per role
+ENV_BROKER_SECRET_KEY = "THREADHOST_BROKER_SECRET_KEY"
+ENV_CLIENTS = "THREADHOST_CLIENTS"
+ENV_OPERATORS = "THREADHOST_OPERATORS"
+ENV_HOSTS_KEYS = "THREADHOST_HOSTS_KEYS"
+ENV_INSECURE = "THREADHOST_INSECURE"
 
 _LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 _TRANSPORTS = ("tcp", "ipc", "inproc", "pgm", "epgm", "ws", "wss", "udp", "tipc", "vmci",
@@ -409,6 +418,143 @@ def main() -> None:
     """
 
 
+# ----------------------------------------------------------------------------- security
+
+
+def _server_security_options(f: _F) -> _F:
+    """CURVE options of ``serve`` and ``broker`` (docs/security.md)."""
+    for decorator in reversed([
+        click.option("--secret-key", "secret_key", metavar="FILE", default=None,
+                     envvar=ENV_BROKER_SECRET_KEY, show_envvar=True,
+                     help="the service's NAME.key_secret (threadhost keys new): CURVE on "
+                          "the endpoint (clients need its NAME.key)"),
+        click.option("--clients", "clients_dir", metavar="DIR", default=None,
+                     envvar=ENV_CLIENTS, show_envvar=True,
+                     help="public keys (*.key) allowed to call, describe, ping and read a "
+                          "reduced status"),
+        click.option("--operators", "operators_dir", metavar="DIR", default=None,
+                     envvar=ENV_OPERATORS, show_envvar=True,
+                     help="public keys allowed to do that and maintain, shut down and read "
+                          "the full status"),
+        click.option("--hosts-keys", "hosts_dir", metavar="DIR", default=None,
+                     envvar=ENV_HOSTS_KEYS, show_envvar=True,
+                     help="public keys of hosts allowed to attach to --backend (broker)"),
+        click.option("--insecure", is_flag=True, default=None, envvar=ENV_INSECURE,
+                     show_envvar=True,
+                     help="allow a non-loopback endpoint without CURVE (anyone who reaches "
+                          "it is trusted)"),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def _client_key_options(f: _F) -> _F:
+    """``--server-key`` / ``--secret-key`` of client commands and ``host``."""
+    f = click.option("--secret-key", "secret_key", metavar="FILE", default=None,
+                     envvar=ENV_SECRET_KEY, show_envvar=True,
+                     help="your NAME.key_secret (CURVE; with --server-key)")(f)
+    f = click.option("--server-key", "server_key", metavar="FILE", default=None,
+                     envvar=ENV_SERVER_KEY, show_envvar=True,
+                     help="the service's public key file NAME.key (CURVE)")(f)
+    return f
+
+
+def _server_security(
+    secret_key: str | None, clients: str | None, operators: str | None, hosts: str | None,
+    insecure: bool | None, cfg: dict[str, Any] | None = None, *, attach: bool,
+) -> tuple[Any, Any, bool]:
+    """(ServerKeys or None, KeyRing or None, insecure) from the options (and the config
+    file's keys); one line and exit 2 for anything wrong."""
+    cfg = cfg or {}
+    secret_key = _pick(secret_key, cfg.get("secret_key"), None)
+    clients = _pick(clients, cfg.get("clients"), None)
+    operators = _pick(operators, cfg.get("operators"), None)
+    hosts = _pick(hosts, cfg.get("hosts_keys"), None)
+    insecure = bool(_pick(insecure, cfg.get("insecure"), False))
+    if hosts is not None and not attach:
+        _fail("--hosts-keys: serve starts its own hosts (each proves it with a per-run "
+              "secret); hosts that attach need `threadhost broker`")
+    if secret_key is None:
+        given = [name for name, v in (("--clients", clients), ("--operators", operators),
+                                      ("--hosts-keys", hosts)) if v is not None]
+        if given:
+            _fail(f"{given[0]} needs --secret-key (the service's NAME.key_secret)")
+        return None, None, insecure
+    if clients is None and operators is None and hosts is None:
+        _fail("--secret-key needs the keys allowed in: --clients DIR and/or --operators DIR"
+              + (" (or --hosts-keys DIR)" if attach else ""))
+    from threadhost.errors import ThreadhostError
+    from threadhost.transport import KeyRing, server_keys
+
+    try:
+        keys = server_keys(secret_key)
+        ring = KeyRing.from_dirs(clients, operators, hosts)
+    except ThreadhostError as exc:
+        _fail(exc)
+    for name, folder, found in (("--clients", clients, ring.clients),
+                                ("--operators", operators, ring.operators),
+                                ("--hosts-keys", hosts, ring.hosts)):
+        if folder is not None and not found:
+            _note(f"{name} {folder}: no public keys (*.key) there; nobody gets that role")
+    return keys, ring, insecure
+
+
+def _client_keys(server_key: str | None, secret_key: str | None) -> Any:
+    """The client's CURVE keys, or None; one line and exit 2 for a bad key file."""
+    from threadhost.errors import ThreadhostError
+    from threadhost.transport import client_keys
+
+    try:
+        return client_keys(server_key, secret_key)
+    except ThreadhostError as exc:
+        _fail(exc)
+
+
+@main.group()
+def keys() -> None:
+    """CURVE key pairs (zmq.auth certificates) for the service, clients, operators and hosts.
+
+    \b
+    threadhost keys new broker --dir keys/      # keys/broker.key, keys/broker.key_secret
+    threadhost keys show keys/broker.key        # prints the public key
+    Give a client its NAME.key_secret and the service's NAME.key; put the client's NAME.key
+    in the service's --clients (or --operators) directory. See docs/security.md.
+    """
+
+
+@keys.command("new")
+@click.argument("name")
+@click.option("--dir", "directory", metavar="DIR", default=".", show_default=True,
+              help="where to write NAME.key and NAME.key_secret")
+def keys_new(name: str, directory: str) -> None:
+    """Write a new key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600)."""
+    from threadhost.errors import ThreadhostError
+    from threadhost.transport import new_keys
+
+    try:
+        public, secret = new_keys(name, directory)
+    except ThreadhostError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(f"cannot write keys in {directory}: {exc.strerror or exc}")
+    click.echo(f"{public}\n{secret}")
+
+
+@keys.command("show")
+@click.argument("file", metavar="FILE")
+def keys_show(file: str) -> None:
+    """Print the public key held in FILE (NAME.key or NAME.key_secret)."""
+    from pathlib import Path
+
+    from threadhost.errors import ThreadhostError
+    from threadhost.transport import load_public_key
+
+    try:
+        click.echo(load_public_key(Path(file)).decode("ascii"))
+    except ThreadhostError as exc:
+        _fail(exc)
+
+
 # ----------------------------------------------------------------------------- serve
 
 
@@ -461,6 +607,7 @@ def main() -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
               envvar="THREADHOST_LOG_FORMAT", show_envvar=True,
               help="log lines as text or one JSON object per line [default: text]")
+@_server_security_options
 @_log_level_option
 @_verbosity_options
 @click.pass_context
@@ -482,9 +629,17 @@ def serve(
     metrics: str | None,
     dashboard: str | None,
     log_format: str | None,
+    secret_key: str | None,
+    clients_dir: str | None,
+    operators_dir: str | None,
+    hosts_dir: str | None,
+    insecure: bool | None,
     log_level: str | None,
 ) -> None:
-    """Serve adapter MODULE[:CLASS] (or --example NAME) until Ctrl-C or SIGTERM."""
+    """Serve adapter MODULE[:CLASS] (or --example NAME) until Ctrl-C or SIGTERM.
+
+    A non-loopback --endpoint needs CURVE (--secret-key with --clients/--operators) or
+    --insecure; see docs/security.md."""
     if target and example:
         raise click.UsageError("give MODULE[:CLASS] or --example, not both", ctx)
     if endpoint is not None:
@@ -515,6 +670,8 @@ def serve(
         pool_source = f"{_source_name(ctx, _param(ctx, 'hosts'))} {pool_size}"
     else:
         pool_source = f"hosts = {pool_size} (config {config_file})"
+    server_keys, keyring, insecure = _server_security(
+        secret_key, clients_dir, operators_dir, hosts_dir, insecure, cfg, attach=False)
     if not target:
         _fail("no adapter given: threadhost serve MODULE[:CLASS] (or --example mylib)")
     description = preflight(target)
@@ -552,7 +709,12 @@ def serve(
         restart_window=_pick(restart_window, cfg.get("restart_window"), base.restart_window),
     )
     broker = Broker(target, endpoint=endpoint, config=config, log_level=level,
-                    metrics=metrics)
+                    metrics=metrics, server_keys=server_keys, keyring=keyring,
+                    insecure=insecure)
+    try:
+        broker.check_endpoints()
+    except BrokerError as exc:
+        _fail(exc)
     web = _start_dashboard(endpoint, dashboard) if dashboard is not None else None
     try:
         code = broker.run()
@@ -656,15 +818,17 @@ def _client_endpoint(ctx: click.Context, positional: str | None, option: str | N
     return DEFAULT_ENDPOINT
 
 
-def _connect(endpoint: str, timeout: float) -> Client:
+def _connect(endpoint: str, timeout: float, server_key: str | None = None,
+             secret_key: str | None = None) -> Client:
     """A client of ``endpoint``. The commands call its members through the class
     (``type(client).status(client)``): an adapter call named ``status`` cannot shadow them."""
     import zmq
 
     from threadhost.client import Client
 
+    _client_keys(server_key, secret_key)  # a bad key file: one line, exit 2
     try:
-        return Client(endpoint, timeout)
+        return Client(endpoint, timeout, server_key=server_key, secret_key=secret_key)
     except zmq.ZMQError as exc:
         _fail(f"bad endpoint {endpoint!r}: {exc.strerror}")
 
@@ -688,10 +852,12 @@ def _answered(endpoint: str, t0: float) -> None:
 @_endpoint_options
 @click.option("--call", "method", default=None, help="slow call to run [default: the first]")
 @_timeout_option("5s")
+@_client_key_options
 @_verbosity_options
 @click.pass_context
 def maintain(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
-             method: str | None, timeout: float) -> None:
+             method: str | None, timeout: float, server_key: str | None,
+             secret_key: str | None) -> None:
     """Ask the service at ENDPOINT to run its slow call now.
 
     \b
@@ -703,7 +869,7 @@ def maintain(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
     from threadhost.errors import ThreadhostError, TryLaterError
 
     endpoint = _client_endpoint(ctx, endpoint, endpoint_option)
-    with _connect(endpoint, timeout) as client:
+    with _connect(endpoint, timeout, server_key, secret_key) as client:
         t0 = time.perf_counter()
         try:
             reply = type(client).maintain(client, method)
@@ -773,8 +939,13 @@ def _hosts_table(hosts: list[Any]) -> list[str]:
 
 def _format_status(st: dict[str, Any]) -> str:
     """The text form of ``threadhost status``: summary lines, then a table of the hosts.
-    Tolerates missing keys and ``None`` values (an older broker sends no ``hosts``)."""
+    Tolerates missing keys and ``None`` values (an older broker sends no ``hosts``). A
+    caller's reduced status (a CURVE service, docs/security.md) is three lines."""
     lines = [f"state:        {st.get('state')}"]
+    if st.get("reduced") is True:
+        return "\n".join([*lines, f"adapter:      {st.get('adapter')}",
+                          "(a reduced status: an operator key shows hosts, maintenance and "
+                          "counters)"])
     m = st.get("maintenance")
     if m is not None and not isinstance(m, dict):  # spec-valid: any value (§4, status_reply)
         lines.append(f"maintaining:  {m}")
@@ -865,10 +1036,12 @@ def status_json(st: dict[str, Any]) -> str:
 @_endpoint_options
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @_timeout_option("5s")
+@_client_key_options
 @_verbosity_options
 @click.pass_context
 def status(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
-           as_json: bool, timeout: float) -> None:
+           as_json: bool, timeout: float, server_key: str | None,
+           secret_key: str | None) -> None:
     """Show the state of the service at ENDPOINT and of each of its hosts (-q: the state
     only).
 
@@ -884,7 +1057,7 @@ def status(ctx: click.Context, endpoint: str | None, endpoint_option: str | None
     from threadhost.errors import ThreadhostError
 
     endpoint = _client_endpoint(ctx, endpoint, endpoint_option)
-    with _connect(endpoint, timeout) as client:
+    with _connect(endpoint, timeout, server_key, secret_key) as client:
         t0 = time.perf_counter()
         try:
             st = type(client).status(client)
@@ -960,10 +1133,12 @@ class _CallCommand(click.Command):
 @click.option("--json", "as_json", is_flag=True, help="print the result as one line of JSON")
 @_endpoint_options
 @_timeout_option("10s")
+@_client_key_options
 @_verbosity_options
 @click.pass_context
 def call(ctx: click.Context, words: tuple[str, ...], keywords: tuple[str, ...],
-         as_json: bool, endpoint_option: str | None, timeout: float) -> None:
+         as_json: bool, endpoint_option: str | None, timeout: float, server_key: str | None,
+         secret_key: str | None) -> None:
     """Call METHOD of the service and print the result (-q: print nothing).
 
     \b
@@ -1010,7 +1185,7 @@ def call(ctx: click.Context, words: tuple[str, ...], keywords: tuple[str, ...],
         if name in kwargs:
             raise click.UsageError(f"--kw {name} given twice", ctx)
         kwargs[name] = parse_value(value)
-    with _connect(endpoint, timeout) as client:
+    with _connect(endpoint, timeout, server_key, secret_key) as client:
         t0 = time.perf_counter()
         try:
             result = type(client).request(client, method, args, kwargs)
@@ -1130,10 +1305,12 @@ def format_description(d: dict[str, Any]) -> str:
 @_endpoint_options
 @click.option("--json", "as_json", is_flag=True, help="print the description as JSON")
 @_timeout_option("5s")
+@_client_key_options
 @_verbosity_options
 @click.pass_context
 def describe(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
-             as_json: bool, timeout: float) -> None:
+             as_json: bool, timeout: float, server_key: str | None,
+             secret_key: str | None) -> None:
     """List the calls of the service at ENDPOINT with their signatures (-q: the names of
     its fast calls only).
 
@@ -1145,7 +1322,7 @@ def describe(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
     from threadhost.errors import ThreadhostError, TryLaterError
 
     endpoint = _client_endpoint(ctx, endpoint, endpoint_option)
-    with _connect(endpoint, timeout) as client:
+    with _connect(endpoint, timeout, server_key, secret_key) as client:
         t0 = time.perf_counter()
         try:
             description = type(client).describe(client)
@@ -1190,17 +1367,31 @@ def describe(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
 @click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
               default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
               help="declare a silent host dead after this long [default: 3s]")
+@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
+              default=None, envvar="THREADHOST_CONFIG", show_envvar=True,
+              help="TOML file; broker reads its security keys (secret_key, clients, "
+                   "operators, hosts_keys, insecure)")
+@_server_security_options
 @_log_level_option
 @_verbosity_options
 @click.pass_context
 def broker(ctx: click.Context, endpoint: str, backend: str, policy: str | None,
            hosts: int | None, max_maintaining: int | None, route_away_after: float | None,
            maintain_budget: float | None, heartbeat_timeout: float | None,
-           log_level: str | None) -> None:
+           config_file: str | None, secret_key: str | None,
+           clients_dir: str | None, operators_dir: str | None, hosts_dir: str | None,
+           insecure: bool | None, log_level: str | None) -> None:
     """Run only the broker (attach mode): hosts started elsewhere with `threadhost host`
-    attach to its --backend. Used by the conformance kit and for hosts on other machines."""
+    attach to its --backend. Used by the conformance kit and for hosts on other machines.
+
+    A non-loopback --endpoint needs --secret-key with --clients/--operators, and a
+    non-loopback --backend needs --secret-key with --hosts-keys (or --insecure); see
+    docs/security.md and docs/deployment.md."""
     check_endpoint(endpoint, _source_name(ctx, _param(ctx, "endpoint")), bind=True)
     check_endpoint(backend, _source_name(ctx, _param(ctx, "backend")), bind=True)
+    cfg = load_config_isolated(config_file) if config_file is not None else {}
+    server_keys, keyring, insecure = _server_security(
+        secret_key, clients_dir, operators_dir, hosts_dir, insecure, cfg, attach=True)
     if policy is not None:
         from threadhost.policy import PolicyError, check_policy
 
@@ -1223,8 +1414,10 @@ def broker(ctx: click.Context, endpoint: str, backend: str, policy: str | None,
         maintain_budget=_pick(maintain_budget, None, base.maintain_budget),
         heartbeat_timeout=_pick(heartbeat_timeout, None, base.heartbeat_timeout),
     )
-    b = Broker(None, endpoint=endpoint, backend=backend, config=config, log_level=level)
+    b = Broker(None, endpoint=endpoint, backend=backend, config=config, log_level=level,
+               server_keys=server_keys, keyring=keyring, insecure=insecure)
     try:
+        b.check_endpoints()
         code = b.run()
     except BrokerError as exc:
         _fail(exc)
@@ -1244,11 +1437,13 @@ def broker(ctx: click.Context, endpoint: str, backend: str, policy: str | None,
 @click.option("--lock", metavar="PATH", default=None,
               help="hold this lock file (flock) from before the library loads until exit; "
                    "a second host with the same PATH waits: one library instance per PATH")
+@_client_key_options
 @_log_level_option
 @_verbosity_options
 @click.pass_context
 def host(ctx: click.Context, target: str, endpoint: str, host_id: str | None,
-         broker_timeout: float | None, lock: str | None, log_level: str | None) -> None:
+         broker_timeout: float | None, lock: str | None, server_key: str | None,
+         secret_key: str | None, log_level: str | None) -> None:
     """Run a host process for adapter MODULE[:CLASS] that attaches to a broker's back end.
     It announces itself again to a new broker on the same endpoint (after a broker
     restart)."""
@@ -1260,6 +1455,9 @@ def host(ctx: click.Context, target: str, endpoint: str, host_id: str | None,
         extra = ["--broker-timeout", str(broker_timeout)]
     if lock is not None:
         extra += ["--lock", lock]
+    _client_keys(server_key, secret_key)  # a bad key file: one line, exit 2
+    if server_key is not None and secret_key is not None:
+        extra += ["--server-key", server_key, "--secret-key", secret_key]
     sys.path.insert(0, os.getcwd())
     sys.exit(host_main([target, "--connect", endpoint, "--host-id",
                         host_id or f"host-{os.getpid()}", "--log-level",

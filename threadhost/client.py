@@ -34,6 +34,12 @@ request that was sent and not answered in time raises
 :class:`~threadhost.CallTimeoutError` (it may have run). Every call returns or raises
 within its timeout.
 
+**CURVE** (``server_key=``, ``secret_key=``; docs/security.md): the socket's connection
+events are watched from before its first connection until a call goes through; a refused
+handshake (unknown key, CURVE on one side only) raises
+:class:`~threadhost.AuthenticationError` at once, connections dropped during the handshake
+(a wrong server key) raise it at the end of the call's timeout. Nothing was sent.
+
 **Retry** (opt-in, :class:`Retry`): calls refused with
 :class:`~threadhost.TryLaterError` (busy, unavailable, no service) are retried after the
 error's ``retry_after`` while that ends before the retry's deadline.
@@ -49,7 +55,7 @@ import decimal
 import enum
 import itertools
 import math
-import struct
+import os
 import threading
 import time
 import uuid
@@ -60,6 +66,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import zmq
 import zmq.asyncio
 
+from threadhost import transport
 from threadhost.errors import (
     BadArgumentsError,
     CallTimeoutError,
@@ -79,13 +86,11 @@ from threadhost.protocol import (
     Pong,
     Status,
     StatusReply,
-    check_header,
-    decode_body,
     encode,
     encode_call,
     exception_from_error,
-    protocol_error,
 )
+from threadhost.transport import ClientKeys, client_keys, decode_frames, recv_frames
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "Retry", "connect"]
 
@@ -96,19 +101,15 @@ LEARN_TIMEOUT = 1.0
 #: service that may be starting; after that, the next failed connection attempt raises
 #: UnavailableError ("no service at ...").
 NO_SERVICE_GRACE = 1.0
-_RECONNECT_IVL_MS = 100
-_RECONNECT_IVL_MAX_MS = 1000
 _MIN_RETRY_WAIT = 0.01
 #: A service that could not tell its calls (no host ready yet) is not asked again sooner.
 _ASK_AGAIN_AFTER = 1.0
 
 # plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
-_NOBLOCK = int(zmq.NOBLOCK)
-_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
-_RCVTIMEO = int(zmq.RCVTIMEO)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_POLLOUT = int(zmq.POLLOUT)
+_NOBLOCK = transport.NOBLOCK
+_MORE_NOBLOCK = transport.MORE_NOBLOCK
+_EVENTS = transport.EVENTS
+_POLLIN = transport.POLLIN
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -241,11 +242,7 @@ class RequestCore:
     def parse(self, frames: list[bytes]) -> Any:
         """Decode a reply into a :mod:`threadhost.protocol` message; raise ProtocolError for
         garbage."""
-        if len(frames) != 2:
-            raise protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
-        if frames[0] != HEADER:
-            check_header(frames[0])
-        return decode_body(frames[1], self.max_size)
+        return decode_frames(frames, self.max_size)
 
     @staticmethod
     def reply_id(msg: Any) -> int | None:
@@ -388,34 +385,20 @@ def _value(fn: Callable[[Any], Any]) -> Any:
 # --------------------------------------------------------------------------- sockets
 
 
-def _configure(sock: zmq.Socket[Any]) -> None:
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_IVL_MS)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
-
-
-_HANDSHAKE_FAILED = frozenset(
-    int(getattr(zmq, name)) for name in (
-        "EVENT_HANDSHAKE_FAILED_NO_DETAIL", "EVENT_HANDSHAKE_FAILED_PROTOCOL",
-        "EVENT_HANDSHAKE_FAILED_AUTH",
-    ) if hasattr(zmq, name)
-)
-_EV_CLOSED = int(zmq.EVENT_CLOSED)
-_WATCHED = _EV_CLOSED
-for _event in _HANDSHAKE_FAILED:
-    _WATCHED |= _event
-
-
 class _Watch:
     """The connection attempts of one socket, from a ZeroMQ socket monitor read without
     blocking. ``failures`` counts failed attempts (nothing accepted the connection, or the
-    peer failed the ZMTP handshake)."""
+    peer failed the ZMTP handshake); ``refused`` says why the security handshake failed
+    (the key was refused, CURVE on one side only...), raised as AuthenticationError."""
 
-    def __init__(self, monitor: zmq.Socket[Any]) -> None:
+    def __init__(self, monitor: zmq.Socket[Any], secure: bool = False) -> None:
         self.sock = monitor
+        self.secure = secure
         self.failures = 0
         self.refused_handshake = False
+        self.refused: str | None = None
+        self.connected = False  # a handshake succeeded at least once
+        self.dropped = 0  # CURVE: connections dropped before any handshake succeeded
 
     def read(self) -> None:
         while True:
@@ -425,18 +408,40 @@ class _Watch:
                 return
             except zmq.ZMQError:
                 return
-            if not frames or len(frames[0]) < 2:
+            found = transport.read_event(frames)
+            if found is None:
                 continue
-            (event,) = struct.unpack("=H", frames[0][:2])
-            if event == _EV_CLOSED:
+            event, value = found
+            if event == transport.EV_SUCCEEDED:
+                self.connected = True
+                self.refused = None
+            elif event == transport.EV_CLOSED:
                 self.failures += 1
-            elif event in _HANDSHAKE_FAILED:
+            elif event in transport.HANDSHAKE_FAILED:
+                why = transport.auth_failure(event, value, self.secure)
+                if why is not None:
+                    self.refused = why
+                elif self.secure and not self.connected and event == transport.EV_NO_DETAIL:
+                    self.dropped += 1  # perhaps a wrong server key: judged at the deadline
+                    continue
                 self.failures += 1
                 self.refused_handshake = True
 
-    def no_service(self, what: str, endpoint: str, timeout: float | None) -> UnavailableError:
+    def check_refused(self, what: str, endpoint: str) -> None:
+        """Raise AuthenticationError when the security handshake was refused."""
+        if self.refused is not None:
+            raise transport.authentication_error(what, endpoint, self.refused)
+
+    def no_service(self, what: str, endpoint: str, timeout: float | None) -> ThreadhostError:
         """The error of a call that found no connection (``timeout``: it waited that long;
-        None: a connection attempt failed)."""
+        None: a connection attempt failed). A CURVE client whose connections were all
+        dropped during the handshake (a wrong server key: the server cannot read our hello
+        and says nothing) gets AuthenticationError at the end of its wait."""
+        if timeout is not None and self.secure and not self.connected and self.dropped:
+            return transport.authentication_error(
+                what, endpoint, f"no connection within {timeout:g}s: the connection was "
+                f"dropped during the CURVE handshake {self.dropped} time(s) (wrong server "
+                "key?)")
         if timeout is None:
             if self.refused_handshake:
                 why = "the peer there does not speak the threadhost protocol (handshake failed)"
@@ -453,13 +458,16 @@ class _Watch:
 class _Conn:
     """One thread's socket of a sync client."""
 
-    __slots__ = ("lock", "rcvtimeo", "sock", "thread", "watch")
+    __slots__ = ("lock", "rcvtimeo", "secure", "sock", "thread", "watch")
 
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str) -> None:
-        self.sock: zmq.Socket[Any] | None = ctx.socket(zmq.DEALER)
-        _configure(self.sock)
-        self.sock.connect(endpoint)
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, keys: ClientKeys | None = None
+                 ) -> None:
+        sock = transport.client_socket(ctx, endpoint, keys, connect=False)
+        self.sock: zmq.Socket[Any] | None = sock
+        self.secure = keys is not None
         self.watch: _Watch | None = None
+        self.watching()  # before connecting: a refused handshake is seen from the first one
+        sock.connect(endpoint)
         self.lock = threading.Lock()
         self.rcvtimeo = -1  # the socket's RCVTIMEO (ms), -1: libzmq's default (forever)
         self.thread = threading.current_thread()
@@ -467,29 +475,36 @@ class _Conn:
     def watching(self) -> _Watch:
         if self.watch is None:
             assert self.sock is not None
-            self.watch = _Watch(self.sock.get_monitor_socket(_WATCHED))
+            self.watch = _Watch(transport.monitor(self.sock), self.secure)
         return self.watch
 
-    def close(self) -> None:
-        sock, watch = self.sock, self.watch
-        self.sock = self.watch = None
-        if sock is None:
-            return
+    def unwatch(self) -> None:
+        """Stop the monitor (connected now): a monitor nobody reads fills up and then
+        blocks its socket's I/O (libzmq); a later call without a connection starts one."""
+        watch, self.watch = self.watch, None
         if watch is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                sock.disable_monitor()
+            if self.sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.sock.disable_monitor()
             watch.close()
-        sock.close(linger=0)
+
+    def close(self) -> None:
+        self.unwatch()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close(linger=0)
 
 
 class _SyncTransport:
     """What a sync :class:`Client` and its views share: the endpoint, the request core,
     one socket per calling thread, and what is known of the served adapter."""
 
-    def __init__(self, endpoint: str, core: RequestCore, ctx: zmq.Context[Any]) -> None:
+    def __init__(self, endpoint: str, core: RequestCore, ctx: zmq.Context[Any],
+                 keys: ClientKeys | None = None) -> None:
         self.endpoint = endpoint
         self.core = core
         self.ctx = ctx
+        self.keys = keys
         self.calls: frozenset[str] | None = None  # the served fast calls, once known
         self.untold_until = 0.0  # the service could not tell them: not asked again before
         self.closed = False
@@ -510,7 +525,7 @@ class _SyncTransport:
         with self._lock:
             if self.closed:
                 raise ThreadhostError("client is closed")
-            conn = _Conn(self.ctx, self.endpoint)
+            conn = _Conn(self.ctx, self.endpoint, self.keys)
             # sockets of threads that have ended are idle for good: close them
             for old in [c for c in self._conns if not c.thread.is_alive()]:
                 if old.lock.acquire(blocking=False):
@@ -550,7 +565,10 @@ class _SyncTransport:
         except zmq.Again:
             self._send_when_connected(conn, sock, header, deadline, timeout, what)
         sock.send(body, _NOBLOCK)
-        recv = sock.recv
+        if conn.watch is not None:  # connected: no monitor left unread (see unwatch)
+            conn.unwatch()
+        recv = recv_frames
+        set_timeout = transport.set_recv_timeout
         parse = self.core.parse
         full_ms = int(timeout * 1000) + 1
         while True:  # a blocking recv bounded by RCVTIMEO: no Poller built per call
@@ -559,23 +577,19 @@ class _SyncTransport:
                 raise CallTimeoutError(
                     f"{what}: no answer from {self.endpoint} within {timeout:g}s"
                 )
-            # setsockopt costs ~2 µs: while less than 2 ms of the timeout are spent (a call's
+            # setting RCVTIMEO costs ~2 µs: while less than 2 ms of the timeout are spent (a call's
             # first wait, the common case) the wait is the whole timeout, the same value
             # call after call, set only when it changes; the overshoot is under 2 ms
             wait_ms = int(remaining * 1000) + 1
             if full_ms - wait_ms <= 2:
                 wait_ms = full_ms
             if wait_ms != conn.rcvtimeo:
-                sock.setsockopt(_RCVTIMEO, wait_ms)
+                set_timeout(sock, wait_ms)
                 conn.rcvtimeo = wait_ms
             try:
-                frame = recv(0, copy=False)
+                reply = recv(sock)
             except zmq.Again:
                 continue  # timed out: the loop raises
-            reply = [frame.bytes]
-            while frame.more:
-                frame = recv(0, copy=False)
-                reply.append(frame.bytes)
             try:
                 msg = parse(reply)
             except ProtocolError as exc:
@@ -594,6 +608,7 @@ class _SyncTransport:
         connection attempt fails meanwhile or none is made in time."""
         watch = conn.watching()
         watch.read()  # what happened before this call is not this call's business
+        watch.check_refused(what, self.endpoint)
         seen = watch.failures
         grace_end = time.monotonic() + NO_SERVICE_GRACE
         poller = zmq.Poller()
@@ -606,6 +621,7 @@ class _SyncTransport:
             except zmq.Again:
                 pass
             watch.read()
+            watch.check_refused(what, self.endpoint)
             now = time.monotonic()
             if watch.failures > seen:
                 if now >= grace_end:
@@ -673,6 +689,8 @@ class Client:
         context: zmq.Context[Any] | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         retry: Retry | None = None,
+        server_key: str | bytes | os.PathLike[str] | None = None,
+        secret_key: str | bytes | os.PathLike[str] | None = None,
     ) -> None:
         self._timeout = _check_timeout(timeout)
         if retry is not None and not isinstance(retry, Retry):
@@ -680,7 +698,8 @@ class Client:
         self._forced: float | None = None
         self._retry = retry
         self._t = _SyncTransport(endpoint, RequestCore(fingerprint, max_size),
-                                 context or zmq.Context.instance())
+                                 context or zmq.Context.instance(),
+                                 client_keys(server_key, secret_key))
         self._t.conn()  # this thread's socket starts connecting now
 
     def _view(self, forced: float | None, retry: Retry | None) -> Client:
@@ -928,6 +947,8 @@ def connect(
     *,
     fingerprint: str | None = None,
     retry: Retry | None = None,
+    server_key: str | bytes | os.PathLike[str] | None = None,
+    secret_key: str | bytes | os.PathLike[str] | None = None,
 ) -> Client:
     """Connect to a threadhost service: ``lib = threadhost.connect(); lib.calc(5)``.
 
@@ -935,8 +956,14 @@ def connect(
     :class:`~threadhost.UnavailableError` ("no service at ...") if nothing accepts the
     connection, and :class:`~threadhost.CallTimeoutError` if nothing answers within
     ``timeout``. ``retry=threadhost.Retry(deadline=...)`` retries busy/unavailable calls.
+
+    CURVE (docs/security.md): ``server_key`` is the service's public key (its ``.key``
+    file, or the 40-character key) and ``secret_key`` this client's key pair (its
+    ``.key_secret`` file, or the secret key). A refused key raises
+    :class:`~threadhost.AuthenticationError`: nothing was sent.
     """
-    return Client(endpoint, timeout, fingerprint=fingerprint, retry=retry)
+    return Client(endpoint, timeout, fingerprint=fingerprint, retry=retry,
+                  server_key=server_key, secret_key=secret_key)
 
 
 # --------------------------------------------------------------------------- asyncio client
@@ -951,16 +978,17 @@ class _AsyncTransport:
     """What an :class:`AsyncClient` and its views share: one socket, the pending calls and
     their reader task, and what is known of the served adapter."""
 
-    def __init__(self, endpoint: str, core: RequestCore) -> None:
+    def __init__(self, endpoint: str, core: RequestCore, keys: ClientKeys | None = None
+                 ) -> None:
         self.endpoint = endpoint
         self.core = core
         self.calls: frozenset[str] | None = None
         self.untold_until = 0.0
         self.late_replies = 0
+        self.secure = keys is not None
         self._ctx = zmq.asyncio.Context.instance()
-        self.sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.DEALER)
-        _configure(self.sock)
-        self.sock.connect(endpoint)
+        sock = transport.client_socket(self._ctx, endpoint, keys, connect=False)
+        self.sock: zmq.asyncio.Socket | None = sock
         # the same socket without the asyncio wrapper: sends and receives that cannot block
         # (NOBLOCK) go straight to libzmq instead of through a Future each
         self.raw: zmq.Socket[bytes] | None = zmq.Socket.shadow(self.sock.underlying)
@@ -971,6 +999,8 @@ class _AsyncTransport:
         self._wake: asyncio.Event | None = None  # set to wake the reader
         self._check_scheduled = False
         self._portable: bool | None = None  # True: the loop cannot watch the socket's fd
+        self._watching()  # before connecting: a refused handshake is seen from the first one
+        sock.connect(endpoint)
 
     @property
     def closed(self) -> bool:
@@ -979,10 +1009,21 @@ class _AsyncTransport:
     def _watching(self) -> _Watch:
         if self._watch is None:
             assert self.sock is not None
-            monitor = self.sock.get_monitor_socket(_WATCHED)
-            self._watch = _Watch(zmq.Socket.shadow(monitor.underlying))
+            monitor = transport.monitor(self.sock)
+            self._watch = _Watch(zmq.Socket.shadow(monitor.underlying), self.secure)
             self._monitor = monitor  # keeps the PAIR socket (and its shadow) alive
         return self._watch
+
+    def _unwatch(self) -> None:
+        """Stop the monitor (as :meth:`_Conn.unwatch`)."""
+        if self._watch is not None:
+            if self.sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.sock.disable_monitor()
+            self._watch.close()
+            if self._monitor is not None:
+                self._monitor.close(linger=0)
+            self._watch = self._monitor = None
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -1003,17 +1044,12 @@ class _AsyncTransport:
         fd = cast(int, raw.get(zmq.FD))
         loop.add_reader(fd, wake.set)
         try:
-            recv = raw.recv
+            recv = recv_frames
             get = raw.get
             while self._pending and self.raw is not None:
                 try:
                     while True:
-                        frame = recv(_NOBLOCK, copy=False)
-                        frames = [frame.bytes]
-                        while frame.more:
-                            frame = recv(_NOBLOCK, copy=False)
-                            frames.append(frame.bytes)
-                        self._deliver(frames)
+                        self._deliver(recv(raw, _NOBLOCK))
                 except zmq.Again:
                     pass
                 if not self._pending:
@@ -1108,6 +1144,7 @@ class _AsyncTransport:
                 seen = watch.failures
             else:
                 watch.read()
+            watch.check_refused(what, self.endpoint)
             if watch.failures > seen:
                 if time.monotonic() >= grace_end:
                     raise watch.no_service(what, self.endpoint, None)
@@ -1138,6 +1175,8 @@ class _AsyncTransport:
                 await self._send(raw, frames, deadline, timeout, what, portable)
             else:
                 raw.send(frames[1], _NOBLOCK)
+            if self._watch is not None:  # connected: no monitor left unread
+                self._unwatch()
             self._ensure_reader()
             if not portable and not self._check_scheduled:
                 self._check_scheduled = True
@@ -1164,13 +1203,7 @@ class _AsyncTransport:
         self._reader = None
         self.raw = None
         if self.sock is not None:
-            if self._watch is not None:
-                with contextlib.suppress(zmq.ZMQError):
-                    self.sock.disable_monitor()
-                self._watch.close()
-                if self._monitor is not None:
-                    self._monitor.close(linger=0)
-                self._watch = self._monitor = None
+            self._unwatch()
             self.sock.close(linger=0)
             self.sock = None
         for fut in self._pending.values():
@@ -1213,13 +1246,16 @@ class AsyncClient:
         fingerprint: str | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         retry: Retry | None = None,
+        server_key: str | bytes | os.PathLike[str] | None = None,
+        secret_key: str | bytes | os.PathLike[str] | None = None,
     ) -> None:
         self._timeout = _check_timeout(timeout)
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
         self._forced: float | None = None
         self._retry = retry
-        self._t = _AsyncTransport(endpoint, RequestCore(fingerprint, max_size))
+        self._t = _AsyncTransport(endpoint, RequestCore(fingerprint, max_size),
+                                  client_keys(server_key, secret_key))
 
     def _view(self, forced: float | None, retry: Retry | None) -> AsyncClient:
         view = object.__new__(type(self))

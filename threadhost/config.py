@@ -11,6 +11,9 @@ Example::
     max_maintaining = 1             # hosts running a slow call at once during a rollout
     route_away_after = "2s"         # a host whose fast call runs longer gets no new calls
     maintain_budget = 0.5           # maintain requests keep it busy at most half the time
+    secret_key = "/etc/threadhost/broker.key_secret"   # CURVE (docs/security.md)
+    clients = "/etc/threadhost/clients"            # public keys allowed to call
+    operators = "/etc/threadhost/operators"        # ... and to maintain, read full status
 
     [policies]                      # per slow-call overrides
     readConfig = "idle=10s | stale=5m | file=/etc/mylib.conf"
@@ -56,6 +59,12 @@ class ServeConfig(BaseModel):
     route_away_after: str | None = None  # duration: a host whose fast call runs longer is avoided
     maintain_budget: float | None = Field(default=None, gt=0, le=1)  # share of time, 1: no limit
     log_level: str | None = None  # debug, info, warning, error, critical
+    # security (docs/security.md): CURVE keys
+    secret_key: str | None = None  # the service's NAME.key_secret
+    clients: str | None = None  # directory of public keys allowed to call
+    operators: str | None = None  # directory of public keys allowed to maintain, shut down
+    hosts_keys: str | None = None  # directory of host public keys (broker, attach mode)
+    insecure: bool | None = None  # allow a non-loopback endpoint without CURVE
 
     @field_validator("adapter")
     @classmethod
@@ -164,6 +173,11 @@ def resolved(cfg: ServeConfig) -> dict[str, object]:
         "max_maintaining": cfg.max_maintaining,
         "route_away_after": cfg.seconds("route_away_after"),
         "maintain_budget": cfg.maintain_budget,
+        "secret_key": cfg.secret_key,
+        "clients": cfg.clients,
+        "operators": cfg.operators,
+        "hosts_keys": cfg.hosts_keys,
+        "insecure": cfg.insecure,
     }
 
 

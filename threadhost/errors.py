@@ -15,6 +15,8 @@ A caller decides what to do from the exception type alone::
     ├── RemoteError                   the library raised; carries remote type, message, traceback
     ├── PoisonedCallError             this call killed hosts again and again: quarantined
     ├── UnfitError                    (host to broker) ``verify`` failed: instance not fit
+    ├── AuthenticationError           (client side) the CURVE handshake failed: key refused
+    ├── PermissionDeniedError         the caller's key lacks the role (e.g. maintain)
     ├── ProtocolError                 a peer sent bytes that are not valid threadhost protocol
     │   ├── ProtocolMismatchError     peer speaks another protocol version
     │   └── FingerprintMismatchError  a generated proxy does not match the served adapter
@@ -28,11 +30,13 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterError",
+    "AuthenticationError",
     "BadArgumentsError",
     "BusyError",
     "CallTimeoutError",
     "FingerprintMismatchError",
     "HostCrashedError",
+    "PermissionDeniedError",
     "PoisonedCallError",
     "ProtocolError",
     "ProtocolMismatchError",
@@ -190,6 +194,22 @@ class UnfitError(ThreadhostError):
     code = "unfit"
 
 
+class AuthenticationError(ThreadhostError):
+    """Raised by a client when the service refused its connection during the security
+    handshake: its key is not allowed (unknown key), the server key is wrong, or one side
+    uses CURVE and the other does not. Nothing was sent, nothing ran. Client side only: a
+    failed CURVE handshake is silent on the wire (docs/protocol.md §13)."""
+
+    code = "authentication"
+
+
+class PermissionDeniedError(ThreadhostError):
+    """Raised when the caller's key does not have the role a request needs: ``maintain``
+    and ``shutdown`` need an operator key (docs/security.md). Nothing ran."""
+
+    code = "permission_denied"
+
+
 _BY_CODE: dict[str, type[ThreadhostError]] = {
     cls.code: cls
     for cls in (
@@ -207,6 +227,7 @@ _BY_CODE: dict[str, type[ThreadhostError]] = {
         AdapterError,
         PoisonedCallError,
         UnfitError,
+        PermissionDeniedError,
     )
 }
 

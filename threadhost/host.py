@@ -18,6 +18,13 @@ the broker (``threadhost serve``), never by users. It runs two threads:
   "dead". It also handles signals (SIGINT is ignored: Ctrl-C reaches the whole process
   group, and the broker decides when the host stops) and exits when its parent is gone.
 
+Proof of origin and keys (docs/protocol.md §13)
+-----------------------------------------------
+With ``--proof-stdin`` (``serve`` passes it) the host reads one line from its stdin — the
+broker's per-run secret, never on the command line or in the environment — before loading
+the adapter, and sends it as ``ready.proof`` (R62). With ``--server-key``/``--secret-key``
+(attach mode, a host on another machine) both sockets are CURVE clients of the back end.
+
 verify (docs/protocol.md §11, R54)
 ----------------------------------
 After every slow call, whatever its outcome, the library thread runs the adapter's
@@ -91,6 +98,7 @@ from typing import Any
 
 import zmq
 
+from threadhost import transport
 from threadhost.adapter import Adapter, AdapterSpec, CallSpec, load_adapter
 from threadhost.errors import (
     AdapterError,
@@ -102,7 +110,6 @@ from threadhost.errors import (
 )
 from threadhost.protocol import (
     DEFAULT_MAX_SIZE,
-    HEADER,
     Call,
     ErrorCode,
     ErrorReply,
@@ -111,13 +118,11 @@ from threadhost.protocol import (
     Ready,
     Result,
     Shutdown,
-    check_header,
-    decode,
     decode_body,
     encode,
     error_reply,
-    protocol_error,
 )
+from threadhost.transport import PROOF_FLAG, ClientKeys, decode_frames, recv_frames
 
 __all__ = ["Host", "main"]
 
@@ -136,7 +141,6 @@ _LOCK_POLL = 0.05  # seconds between attempts to take a held slot lock
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a planted symlink must not be truncated
 
 _ANSWERS = (Result, ErrorReply)
-_SNDMORE = int(zmq.SNDMORE)
 
 
 class Host:
@@ -152,8 +156,12 @@ class Host:
         broker_timeout: float = 3.0,
         max_size: int = DEFAULT_MAX_SIZE,
         lock_path: str | None = None,
+        proof: str | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.target = target
+        self.proof = proof  # the run's secret from a spawning broker (R62), sent in ready
+        self.keys = keys  # CURVE keys to attach to a broker's back end (attach mode)
         self.lock_path = lock_path
         self.endpoint = endpoint
         self.host_id = host_id
@@ -189,11 +197,8 @@ class Host:
         woken, self._wake = socket.socketpair()
         lib = threading.Thread(target=self._library_main, name="threadhost-library", daemon=True)
         lib.start()
-        hb = self.ctx.socket(zmq.DEALER)
-        hb.setsockopt(zmq.LINGER, 0)
-        hb.setsockopt(zmq.ROUTING_ID, f"{self.host_id}/hb".encode())
-        hb.setsockopt(zmq.SNDHWM, 10)
-        hb.connect(self.endpoint)
+        hb = transport.host_socket(self.ctx, self.endpoint, f"{self.host_id}/hb",
+                                   heartbeat=True, keys=self.keys)
         poller = zmq.Poller()
         poller.register(hb, zmq.POLLIN)
         poller.register(woken, zmq.POLLIN)
@@ -246,11 +251,11 @@ class Host:
         """Read what the broker sent to the heartbeat socket: only its heartbeats count."""
         while True:
             try:
-                frames = hb.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(hb, transport.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                msg = decode(frames, max_size=self.max_size)
+                msg = decode_frames(frames, self.max_size)
             except ProtocolError as exc:  # nothing is answered on this socket
                 log.debug("host %s: dropped a bad message on the heartbeat socket: %s",
                           self.host_id, exc)
@@ -295,10 +300,8 @@ class Host:
     # ------------------------------------------------------------------ library thread
 
     def _library_main(self) -> None:
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self.host_id.encode())
-        sock.setsockopt(zmq.RCVTIMEO, 200)
-        sock.connect(self.endpoint)
+        sock = transport.host_socket(self.ctx, self.endpoint, self.host_id, heartbeat=False,
+                                     keys=self.keys)
         try:
             self._serve(sock)
         except Exception:  # never leave the main thread waiting on a dead thread silently
@@ -330,9 +333,7 @@ class Host:
                     remote_type=type(exc).__name__,
                 )
             )
-        # two plain sends with int flags: send_multipart costs pyzmq enum arithmetic per frame
-        sock.send(frames[0], _SNDMORE)
-        sock.send(frames[1])
+        transport.send_pair(sock, frames)
 
     def _serve(self, sock: zmq.Socket[bytes]) -> None:
         if self.lock_path is not None and not self._take_lock(sock, self.lock_path):
@@ -372,6 +373,7 @@ class Host:
             pid=os.getpid(),
             adapter=spec.describe(),
             fingerprint=spec.fingerprint,
+            proof=self.proof,
         )
         self._send(sock, ready)
         self.announced = (ready, time.monotonic())  # the heartbeat thread may re-send it
@@ -457,7 +459,7 @@ class Host:
         caller may retry them safely (instead of ``crashed``, outcome unknown)."""
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock, transport.NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -480,22 +482,13 @@ class Host:
         """Serve calls until a stop; True if the broker said ``shutdown``."""
         max_size = self.max_size
         stopping = self.stop_requested.is_set
-        recv = sock.recv
         while not stopping():
             try:
-                frame = recv(0, copy=False)  # waits up to RCVTIMEO, so a stop is seen
+                frames = recv_frames(sock)  # waits up to RCVTIMEO, so a stop is seen
             except zmq.Again:
                 continue
-            frames = [frame.bytes]
-            while frame.more:  # the rest of a multipart message is already here
-                frame = recv(0, copy=False)
-                frames.append(frame.bytes)
             try:
-                if len(frames) != 2:
-                    raise protocol_error(f"expected 2 frames (header, body), got {len(frames)}")
-                if frames[0] != HEADER:
-                    check_header(frames[0])
-                msg = decode_body(frames[1], max_size)
+                msg = decode_frames(frames, max_size)
             except ProtocolError as exc:
                 log.warning("host %s: dropped a bad message: %s", self.host_id, exc)
                 if exc.request_id is not None:
@@ -639,6 +632,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="hold an exclusive lock (flock) on PATH from before the adapter "
                              "is loaded until the process exits, waiting while another "
                              "process holds it: one library instance per lock file")
+    parser.add_argument(PROOF_FLAG, action="store_true",
+                        help="read the spawning broker's per-run secret from stdin (one "
+                             "line) and prove it in ready (serve mode; never on the command "
+                             "line)")
+    parser.add_argument("--server-key", metavar="FILE", default=None,
+                        help="the broker's public key (CURVE; attach mode)")
+    parser.add_argument("--secret-key", metavar="FILE", default=None,
+                        help="this host's NAME.key_secret (CURVE; attach mode)")
     parser.add_argument("--log-level", default="INFO")
     ns = parser.parse_args(argv)
     if ns.describe:
@@ -652,8 +653,20 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     if not ns.heartbeat > 0 or not ns.broker_timeout > 0:
         parser.error("--heartbeat and --broker-timeout must be positive numbers of seconds")
+    proof = None
+    if ns.proof_stdin:  # read it first, then let go of the pipe (nothing else reads stdin)
+        proof = sys.stdin.readline().strip() or None
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+    try:
+        keys = transport.client_keys(ns.server_key, ns.secret_key)
+    except ThreadhostError as exc:
+        parser.error(str(exc))
     host = Host(ns.target, ns.connect, ns.host_id, heartbeat_interval=ns.heartbeat,
-                broker_timeout=ns.broker_timeout, max_size=ns.max_size, lock_path=ns.lock)
+                broker_timeout=ns.broker_timeout, max_size=ns.max_size, lock_path=ns.lock,
+                proof=proof, keys=keys)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     def on_sigterm(*_: object) -> None:
         if ns.connect and os.getppid() != host._parent:  # the parent-death signal: orphaned

@@ -114,6 +114,7 @@ class ErrorCode(enum.StrEnum):
     ADAPTER = "adapter"
     POISONED = "poisoned"
     UNFIT = "unfit"
+    PERMISSION_DENIED = "permission_denied"
 
 
 #: A request id (R9): a msgpack integer (never a bool or a float) from 0 to 2^64-1; msgpack
@@ -231,13 +232,15 @@ class Pong(_Msg, tag="pong"):
 
 
 class Ready(_Msg, tag="ready"):
-    """Host -> broker, once: the adapter is loaded and ``setup`` ran on the library thread."""
+    """Host -> broker, once: the adapter is loaded and ``setup`` ran on the library thread.
+    ``proof``: a host started by the broker proves it with the run's secret (§13, R62)."""
 
     kind: ClassVar[str] = "ready"
     host_id: str
     pid: int
     adapter: dict[str, Any]
     fingerprint: str
+    proof: str | None = None
 
 
 class Heartbeat(_Msg, tag="heartbeat"):

@@ -286,6 +286,7 @@ class SyncProxy:
 
     Connecting checks the fingerprint (unless ``check=False``); see the module docstring.
     ``retry`` (a :class:`threadhost.Retry`) retries calls refused as busy or unavailable.
+    ``server_key``/``secret_key``: CURVE keys, as for :func:`threadhost.connect`.
     ``with_timeout(seconds)`` is this client with another timeout for the calls made
     through it.
     """
@@ -300,9 +301,12 @@ class SyncProxy:
         *,
         check: bool = True,
         retry: Retry | None = None,
+        server_key: Any = None,
+        secret_key: Any = None,
     ) -> None:
         self._client = Client(
-            endpoint, timeout, fingerprint=self._schema.fingerprint, retry=retry
+            endpoint, timeout, fingerprint=self._schema.fingerprint, retry=retry,
+            server_key=server_key, secret_key=secret_key,
         )
         if check:
             try:
@@ -370,9 +374,12 @@ class AsyncProxy:
         *,
         check: bool = True,
         retry: Retry | None = None,
+        server_key: Any = None,
+        secret_key: Any = None,
     ) -> None:
         self._client = AsyncClient(
-            endpoint, timeout, fingerprint=self._schema.fingerprint, retry=retry
+            endpoint, timeout, fingerprint=self._schema.fingerprint, retry=retry,
+            server_key=server_key, secret_key=secret_key,
         )
         self._check_on_enter = check
 

@@ -518,6 +518,8 @@ def render_proxy(spec: AdapterSpec, command_target: str) -> str:
         "*",
         "check: bool = True",
         "retry: _proxy.Retry | None = None",
+        "server_key: str | bytes | None = None",
+        "secret_key: str | bytes | None = None",
     ]
     module.add(
         [
@@ -529,7 +531,13 @@ def render_proxy(spec: AdapterSpec, command_target: str) -> str:
                 "calls refused as busy or unavailable.",
                 _INDENT,
             ),
-            f"{_INDENT}_STATE.init(Client(endpoint, timeout, check=check, retry=retry))",
+            f"{_INDENT}_STATE.init(",
+            f"{_INDENT * 2}Client(",
+            *(f"{_INDENT * 3}{arg}," for arg in (
+                "endpoint", "timeout", "check=check", "retry=retry",
+                "server_key=server_key", "secret_key=secret_key")),
+            f"{_INDENT * 2})",
+            f"{_INDENT})",
         ],
         compound=True,
     )

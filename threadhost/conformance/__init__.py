@@ -46,6 +46,7 @@ import click
 from threadhost.conformance.broker import BROKER_CHECKS, BrokerSession
 from threadhost.conformance.core import Aborted, Blocked, Check, CheckFailed, CheckSkipped, Session
 from threadhost.conformance.host import HOST_CHECKS, HostSession, spawn_command
+from threadhost.conformance.security import kit_keys, use_keys
 from threadhost.protocol import DEFAULT_MAX_SIZE
 
 __all__ = [
@@ -200,6 +201,9 @@ def run_conformance(
     select: Iterable[str] | None = None,
     strict: bool = False,
     on_result: Callable[[CheckResult], None] | None = None,
+    server_key: Any = None,
+    secret_key: Any = None,
+    caller_key: Any = None,
 ) -> Report:
     """Run the conformance checks of ``role`` against ``endpoint``; never raises for a
     non-conforming peer (see :func:`assert_conformance`).
@@ -214,7 +218,10 @@ def run_conformance(
     returns how many library calls ran (so the kit sees that refused calls ran none);
     ``heartbeat_interval`` is the host's.
     ``select``: check ids or glob patterns (``"gate.*"``) to run; preconditions they need are
-    set up anyway.
+    set up anyway. Broker role, CURVE (docs/security.md): ``server_key`` (the broker's public
+    key) and ``secret_key`` (the kit's key pair; an operator's lets every check run) for
+    every client socket, ``caller_key`` (a key of the broker's ``--clients``) for the role
+    check; key files or keys.
     """
     if timeout <= 0 or quiet < 0:
         raise ValueError("timeout must be positive and quiet non-negative")
@@ -222,8 +229,15 @@ def run_conformance(
     if role == "broker":
         if spawn is not None or command is not None:
             raise ValueError("spawn/command are for role='host'")
+        from threadhost.errors import ThreadhostError
+
+        try:
+            keys = kit_keys(server_key, secret_key, caller_key)
+        except ThreadhostError as exc:
+            raise ValueError(str(exc)) from None
         bs = BrokerSession(endpoint, backend, timeout=timeout, quiet=quiet, max_size=max_size,
                            heartbeat_timeout=heartbeat_timeout)
+        use_keys(bs, keys)
         try:
             _run_suite(bs, BROKER_CHECKS, report, select, backend is not None, on_result)
         finally:
@@ -233,6 +247,8 @@ def run_conformance(
         raise ValueError(f"role must be 'broker' or 'host', not {role!r}")
     if backend is not None:
         raise ValueError("backend is for role='broker'")
+    if server_key is not None or secret_key is not None or caller_key is not None:
+        raise ValueError("keys are for role='broker'")
     argv: list[str] | None = None
     if spawn is not None and command is not None:
         raise ValueError("give spawn or command, not both")
@@ -346,13 +362,23 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @click.option("--strict", is_flag=True, help="a skipped check fails the run too")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--list", "list_only", is_flag=True, help="list the checks and exit")
+@click.option("--server-key", metavar="FILE", default=None, envvar="THREADHOST_SERVER_KEY",
+              show_envvar=True, help="broker role, CURVE: the broker's public key file")
+@click.option("--secret-key", metavar="FILE", default=None, envvar="THREADHOST_SECRET_KEY",
+              show_envvar=True,
+              help="broker role, CURVE: the kit's NAME.key_secret (an operator's: every "
+                   "check can run)")
+@click.option("--caller-key", metavar="FILE", default=None,
+              help="broker role, CURVE: a NAME.key_secret of the broker's --clients (checks "
+                   "that a caller may not maintain)")
 def conformance_command(endpoint: str | None, role: Role, backend: str | None,
                         spawn: str | None, command: str | None, probe: str | None,
                         slow: str | None, counter: str | None, slow_timeout: float,
                         timeout: float, quiet: float,
                         heartbeat_timeout: float, heartbeat_interval: float, max_size: int,
                         wait: float, select: tuple[str, ...], strict: bool, as_json: bool,
-                        list_only: bool) -> None:
+                        list_only: bool, server_key: str | None, secret_key: str | None,
+                        caller_key: str | None) -> None:
     """Check that the broker (or host) at ENDPOINT speaks the threadhost protocol.
 
     \b
@@ -391,6 +417,7 @@ def conformance_command(endpoint: str | None, role: Role, backend: str | None,
             heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval,
             max_size=max_size, wait=wait, select=select or None, strict=strict,
             on_result=None if as_json else (lambda r: click.echo(r.line())),
+            server_key=server_key, secret_key=secret_key, caller_key=caller_key,
         )
     except ValueError as exc:
         _fail(str(exc))

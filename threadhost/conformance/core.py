@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import msgpack
 import zmq
 
+from threadhost import transport
 from threadhost.errors import ProtocolError
 from threadhost.protocol import HEADER, MAX_REQUEST_ID, ErrorReply, Message, decode
 
@@ -228,28 +229,26 @@ class Wire:
         self.poller = zmq.Poller()
         self.peers: dict[zmq.Socket[bytes], Peer] = {}
         self.tickers: list[Callable[[float], None]] = []
+        self.keys: dict[str, transport.ClientKeys] = {}
+        """CURVE keys of the kit's sockets, by endpoint (``--server-key``/``--secret-key``:
+        the broker's front end)."""
 
-    def dealer(self, endpoint: str, label: str, routing_id: str | None = None) -> Peer:
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        if routing_id is not None:
-            sock.setsockopt(zmq.ROUTING_ID, routing_id.encode())
-        sock.connect(endpoint)
+    def dealer(self, endpoint: str, label: str, routing_id: str | None = None, *,
+               keys: transport.ClientKeys | None = None, secure: bool = True) -> Peer:
+        """A DEALER to ``endpoint``: with ``keys``, else (``secure``) the run's keys for
+        that endpoint, if any."""
+        sock = transport.probe_dealer(self.ctx, endpoint, routing_id,
+                                      keys=keys or (self.keys.get(endpoint) if secure
+                                                    else None))
         return self._add(sock, label)
 
     def router(self, endpoint: str, label: str) -> tuple[Peer, str]:
         """Bind a ROUTER; returns the peer and the bound endpoint (``*`` ports resolved)."""
-        sock = self.ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         try:
-            sock.bind(endpoint)
+            sock = transport.probe_router(self.ctx, endpoint)
         except zmq.ZMQError as exc:
-            sock.close(linger=0)
             raise Aborted(f"cannot listen on {endpoint}: {exc.strerror}") from None
-        return self._add(sock, label), sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return self._add(sock, label), transport.last_endpoint(sock)
 
     def _add(self, sock: zmq.Socket[bytes], label: str) -> Peer:
         peer = Peer(self, sock, label)

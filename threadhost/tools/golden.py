@@ -162,6 +162,9 @@ EXAMPLES: Final[list[tuple[str, Message]]] = [
                                   message="poisoned: calc(...) killed 2 hosts within 600s")),
     ("error-unfit", ErrorReply(id=1, code=ErrorCode.UNFIT,
                                message="verify failed after 'read_config': offset missing")),
+    ("error-permission_denied", ErrorReply(id=1, code=ErrorCode.PERMISSION_DENIED,
+                                           message="permission denied: maintain needs an "
+                                                   "operator key")),
 ]
 
 _PING_BODY = msgpack.packb({"kind": "ping", "id": 1})

@@ -37,6 +37,7 @@ import msgpack
 import zmq
 
 import threadhost
+from threadhost import transport
 from threadhost.protocol import HEADER, Call, encode
 
 __all__ = ["FuzzReport", "LoadReport", "ManagedService", "fuzz_frames", "run_fuzz", "run_load"]
@@ -344,19 +345,11 @@ def run_fuzz(endpoint: str, frames: int = 2000, *, seed: int = 0, sockets: int =
     broker_pid = int(before["broker_pid"])
     report = FuzzReport(rss_start_mb=_rss_mb(broker_pid))
     ctx = zmq.Context()
-    socks = []
-    for _ in range(sockets):
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDHWM, 0)
-        s.connect(endpoint)
-        socks.append(s)
+    socks = [transport.probe_dealer(ctx, endpoint, immediate=False, sndhwm=0)
+             for _ in range(sockets)]
     back = None
     if backend is not None:
-        back = ctx.socket(zmq.DEALER)
-        back.setsockopt(zmq.LINGER, 0)
-        back.setsockopt(zmq.ROUTING_ID, b"fuzzer")
-        back.connect(backend)
+        back = transport.probe_dealer(ctx, backend, "fuzzer", immediate=False)
     t0 = time.monotonic()
 
     def drain(quiet: float) -> None:

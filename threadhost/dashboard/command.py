@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import sys
 import threading
 import time
@@ -57,16 +56,11 @@ def run_dashboard(endpoint: str, listen: str, *, client_options: dict[str, Any] 
 
     from threadhost.dashboard.app import Settings, create_app
     from threadhost.metrics import parse_listen
+    from threadhost.transport import http_listener
 
     host, port = parse_listen(listen)
     # bound here, not by uvicorn: a port in use is an OSError the command reports in one line
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
+    sock = http_listener(host, port)
     port = sock.getsockname()[1]
     server: uvicorn.Server | None = None
     app = create_app(Settings(endpoint, client_options=dict(client_options or {})),

@@ -360,3 +360,54 @@ def test_refusals_have_outcomes_of_their_own() -> None:
     snap = snapshot(None, endpoint="e", now=0.0, wall=0.0, rates=Rates(), tracker=Tracker(),
                     problem="authentication failed: x", state="unauthenticated")
     assert snap["state"] == "unauthenticated" and snap["reduced"] is False
+
+
+class _Refusing:
+    """A service whose status is refused (``refuse``: the key) or reduced (a caller)."""
+
+    def __init__(self) -> None:
+        self.refuse = True
+
+    async def status(self, timeout: float) -> dict[str, Any]:
+        if self.refuse:
+            raise threadhost.AuthenticationError("status: e: handshake failed: the service "
+                                                 "refused this client's key")
+        return {"state": "ready", "adapter": "Counted", "reduced": True}
+
+    async def describe(self, timeout: float) -> dict[str, Any]:
+        return {"adapter": "Counted", "calls": []}
+
+    async def call(self, method: str, args: list[Any], kwargs: dict[str, Any],
+                   timeout: float) -> Any:
+        raise AssertionError("not called")
+
+    async def maintain(self, call: str | None, timeout: float) -> tuple[bool, str]:
+        raise threadhost.PermissionDeniedError(
+            "permission denied: maintain needs an operator key")
+
+    async def close(self) -> None:
+        pass
+
+
+def test_the_routes_say_refused_and_denied_and_the_log_says_it_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from starlette.testclient import TestClient
+
+    from threadhost.dashboard.app import Settings, create_app
+
+    service = _Refusing()
+    app = create_app(Settings("tcp://127.0.0.1:1"), lambda settings: service, sample=False)
+    with caplog.at_level("INFO", logger="threadhost.dashboard"), TestClient(app) as web:
+        for _ in range(3):
+            snap = web.get("/api/snapshot").json()
+            assert snap["state"] == "unauthenticated", snap
+            assert snap["problem"].startswith("authentication failed: status: e: handshake")
+        denied = web.post("/api/maintain", json={"call": None}).json()
+        assert denied["outcome"] == "denied" and "permission denied" in denied["message"]
+        service.refuse = False
+        for _ in range(2):
+            snap = web.get("/api/snapshot").json()
+            assert snap["state"] == "ready" and snap["reduced"] is True
+    lines = [r.getMessage() for r in caplog.records if r.name == "threadhost.dashboard"]
+    assert len(lines) == 2, lines
+    assert "authentication failed" in lines[0] and "reduced status" in lines[1]

@@ -646,28 +646,29 @@ def authentication_error(what: str, endpoint: str, why: str) -> AuthenticationEr
 # --------------------------------------------------------------------------- frames
 
 
-def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
-    """One whole message from ``sock`` (``zmq.Again`` if none within its timeout / with
-    NOBLOCK). Frames come as ``zmq.Frame``: their ``more`` flag is read from the message
-    itself, where ``getsockopt(RCVMORE)`` costs ~2 µs a frame through pyzmq."""
+def _recv_whole(sock: zmq.Socket[Any], flags: int) -> tuple[list[bytes], zmq.Frame]:
+    """The one ``frame.more`` loop: a whole message's frames, and its last frame (which
+    carries the connection's metadata). Frames come as ``zmq.Frame``: their ``more`` flag
+    is read from the message itself, where ``getsockopt(RCVMORE)`` costs ~2 µs a frame."""
     recv = sock.recv
     frame = recv(flags, copy=False)
     frames = [frame.bytes]
     while frame.more:  # the rest of a multipart message is already here
         frame = recv(flags, copy=False)
         frames.append(frame.bytes)
-    return frames
+    return frames, frame
+
+
+def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
+    """One whole message from ``sock`` (``zmq.Again`` if none within its timeout / with
+    NOBLOCK)."""
+    return _recv_whole(sock, flags)[0]
 
 
 def recv_frames_user(sock: zmq.Socket[Any], flags: int = 0) -> tuple[list[bytes], str | None]:
     """As :func:`recv_frames`, with the ZAP user id of the sender's connection."""
-    recv = sock.recv
-    frame = recv(flags, copy=False)
-    frames = [frame.bytes]
-    while frame.more:
-        frame = recv(flags, copy=False)
-        frames.append(frame.bytes)
-    return frames, user_id(frame)  # a frame the peer sent (a ROUTER's id frame is not)
+    frames, last = _recv_whole(sock, flags)
+    return frames, user_id(last)  # a frame the peer sent (a ROUTER's id frame is not)
 
 
 def decode_frames(frames: list[bytes], max_size: int) -> Any:

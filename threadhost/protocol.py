@@ -248,13 +248,16 @@ class Heartbeat(_Msg, tag="heartbeat"):
     library code; ``busy_id`` is the request id the library thread is running, if any (R41).
     Broker -> host too (R52): to ``ID/hb`` every interval, ``host_id`` carrying the broker's
     instance token and ``pid`` its pid; a host answers a new broker's with ``ready`` again
-    (R51) and nothing else (R43)."""
+    (R51) and nothing else (R43). ``stranger`` (broker -> host only): true in a broker's
+    answer to a heartbeat from a host it has not adopted, "I have no ``ready`` from you":
+    the host sends its ``ready`` again (R51, R52)."""
 
     kind: ClassVar[str] = "heartbeat"
     host_id: str = ""
     pid: int = 0
     busy_id: RequestId | None = None
     busy_for: float = 0.0
+    stranger: bool = False
 
 
 class Shutdown(_Msg, tag="shutdown"):

@@ -22,6 +22,7 @@ killed at teardown. Rules under test (docs/protocol.md §12, ``threadhost/host.p
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -292,3 +293,71 @@ def test_a_broker_killed_before_its_first_heartbeat_is_replaced_and_readopts(
     answer = fb.wait_for(lambda i, m: i == HOST_ID and getattr(m, "id", None) == 9,
                          beat="broker-new")
     assert answer is not None and answer[1] == Result(id=9, value=b"xx"), fb.log_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_broker_forgets_an_attached_host_whose_call_socket_it_cannot_reach(
+        tmp_path: Path) -> None:
+    # R52, the broker's side: a host whose ready reached the broker over its heartbeat
+    # socket while its call socket is not connected (here: it has none). A call the broker
+    # cannot route to it is answered at once (unavailable: it did not run) instead of
+    # waiting for its deadline, and the host is forgotten: its next heartbeat is answered
+    # as a stranger's, so that it announces itself again
+    import threadhost
+    from tests.conftest import free_endpoint
+    from threadhost.adapter import load_adapter
+    from threadhost.errors import ThreadhostError
+
+    spec = load_adapter("tests.conformance_adapters:Big")
+    ready = Ready(host_id=HOST_ID, pid=os.getpid(), adapter=spec.describe(),
+                  fingerprint=spec.fingerprint)
+    ep, bep = free_endpoint(), free_endpoint()
+    log = tmp_path / "broker.log"
+    ctx = zmq.Context()
+    hb = ctx.socket(zmq.DEALER)
+    hb.setsockopt(zmq.ROUTING_ID, f"{HOST_ID}/hb".encode())
+    hb.setsockopt(zmq.LINGER, 0)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "threadhost", "broker", "--endpoint", ep,
+                                 "--backend", bep, "--log-level", "INFO"], cwd=ROOT,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        hb.connect(bep)
+
+        def beat_until_stranger(timeout: float) -> Heartbeat | None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                hb.send_multipart(encode(Heartbeat(host_id=HOST_ID, pid=os.getpid())))
+                if hb.poll(int(INTERVAL * 1000)):
+                    msg = decode(hb.recv_multipart())
+                    if isinstance(msg, Heartbeat) and msg.stranger:
+                        return msg
+            return None
+
+        nudge = beat_until_stranger(30.0)  # the broker is up and does not know the host
+        assert nudge is not None, log.read_text()
+        hb.send_multipart(encode(ready))  # on the heartbeat socket only
+        with threadhost.connect(ep, timeout=30.0) as client:
+            deadline = time.monotonic() + 30
+            while client.status()["state"] != "ready":
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            with pytest.raises(ThreadhostError) as caught:
+                client.call("big", 3)
+            took = time.monotonic() - t0
+        assert getattr(caught.value, "code", None) == "unavailable", caught.value
+        assert took < 20.0, took  # not the 60 s fast-call limit; generous for loaded CI
+        assert "cannot route a 'call' to its call socket" in log.read_text()
+        # forgotten: its heartbeats are a stranger's again (no ready from it is held)
+        assert beat_until_stranger(10.0) is not None, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        hb.close(linger=0)
+        ctx.term()

@@ -179,10 +179,10 @@ class BrokerWatch:
         last = self.heard if self.heard is not None else self.announced_at
         new_token = self.token is not None and token != self.token
         self.token, self.heard, self.gone = token, now, False
-        if stranger:
-            return "a broker that has no ready from this host"
         if new_token:
             return "a new broker"
+        if stranger:
+            return "a broker that has no ready from this host"
         if now - last > self.broker_timeout:
             return f"a broker after {now - last:.1f}s of silence"
         return None

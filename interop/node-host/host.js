@@ -459,8 +459,8 @@ class Host {
       log('info', `a broker is back (token ${beat.host_id})`);
     }
     if (stranger || newToken || silence) {
-      const why = stranger ? 'a broker that has no ready from this host'
-        : newToken ? 'a new broker' : 'a broker after a silence';
+      const why = newToken ? 'a new broker'
+        : stranger ? 'a broker that has no ready from this host' : 'a broker after a silence';
       log('info', `${why} (token ${beat.host_id}): sending ready again`);
       this.calls.send(this.announced.frames);
     }

@@ -145,13 +145,18 @@ function optional(type) {
 
 const REQUIRED = Symbol('required');
 
+/** One of the error codes of §5 (ERROR_CODES, below); another code is malformed. */
+function isErrorCode(v) {
+  return typeof v === 'string' && ERROR_CODES.has(v);
+}
+
 // §4: every kind's fields in canonical order, [name, check, default].
 const KINDS = {
   call: [['id', TYPES.uint64, REQUIRED], ['method', TYPES.str, REQUIRED],
     ['args', TYPES.array, []], ['kwargs', TYPES.map, {}], ['timeout', optional('float'), null],
     ['fingerprint', optional('str'), null]],
   result: [['id', TYPES.uint64, REQUIRED], ['value', TYPES.any, null]],
-  error: [['id', optional('uint64'), REQUIRED], ['code', TYPES.str, REQUIRED],
+  error: [['id', optional('uint64'), REQUIRED], ['code', isErrorCode, REQUIRED],
     ['message', TYPES.str, ''], ['retry_after', optional('float'), null],
     ['remote_type', optional('str'), null], ['traceback', optional('str'), null]],
   describe: [['id', TYPES.uint64, REQUIRED]],
@@ -165,19 +170,20 @@ const KINDS = {
   ping: [['id', TYPES.uint64, REQUIRED]],
   pong: [['id', TYPES.uint64, REQUIRED]],
   ready: [['host_id', TYPES.str, REQUIRED], ['pid', TYPES.int, REQUIRED],
-    ['adapter', TYPES.map, REQUIRED], ['fingerprint', TYPES.str, REQUIRED]],
+    ['adapter', TYPES.map, REQUIRED], ['fingerprint', TYPES.str, REQUIRED],
+    ['proof', optional('str'), null]],
   heartbeat: [['host_id', TYPES.str, ''], ['pid', TYPES.int, 0],
     ['busy_id', optional('uint64'), null], ['busy_for', TYPES.float, new WireFloat(0)],
     ['stranger', TYPES.bool, false]],
   shutdown: [['reason', TYPES.str, '']],
   goodbye: [['host_id', TYPES.str, REQUIRED], ['ok', TYPES.bool, true],
-    ['code', optional('str'), null], ['message', TYPES.str, '']],
+    ['code', (v) => v === null || isErrorCode(v), null], ['message', TYPES.str, '']],
 };
 
 // §5: the error codes.
 const ERROR_CODES = new Set(['busy', 'unavailable', 'failed', 'timeout', 'crashed',
   'unknown_call', 'bad_arguments', 'remote_exception', 'protocol', 'version', 'fingerprint',
-  'adapter', 'poisoned', 'unfit']);
+  'adapter', 'poisoned', 'unfit', 'permission_denied']);
 
 /** A malformed message (§8): `id` is the request id when readable, else null. */
 class Malformed extends Error {

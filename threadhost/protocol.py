@@ -27,8 +27,8 @@ Message kinds, by direction (R10):
 
     client -> broker   call, describe, maintain, status, ping
     broker -> client   result, error, description, maintain_reply, status_reply, pong
-    broker -> host     call, shutdown; heartbeat (to ID/hb: R52; a new broker's gets ready
-                       again on ID/hb, R51)
+    broker -> host     call, shutdown; heartbeat (to ID/hb: R52; a new broker's, or one
+                       marked stranger, gets ready again on the call socket, R51)
     host   -> broker   ready, result, error, heartbeat, goodbye
 
 Request ids are unsigned 64-bit integers chosen by the requester and echoed unchanged in the

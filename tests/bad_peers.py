@@ -498,7 +498,7 @@ def _patch_broker(flaw: str) -> None:
     elif flaw == "hb-only-life":
         from threadhost.gate import core as GC
 
-        recv = B.recv_frames  # type: ignore[attr-defined]
+        recv = B.recv_frames
         last = {"ident": b""}
 
         def recv_noting(sock: Any, flags: int = 0) -> list[bytes]:
@@ -506,7 +506,7 @@ def _patch_broker(flaw: str) -> None:
             last["ident"] = frames[0]
             return frames
 
-        B.recv_frames = recv_noting  # type: ignore[attr-defined]
+        B.recv_frames = recv_noting
         host_message = GC.Gate.host_message
 
         def hb_socket_only(self: Any, now: float, host_id: str, msg: Any) -> Any:

@@ -62,6 +62,7 @@ __all__ = [
     "ServerKeys",
     "client_keys",
     "decode_frames",
+    "http_listener",
     "is_local_endpoint",
     "load_public_key",
     "load_secret_key",
@@ -478,6 +479,20 @@ def back_socket(ctx: zmq.Context[Any], endpoint: str,
         _bind(sock, endpoint)
     except BaseException:
         sock.close(linger=0)
+        raise
+    return sock
+
+
+def http_listener(host: str, port: int) -> _socket.socket:
+    """A bound TCP socket for an HTTP server beside the service (the dashboard), made here
+    like every other socket: bound by the caller's process, so a port in use is an
+    ``OSError`` the command reports in one line rather than inside the web server."""
+    sock = _socket.socket(_socket.AF_INET6 if ":" in host else _socket.AF_INET)
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
         raise
     return sock
 

@@ -145,18 +145,13 @@ function optional(type) {
 
 const REQUIRED = Symbol('required');
 
-/** One of the error codes of §5 (ERROR_CODES, below); another code is malformed. */
-function isErrorCode(v) {
-  return typeof v === 'string' && ERROR_CODES.has(v);
-}
-
 // §4: every kind's fields in canonical order, [name, check, default].
 const KINDS = {
   call: [['id', TYPES.uint64, REQUIRED], ['method', TYPES.str, REQUIRED],
     ['args', TYPES.array, []], ['kwargs', TYPES.map, {}], ['timeout', optional('float'), null],
     ['fingerprint', optional('str'), null]],
   result: [['id', TYPES.uint64, REQUIRED], ['value', TYPES.any, null]],
-  error: [['id', optional('uint64'), REQUIRED], ['code', isErrorCode, REQUIRED],
+  error: [['id', optional('uint64'), REQUIRED], ['code', TYPES.str, REQUIRED],
     ['message', TYPES.str, ''], ['retry_after', optional('float'), null],
     ['remote_type', optional('str'), null], ['traceback', optional('str'), null]],
   describe: [['id', TYPES.uint64, REQUIRED]],
@@ -177,7 +172,7 @@ const KINDS = {
     ['stranger', TYPES.bool, false]],
   shutdown: [['reason', TYPES.str, '']],
   goodbye: [['host_id', TYPES.str, REQUIRED], ['ok', TYPES.bool, true],
-    ['code', (v) => v === null || isErrorCode(v), null], ['message', TYPES.str, '']],
+    ['code', optional('str'), null], ['message', TYPES.str, '']],
 };
 
 // §5: the error codes.
@@ -243,8 +238,10 @@ function checkFields(raw) {
     if (!check(raw[name])) throw new Malformed(`${kind}.${name} has the wrong type`, id);
     msg[name] = raw[name];
   }
-  // An unknown error code MAY be taken as malformed (R11); a host never reads an `error`
-  // (hosts ignore the kind, R10), so it does not: an error is never answered with one.
+  // §5: only the listed codes (R11); an unknown one makes the message malformed.
+  if (kind === 'error' && !ERROR_CODES.has(msg.code)) {
+    throw new Malformed(`error.code ${JSON.stringify(msg.code)} is not a code of §5`, id);
+  }
   return msg; // entries not in the table are ignored (R8)
 }
 

@@ -7,12 +7,11 @@ Each run: ``threadhost broker`` (attach mode), a host attached to it (threadhost
 serves, it is SIGKILLed and a new broker starts on the same endpoints at once. The run
 prints whether the new broker serves the same host within 10 s.
 
-R51 makes a host send ``ready`` again for a heartbeat with a new token, or after a silence
-longer than the broker timeout. A broker killed before its first heartbeat to the host
-leaves neither: the new broker's heartbeats are the first the host ever hears, within the
-broker timeout of its ``ready``, so it never re-announces, and the new broker never adopts
-it (it waits for a ``ready``). The Node.js host also re-announces after its call socket
-lost its connection (docs/interop.md).
+A broker killed before its first heartbeat to the host leaves it neither a new token nor a
+silence to go by: the new broker's heartbeats are the first the host ever hears, soon after
+its ``ready``, all with one token. Only the ``stranger`` mark of the new broker's answer to
+a host it has not adopted makes the host send ``ready`` again (docs/protocol.md §12, R51,
+R52; docs/interop.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@
     ``runs-other-versions`` (ignores the version byte), ``answers-twice``, ``no-goodbye``
     (ignores shutdown), ``no-re-announce`` (ignores broker heartbeats: never sends ready
     again to a new broker), ``always-re-announce`` (answers every broker heartbeat with
-    ready), ``bogus-fingerprint`` (its ready says fingerprint ``"x"``), ``runs-bad-types``
+    ready), ``ignores-stranger`` (re-announces for a new token or a silence, not for a
+    broker heartbeat marked ``stranger``), ``bogus-fingerprint`` (its ready says fingerprint
+    ``"x"``), ``runs-bad-types``
     (checks only the arity: runs ``add`` with wrongly typed arguments and answers
     ``bad_arguments`` when it raises), ``drops-while-busy`` (calls that arrived while a
     call ran are dropped), ``answers-broker-kinds`` (answers ``describe``, ``maintain``,
@@ -277,7 +279,8 @@ class MiniHost:
             ready, sent_at = self.announced
             last = self.heard if self.heard is not None else sent_at
             new = (self.token is not None and token != self.token) or (
-                now - last > self.broker_timeout)
+                now - last > self.broker_timeout) or (
+                body.get("stranger") is True and self.flaw != "ignores-stranger")
             self.token, self.heard = token, now
             if self.flaw == "always-re-announce" or (new and self.flaw != "no-re-announce"):
                 with contextlib.suppress(zmq.Again):

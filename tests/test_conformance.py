@@ -307,6 +307,7 @@ def test_our_host_conforms_with_a_counter_showing_refused_calls_run_no_library_c
         ("talks-after-goodbye", "host.after-goodbye", "R42", "after goodbye the call socket"),
         ("abandons-on-shutdown", "host.shutdown-finishes", "R42", "never answered"),
         ("runs-other-versions-quietly", "host.version", "R14", "but it ran: the counter"),
+        ("ignores-stranger", "host.re-announce", "R51", "marked stranger"),
     ],
 )
 def test_wrong_hosts_fail_the_new_checks_a_right_one_passes(flaw: str, check: str,

@@ -1453,7 +1453,7 @@ def test_attach_a_stranger_is_told_about_a_new_broker_until_closing() -> None:
     gate = Gate(GateConfig(spawn=False, heartbeat_interval=0.5), parse_policy, now=0.0,
                 info={"broker_pid": 5}, token="tok")
     gate.start(0.0)
-    nudge = ToHost("s", Heartbeat(host_id="tok", pid=5), heartbeat_socket=True)
+    nudge = ToHost("s", Heartbeat(host_id="tok", pid=5, stranger=True), heartbeat_socket=True)
     assert gate.host_message(1.0, "s", Heartbeat(host_id="s")) == [nudge]
     assert gate.host_message(1.25, "s", Heartbeat(host_id="s")) == []
     assert gate.host_message(1.5, "s", Heartbeat(host_id="s")) == [nudge]
@@ -1463,6 +1463,53 @@ def test_attach_a_stranger_is_told_about_a_new_broker_until_closing() -> None:
     assert gate.host_message(3.0, "s", Heartbeat(host_id="s")) == []
     assert gate.host_message(3.0, "s", ready_msg("h1", PLAIN, pid=9)) == [
         Log("warning", "refused attached host s (pid 9): the service is stopped")]
+
+
+def test_attach_known_hosts_get_unmarked_beats_strangers_marked_ones() -> None:
+    gate = Gate(GateConfig(spawn=False, heartbeat_interval=0.5, hosts=2), parse_policy,
+                now=0.0, info={"broker_pid": 5}, token="tok")
+    gate.start(0.0)
+    gate.host_message(0.5, "x", ready_msg("x1", PLAIN))
+    beats = [a for a in gate.tick(1.0) if isinstance(a, ToHost)]
+    assert beats == [ToHost("x", Heartbeat(host_id="tok", pid=5), heartbeat_socket=True)]
+    (nudge,) = gate.host_message(1.1, "s", Heartbeat(host_id="s"))
+    assert isinstance(nudge, ToHost) and nudge.message.stranger is True
+
+
+def test_attach_an_unroutable_start_up_call_forgets_the_host_at_once() -> None:
+    # R52: a host that re-announced on its heartbeat socket before its call socket was
+    # connected again; the start-up slow call cannot be routed (EHOSTUNREACH): the host is
+    # forgotten now (not after the call's 120 s deadline), and its next heartbeat gets a
+    # stranger's answer so that it sends ready again
+    gate = attach(hosts=1, restart_limit=0)
+    acts = gate.host_message(1.0, "x", ready_msg("x1"))
+    (call,) = calls_to(acts, "x")
+    assert call.method == "read_config"
+    acts = gate.host_unreachable(1.01, "x", call)
+    assert len(gate.pool) == 0
+    assert Log("info", "waiting for a host to attach") in acts
+    assert gate.state is not GateState.FAILED  # not the host's failure: no restart charged
+    (nudge,) = gate.host_message(1.02, "x", Heartbeat(host_id="x"))
+    assert isinstance(nudge, ToHost) and nudge.message.stranger is True
+    acts = gate.host_message(1.1, "x", ready_msg("x1"))
+    assert [c.method for c in calls_to(acts, "x")] == ["read_config"]
+
+
+def test_attach_an_unroutable_fast_call_is_unavailable() -> None:
+    gate = attach(hosts=1)
+    gate.host_message(1.0, "x", ready_msg("x1", PLAIN))
+    (sent,) = calls_to(gate.client_message(2.0, C, fast(1)))
+    acts = gate.host_unreachable(2.0, "x", sent)
+    answers = [a.message for a in acts if isinstance(a, ToClient)]
+    assert [(m.id, m.code) for m in answers] == [(1, ErrorCode.UNAVAILABLE)]
+    assert len(gate.pool) == 0
+
+
+def test_spawn_mode_ignores_an_unroutable_call() -> None:
+    gate = serving()
+    (sent,) = calls_to(gate.client_message(5.0, C, fast(1)))
+    assert gate.host_unreachable(5.0, "h1", sent) == []
+    assert len(gate.pool) == 1
 
 
 def test_attach_a_dead_hosts_nudges_start_afresh() -> None:

@@ -541,7 +541,8 @@ def test_attach_adopts_only_one_host_of_a_non_replicable_adapter() -> None:
 def test_attach_answers_an_unknown_hosts_heartbeat_so_it_announces_itself() -> None:
     gate = attach_gate(hosts=None)
     (nudge,) = gate.host_message(1.0, "a", Heartbeat(host_id="a"))
-    assert nudge == ToHost("a", Heartbeat(host_id="tok", pid=0), heartbeat_socket=True)
+    assert nudge == ToHost("a", Heartbeat(host_id="tok", pid=0, stranger=True),
+                           heartbeat_socket=True)
     assert gate.host_message(1.1, "a", Heartbeat(host_id="a")) == []  # rate-limited
     assert gate.host_message(1.6, "a", Heartbeat(host_id="a"))
     gate.host_message(1.7, "a", ready_msg("a"))

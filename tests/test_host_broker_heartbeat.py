@@ -6,17 +6,23 @@ killed at teardown. Rules under test (docs/protocol.md §12, ``threadhost/host.p
 
 (a) the host's first ``ready`` arrives on the call socket ``X``;
 (b) a broker heartbeat (token A) soon after that ``ready`` is not answered;
-(c) a heartbeat with another token B makes the host send ``ready`` again, on ``X/hb``, the
-    same message (host id, pid, description, fingerprint); B again is not answered;
+(c) a heartbeat with another token B makes the host send ``ready`` again, on its call
+    socket ``X`` (so that it travels the connection the broker's start-up calls take back),
+    the same message (host id, pid, description, fingerprint); B again is not answered;
 (d) after a silence longer than the broker timeout the host warns once ("broker gone"),
     keeps running, and the next heartbeat — even with the *same* token — gets ``ready``
     again (a broker restarted quickly cannot be told apart otherwise);
-(e) nothing is re-announced while the host is still in ``setup``.
+(e) nothing is re-announced while the host is still in ``setup``;
+(f) a broker killed before its first heartbeat to the host, replaced at once on the same
+    endpoint: the new one answers the host's heartbeats marked ``stranger`` and the host
+    sends ``ready`` again at once — though those are the first broker heartbeats it ever
+    hears, soon after its ``ready``, all with one token — and serves the new broker.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,9 +85,28 @@ class FakeBroker:
                 self.beat(beat)
             self.pump(min(INTERVAL, max(0.0, deadline - time.monotonic())))
 
-    def beat(self, token: str) -> None:
-        frames = encode(Heartbeat(host_id=token, pid=os.getpid()))
+    def beat(self, token: str, stranger: bool = False) -> None:
+        frames = encode(Heartbeat(host_id=token, pid=os.getpid(), stranger=stranger))
         self.sock.send_multipart([f"{HOST_ID}/hb".encode(), *frames])
+
+    def restart(self) -> None:
+        """Kill this broker (its ROUTER goes, unsent messages dropped) and start a new one
+        on the same endpoint at once; what the old one received is forgotten."""
+        ctx = self.sock.context
+        self.sock.close(linger=0)
+        self.got.clear()
+        for _ in range(100):  # the port is free once the old socket's close is processed
+            sock = ctx.socket(zmq.ROUTER)
+            sock.setsockopt(zmq.LINGER, 0)
+            try:
+                sock.bind(self.endpoint)
+            except zmq.ZMQError:
+                sock.close(linger=0)
+                time.sleep(0.02)
+                continue
+            self.sock = sock
+            return
+        raise AssertionError(f"cannot bind {self.endpoint} again")
 
     def listen(self, seconds: float, beat: str | None = None) -> list[tuple[str, Any]]:
         """What the host sent in ``seconds`` besides its own heartbeats, beating meanwhile."""
@@ -160,10 +185,10 @@ def test_host_re_announces_to_a_new_broker_and_after_a_silence(
     # (b) the broker that got the ready beats: nothing is answered
     assert fb.listen(1.0, beat="broker-A") == []
 
-    # (c) a new broker (another token): ready again, on the heartbeat socket, the same one
+    # (c) a new broker (another token): ready again, on the call socket, the same one
     t_b = time.monotonic()
-    again = fb.wait_for(_ready_on(f"{HOST_ID}/hb"), after=t_b, beat="broker-B")
-    assert again is not None, f"no ready on X/hb after token B; log:\n{fb.log_text()}"
+    again = fb.wait_for(_ready_on(HOST_ID), after=t_b, beat="broker-B")
+    assert again is not None, f"no ready on X after token B; log:\n{fb.log_text()}"
     assert again[1] == first
     assert fb.listen(1.0, beat="broker-B") == []  # B is known now
 
@@ -180,7 +205,7 @@ def test_host_re_announces_to_a_new_broker_and_after_a_silence(
 
     # ... then the same token again: treated as a new broker (it may have restarted)
     t_back = time.monotonic()
-    back = fb.wait_for(_ready_on(f"{HOST_ID}/hb"), after=t_back, beat="broker-B")
+    back = fb.wait_for(_ready_on(HOST_ID), after=t_back, beat="broker-B")
     assert back is not None, f"no ready after the silence; log:\n{fb.log_text()}"
     assert back[1] == first
     assert fb.listen(1.0, beat="broker-B") == []
@@ -200,7 +225,7 @@ def test_the_first_broker_heartbeat_long_after_ready_gets_ready_again(
     first = _first_ready(fb)
     fb.pump(BROKER_TIMEOUT + 1.0)
     assert "broker gone" not in fb.log_text()  # never heard a broker: nothing to report
-    found = fb.wait_for(_ready_on(f"{HOST_ID}/hb"), after=time.monotonic(), beat="broker-new")
+    found = fb.wait_for(_ready_on(HOST_ID), after=time.monotonic(), beat="broker-new")
     assert found is not None and found[1] == first, fb.log_text()
     assert fb.listen(1.0, beat="broker-new") == []
 
@@ -218,7 +243,7 @@ def test_no_re_announcement_during_setup(broker: Callable[..., FakeBroker]) -> N
     assert not [(i, m) for _, i, m in fb.got if not isinstance(m, Heartbeat)], fb.got
     first = _first_ready(fb)  # on the call socket, once setup is done
     assert first.adapter["adapter"] == "tests.conformance_adapters:SlowSetup"
-    assert not [(i, m) for _, i, m in fb.got if i.endswith("/hb") and isinstance(m, Ready)]
+    assert [(i, type(m)) for _, i, m in fb.got if isinstance(m, Ready)] == [(HOST_ID, Ready)]
 
 
 def test_a_host_that_hears_no_broker_heartbeat_is_unchanged(
@@ -238,3 +263,101 @@ def test_broker_timeout_must_be_positive() -> None:
                            "--broker-timeout", "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--broker-timeout" in proc.stderr
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("run", range(3))
+def test_a_broker_killed_before_its_first_heartbeat_is_replaced_and_readopts(
+        broker: Callable[..., FakeBroker], run: int) -> None:
+    # (f) deterministic: the first broker never beats; the broker timeout is long (60 s), so
+    # no silence rule can explain a re-announcement — only the stranger mark
+    fb = broker(broker_timeout=60.0)
+    first = _first_ready(fb)
+    fb.restart()  # before any heartbeat to the host: a new broker on the same endpoint
+    t0 = time.monotonic()
+    # the new broker answers the heartbeats of a host it has not adopted, marked stranger;
+    # every one of them carries the same token, the first ever heard by the host
+    found: tuple[str, Any] | None = None
+    while found is None and time.monotonic() - t0 < 15.0:
+        fb.pump(INTERVAL)
+        if any(i == f"{HOST_ID}/hb" and isinstance(m, Heartbeat) for _, i, m in fb.got):
+            fb.beat("broker-new", stranger=True)
+        found = next(((i, m) for _, i, m in fb.got if isinstance(m, Ready)), None)
+    assert found is not None, f"not re-announced to the new broker; log:\n{fb.log_text()}"
+    assert found == (HOST_ID, first)  # on the call socket: a call back is routable now
+    # adopted: the new broker's plain beats get nothing more (once the stranger beats in
+    # flight until the ready arrived are answered), and its call is served
+    fb.pump(1.0)
+    assert fb.listen(1.0, beat="broker-new") == []
+    fb.sock.send_multipart([HOST_ID.encode(), *encode(Call(id=9, method="big", args=[2]))])
+    answer = fb.wait_for(lambda i, m: i == HOST_ID and getattr(m, "id", None) == 9,
+                         beat="broker-new")
+    assert answer is not None and answer[1] == Result(id=9, value=b"xx"), fb.log_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_broker_forgets_an_attached_host_whose_call_socket_it_cannot_reach(
+        tmp_path: Path) -> None:
+    # R52, the broker's side: a host whose ready reached the broker over its heartbeat
+    # socket while its call socket is not connected (here: it has none). A call the broker
+    # cannot route to it is answered at once (unavailable: it did not run) instead of
+    # waiting for its deadline, and the host is forgotten: its next heartbeat is answered
+    # as a stranger's, so that it announces itself again
+    import threadhost
+    from tests.conftest import free_endpoint
+    from threadhost.adapter import load_adapter
+    from threadhost.errors import ThreadhostError
+
+    spec = load_adapter("tests.conformance_adapters:Big")
+    ready = Ready(host_id=HOST_ID, pid=os.getpid(), adapter=spec.describe(),
+                  fingerprint=spec.fingerprint)
+    ep, bep = free_endpoint(), free_endpoint()
+    log = tmp_path / "broker.log"
+    ctx = zmq.Context()
+    hb = ctx.socket(zmq.DEALER)
+    hb.setsockopt(zmq.ROUTING_ID, f"{HOST_ID}/hb".encode())
+    hb.setsockopt(zmq.LINGER, 0)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "threadhost", "broker", "--endpoint", ep,
+                                 "--backend", bep, "--log-level", "INFO"], cwd=ROOT,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        hb.connect(bep)
+
+        def beat_until_stranger(timeout: float) -> Heartbeat | None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                hb.send_multipart(encode(Heartbeat(host_id=HOST_ID, pid=os.getpid())))
+                if hb.poll(int(INTERVAL * 1000)):
+                    msg = decode(hb.recv_multipart())
+                    if isinstance(msg, Heartbeat) and msg.stranger:
+                        return msg
+            return None
+
+        nudge = beat_until_stranger(30.0)  # the broker is up and does not know the host
+        assert nudge is not None, log.read_text()
+        hb.send_multipart(encode(ready))  # on the heartbeat socket only
+        with threadhost.connect(ep, timeout=30.0) as client:
+            deadline = time.monotonic() + 30
+            while client.status()["state"] != "ready":
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            with pytest.raises(ThreadhostError) as caught:
+                client.call("big", 3)
+            took = time.monotonic() - t0
+        assert getattr(caught.value, "code", None) == "unavailable", caught.value
+        assert took < 20.0, took  # not the 60 s fast-call limit; generous for loaded CI
+        assert "cannot route a 'call' to its call socket" in log.read_text()
+        # forgotten: its heartbeats are a stranger's again (no ready from it is held)
+        assert beat_until_stranger(10.0) is not None, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        hb.close(linger=0)
+        ctx.term()

@@ -465,6 +465,7 @@ class Broker:
         self.procs: dict[str, _Proc] = {}
         self._host_routes: dict[str, tuple[bytes]] = {}  # host id -> its routing envelope
         self._signals: list[int] = []
+        self._gate: Gate | None = None  # the running gate (run), told of unroutable calls
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self.runtime_root = None if runtime_root is None else Path(runtime_root)
         self.runtime: RuntimeDir | None = None  # spawn mode: held from bind to clean-up
@@ -638,6 +639,7 @@ class Broker:
                     info={"broker_pid": os.getpid(), "endpoint": self.bound_endpoint},
                     token=f"broker-{os.getpid()}-{os.urandom(6).hex()}",
                     observer=metrics.observe if metrics is not None else None)
+        self._gate = gate
         snapshot_at = now  # next status snapshot for the metrics' gauges
         exit_code: int | None = None
         stop_signals = 0
@@ -848,13 +850,16 @@ class Broker:
                 return code
         return None
 
-    def _send(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
+    def _send(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> bool:
+        """Send ``msg``; False when the peer is not connected (``EHOSTUNREACH``)."""
         try:
             transport.send_routed(sock, route, encode_body(msg))
         except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full (EAGAIN)
             log.debug("dropped a message to a vanished peer: %s", exc)
+            return exc.errno != zmq.EHOSTUNREACH
         except Exception as exc:  # an unencodable value must not kill the broker
             log.error("could not encode %s: %s", type(msg).__name__, exc)
+        return True
 
     def _act(
         self,
@@ -870,7 +875,16 @@ class Broker:
                 route = self._host_routes.get(key)
                 if route is None:
                     route = self._host_routes[key] = (key.encode(),)
-                self._send(back, route, action.message)
+                if not self._send(back, route, action.message) and not action.heartbeat_socket:
+                    # a call socket that is not connected (an attached host re-announced on
+                    # its heartbeat socket first): not a wait for the call's deadline
+                    log.warning("host %s: cannot route a %r to its call socket (not "
+                                "connected)", action.host_id, action.message.kind)
+                    if self._gate is not None:
+                        code = self._act(self._gate.host_unreachable(
+                            time.monotonic(), action.host_id, action.message), front, back,
+                            backend)
+                        exit_code = _first(exit_code, code)
             elif type(action) is ToClient:
                 self._send(front, action.route, action.message)
             elif type(action) is StartHost:

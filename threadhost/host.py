@@ -52,20 +52,31 @@ Broker heartbeats and re-announcement (docs/protocol.md §12, R51)
 Between its own beats the main thread *listens* on the heartbeat socket. A broker sends
 each host it knows a ``heartbeat`` at least every interval, ``host_id`` carrying the broker's
 *instance token* (fresh for each broker run) and ``pid`` the broker's pid; a broker answers
-a heartbeat from a host it does not know with one (attach mode, after a broker restart). The
-main thread keeps the last token and when it last heard one (the ``ready`` sent on the call
-socket counts as the first sign of the broker that received it):
+a heartbeat from a host it does not know (attach mode, after a broker restart) with one
+marked ``stranger``: "I have no ``ready`` from you". :class:`BrokerWatch` (pure, time
+injected) keeps the last token and when it last heard one (the ``ready`` sent on the call
+socket counts as the first sign of the broker that received it) and decides:
 
-* a broker heartbeat with the same token, within the broker timeout (``--broker-timeout``,
-  default 3 s = 6 intervals) of the last sign: nothing is answered;
+* a broker heartbeat marked ``stranger``: ``ready`` again — whatever the token and timing
+  (a broker killed before its first heartbeat to us and replaced at once: the new one's
+  heartbeats are the first we hear, soon after our ``ready``, all with one token);
 * a different token (a new broker), or any token after a silence longer than the broker
-  timeout (meanwhile the broker may have declared this host dead and forgotten it, or been
-  restarted without our noticing; the broker that got our ``ready`` may be gone): the host
-  sends its ``ready`` again — the same message, host id, pid, description and fingerprint
-  — on the heartbeat socket. A broker that already knows the host ignores it;
+  timeout (``--broker-timeout``, default 3 s = 6 intervals; meanwhile the broker may have
+  declared this host dead and forgotten it, or an older broker that marks nothing been
+  restarted): ``ready`` again;
+* else (the same token, within the broker timeout of the last sign): nothing is answered;
 * silence for the broker timeout after a broker was heard: a warning, once ("broker gone;
   waiting for a broker on ENDPOINT"). The host keeps running and keeps its sockets (ZeroMQ
   reconnects by itself).
+
+The ``ready`` sent again is the same message (host id, pid, description, fingerprint), and
+it goes on the **call socket**: the main thread sets an event, and the library thread sends
+it between calls (it wakes at least every 200 ms; after the running call, if one runs).
+The two sockets reconnect independently after a broker restart; a ``ready`` that travels
+the call socket's own connection reaches the broker only when that connection is up, so
+the broker can always route its start-up calls back (on the heartbeat socket it could
+arrive first, and the broker's start-up call be dropped). A broker that already knows the
+host takes it as a sign of life.
 
 Nothing is re-announced before the library thread sent the first ``ready`` (during loading
 and ``setup``), and a host that never hears a broker heartbeat (older brokers send none)
@@ -124,7 +135,7 @@ from threadhost.protocol import (
 )
 from threadhost.transport import PROOF_FLAG, ClientKeys, decode_frames, recv_frames
 
-__all__ = ["Host", "main"]
+__all__ = ["BrokerWatch", "Host", "main"]
 
 log = logging.getLogger("threadhost.host")
 
@@ -141,6 +152,48 @@ _LOCK_POLL = 0.05  # seconds between attempts to take a held slot lock
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a planted symlink must not be truncated
 
 _ANSWERS = (Result, ErrorReply)
+
+
+class BrokerWatch:
+    """When a host sends its ``ready`` again (docs/protocol.md §12, R51): a pure decision
+    from the broker heartbeats it hears and when (``now`` is injected, monotonic seconds).
+    Only the heartbeat thread uses it."""
+
+    def __init__(self, broker_timeout: float) -> None:
+        self.broker_timeout = broker_timeout
+        self.announced_at: float | None = None  # when the first ready was sent
+        self.token: str | None = None  # the last broker token heard
+        self.heard: float | None = None  # when it was heard
+        self.gone = False  # a broker was heard, then nothing for the broker timeout
+
+    def announced(self, at: float) -> None:
+        """The first ``ready`` went out on the call socket at ``at``."""
+        if self.announced_at is None:
+            self.announced_at = at
+
+    def beat(self, token: str, stranger: bool, now: float) -> str | None:
+        """A broker heartbeat (``token``, its ``stranger`` mark) at ``now``: why ``ready``
+        must be sent again, or None (nothing is answered)."""
+        if self.announced_at is None:
+            return None  # still loading or in setup: the first ready is yet to come (R37)
+        last = self.heard if self.heard is not None else self.announced_at
+        new_token = self.token is not None and token != self.token
+        self.token, self.heard, self.gone = token, now, False
+        if new_token:
+            return "a new broker"
+        if stranger:
+            return "a broker that has no ready from this host"
+        if now - last > self.broker_timeout:
+            return f"a broker after {now - last:.1f}s of silence"
+        return None
+
+    def silent(self, now: float) -> bool:
+        """True, once, when a broker that was heard has been silent for the broker timeout
+        (the caller warns); a later heartbeat re-arms it."""
+        if self.heard is None or self.gone or now - self.heard <= self.broker_timeout:
+            return False
+        self.gone = True
+        return True
 
 
 class Host:
@@ -177,10 +230,11 @@ class Host:
         # (the ready sent on the call socket, monotonic time it was sent): set once by the
         # library thread after setup, read by the heartbeat thread to re-announce (R51)
         self.announced: tuple[Ready, float] | None = None
-        # broker liveness as the heartbeat thread sees it (only that thread touches these)
-        self.broker_token: str | None = None
-        self._broker_heard: float | None = None
-        self._broker_gone = False
+        # broker liveness as the heartbeat thread sees it (only that thread touches it)
+        self.watch = BrokerWatch(broker_timeout)
+        # set by the heartbeat thread: the library thread sends ``ready`` again on the call
+        # socket (R51) before it waits for the next call
+        self._reannounce = threading.Event()
         self._parent = os.getppid()
         # the library thread writes a byte here when it ends, so that the heartbeat thread,
         # polling its socket, stops at once (made by run)
@@ -267,33 +321,23 @@ class Host:
                           self.host_id, msg.kind)
 
     def _broker_beat(self, hb: zmq.Socket[bytes], beat: Heartbeat, now: float) -> None:
-        """A heartbeat from a broker: re-send ``ready`` if it is a new broker (R51)."""
+        """A heartbeat from a broker: ``ready`` again if the watch says so (R51)."""
         announced = self.announced
-        if announced is None:
-            return  # still loading or in setup: the first ready is yet to come (R37)
-        ready, sent_at = announced
-        token = beat.host_id
-        last = self._broker_heard if self._broker_heard is not None else sent_at
-        new_token = self.broker_token is not None and token != self.broker_token
-        silence = now - last > self.broker_timeout
-        self.broker_token, self._broker_heard = token, now
-        if self._broker_gone:
-            self._broker_gone = False
-            log.info("host %s: a broker is back (token %s, pid %d)", self.host_id, token,
-                     beat.pid)
-        if new_token or silence:
-            why = "a new broker" if new_token else f"a broker after {now - last:.1f}s of silence"
-            log.info("host %s: %s (token %s, pid %d): sending ready again", self.host_id, why,
-                     token, beat.pid)
-            with contextlib.suppress(zmq.Again):
-                hb.send_multipart(encode(ready), zmq.NOBLOCK)
+        if announced is not None:
+            self.watch.announced(announced[1])
+        back = self.watch.gone
+        why = self.watch.beat(beat.host_id, beat.stranger, now)
+        if back:
+            log.info("host %s: a broker is back (token %s, pid %d)", self.host_id,
+                     beat.host_id, beat.pid)
+        if why is not None and not self._reannounce.is_set():
+            log.info("host %s: %s (token %s, pid %d): sending ready again", self.host_id,
+                     why, beat.host_id, beat.pid)
+            self._reannounce.set()
 
     def _watch_broker(self, now: float) -> None:
         """Warn once when a broker that was heard falls silent for the broker timeout."""
-        heard = self._broker_heard
-        if (heard is not None and not self._broker_gone
-                and now - heard > self.broker_timeout):
-            self._broker_gone = True
+        if self.watch.silent(now):
             log.warning("host %s: broker gone; waiting for a broker on %s", self.host_id,
                         self.endpoint)
 
@@ -482,7 +526,11 @@ class Host:
         """Serve calls until a stop; True if the broker said ``shutdown``."""
         max_size = self.max_size
         stopping = self.stop_requested.is_set
+        reannounce = self._reannounce
         while not stopping():
+            if reannounce.is_set() and self.announced is not None:
+                reannounce.clear()  # on the call socket: it arrives over this connection
+                self._send(sock, self.announced[0])
             try:
                 frames = recv_frames(sock)  # waits up to RCVTIMEO, so a stop is seen
             except zmq.Again:

@@ -27,8 +27,8 @@ Message kinds, by direction (R10):
 
     client -> broker   call, describe, maintain, status, ping
     broker -> client   result, error, description, maintain_reply, status_reply, pong
-    broker -> host     call, shutdown; heartbeat (to ID/hb: R52; a new broker's gets ready
-                       again on ID/hb, R51)
+    broker -> host     call, shutdown; heartbeat (to ID/hb: R52; a new broker's, or one
+                       marked stranger, gets ready again on the call socket, R51)
     host   -> broker   ready, result, error, heartbeat, goodbye
 
 Request ids are unsigned 64-bit integers chosen by the requester and echoed unchanged in the
@@ -248,13 +248,16 @@ class Heartbeat(_Msg, tag="heartbeat"):
     library code; ``busy_id`` is the request id the library thread is running, if any (R41).
     Broker -> host too (R52): to ``ID/hb`` every interval, ``host_id`` carrying the broker's
     instance token and ``pid`` its pid; a host answers a new broker's with ``ready`` again
-    (R51) and nothing else (R43)."""
+    (R51) and nothing else (R43). ``stranger`` (broker -> host only): true in a broker's
+    answer to a heartbeat from a host it has not adopted, "I have no ``ready`` from you":
+    the host sends its ``ready`` again (R51, R52)."""
 
     kind: ClassVar[str] = "heartbeat"
     host_id: str = ""
     pid: int = 0
     busy_id: RequestId | None = None
     busy_for: float = 0.0
+    stranger: bool = False
 
 
 class Shutdown(_Msg, tag="shutdown"):

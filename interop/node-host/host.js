@@ -156,9 +156,6 @@ class Host {
     this.brokerToken = null;
     this.brokerHeard = null;
     this.callConnected = false; // the call socket's connection is up (its handshake is done)
-    // the call socket lost its connection since the last ready: the broker that got it may
-    // be gone, so the next broker heartbeat gets ready again (see brokerBeat)
-    this.brokerLost = false;
     this.brokerGone = false;
     this.exitCode = EXIT_OK;
   }
@@ -178,10 +175,7 @@ class Host {
     this.beats = new Outbox(this.hbSock, 'heartbeat socket');
     this.watchEvents(this.callSock, 'call socket', (type) => {
       if (type === 'handshake') this.callConnected = true;
-      else if (type === 'disconnect') {
-        this.callConnected = false;
-        if (this.announced !== null) this.brokerLost = true;
-      }
+      else if (type === 'disconnect') this.callConnected = false;
     });
     if (logLevel <= LEVELS.debug) this.watchEvents(this.hbSock, 'heartbeat socket');
     this.callSock.connect(endpoint);
@@ -437,41 +431,38 @@ class Host {
   }
 
   /**
-   * A broker heartbeat: send ready again if it comes from a new broker (R51): another
-   * token, or any token after a silence longer than the broker timeout — or, beyond R51,
-   * after the call socket lost its connection since the last ready. Without that third
-   * rule a broker killed before its first heartbeat to this host, and replaced at once,
-   * leaves the host unadopted for good: the new broker's heartbeats are the first ever
-   * heard, within the broker timeout of ready, with one token, so R51 sends nothing, and
-   * the new broker waits for a ready (docs/interop.md). A ready too many is harmless.
+   * A broker heartbeat: send ready again (R51) if it is marked stranger (the broker has no
+   * ready from this host: e.g. a broker killed before its first heartbeat to us and
+   * replaced at once), comes with another token (a new broker), or after a silence longer
+   * than the broker timeout. It goes on the call socket, and only while that socket is
+   * connected: the broker answers ready with a call there (docs/protocol.md §12).
    */
   brokerBeat(beat, now) {
     if (this.announced === null || this.saidGoodbye) return; // nothing before the first ready
     const last = this.brokerHeard ?? this.announced.at;
+    const stranger = beat.stranger === true;
     const newToken = this.brokerToken !== null && beat.host_id !== this.brokerToken;
     const silence = now - last > this.opts.brokerTimeout * 1000;
-    const lost = this.brokerLost;
-    if ((newToken || silence || lost) && !this.callConnected) {
+    if ((stranger || newToken || silence) && !this.callConnected) {
       // The two sockets reconnect independently. A broker that gets ready now adopts the
       // host and sends its first call (the start-up slow call) to the call socket at once:
-      // if that socket is not connected yet, the broker's ROUTER drops the call and waits
-      // for it until the call's deadline. So nothing is recorded: the next broker
-      // heartbeat decides again, once the call socket is back.
+      // if that socket is not connected yet, the broker's ROUTER cannot route it. So
+      // nothing is recorded: the next broker heartbeat decides again, once the call
+      // socket is back.
       log('debug', 'a new broker, maybe; ready is sent again once the call socket is connected');
       return;
     }
     this.brokerToken = beat.host_id;
     this.brokerHeard = now;
-    this.brokerLost = false;
     if (this.brokerGone) {
       this.brokerGone = false;
       log('info', `a broker is back (token ${beat.host_id})`);
     }
-    if (newToken || silence || lost) {
-      const why = newToken ? 'a new broker' : silence ? 'a broker after a silence'
-        : 'a broker after the connection was lost';
+    if (stranger || newToken || silence) {
+      const why = newToken ? 'a new broker'
+        : stranger ? 'a broker that has no ready from this host' : 'a broker after a silence';
       log('info', `${why} (token ${beat.host_id}): sending ready again`);
-      this.beats.send(this.announced.frames);
+      this.calls.send(this.announced.frames);
     }
   }
 }

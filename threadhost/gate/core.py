@@ -434,11 +434,13 @@ class Gate:
             return [Log("warning", f"refused attached host {host_id} (pid {msg.pid}): {why}")]
         if (type(msg) is Heartbeat and host_id not in self._refused and closing is None
                 and self._nudges.due(host_id, now)):  # a (new) broker is here: say ready
-            return [ToHost(host_id, self._beat(), heartbeat_socket=True)]
+            return [ToHost(host_id, self._beat(stranger=True), heartbeat_socket=True)]
         return []
 
-    def _beat(self) -> Heartbeat:
-        return Heartbeat(host_id=self.token, pid=int(self.info.get("broker_pid", 0)))
+    def _beat(self, *, stranger: bool = False) -> Heartbeat:
+        """A broker heartbeat; ``stranger``: to a host not adopted, "send ready" (R52)."""
+        return Heartbeat(host_id=self.token, pid=int(self.info.get("broker_pid", 0)),
+                         stranger=stranger)
 
     def _host_ready(self, now: float, host: HostRecord, msg: Ready) -> list[Action]:
         if host.state is not HostState.STARTING or self._stopping:
@@ -661,6 +663,31 @@ class Gate:
         if not self._ever_ready and self.config.fail_fast_on_first_start:
             self.failed_reason = msg.message
             actions.extend(self._give_up_start(now))
+        return actions
+
+    def host_unreachable(self, now: float, host_id: str, msg: Any) -> list[Action]:
+        """The shell could not route ``msg`` to host ``host_id``'s call socket (its ROUTER
+        has no connection by that id: ``EHOSTUNREACH``). Attach mode: the host is forgotten
+        at once instead of waiting for the unsent call's deadline (a start-up slow call: 120
+        s by default) — a call that was not sent did not run (``unavailable``), the others
+        on that connection are ``crashed`` — and its next heartbeat, answered as a
+        stranger's, makes it send ``ready`` again (R52). Spawn mode: the host is ours and
+        its liveness rules judge it; nothing changes."""
+        host = self.pool.get(host_id)
+        if self.config.spawn or host is None or host.killed is not None:
+            return []
+        actions: list[Action] = []
+        entry = host.calls.pop(msg.id, None) if type(msg) is Call else None
+        if entry is not None:
+            self.counters["errors"] += 1
+            actions.append(ToClient(entry.route, ErrorReply(
+                id=entry.client_id, code=ErrorCode.UNAVAILABLE,
+                message=f"unavailable: host {host_id} is not connected; the call did not "
+                        "run")))
+        host.left = True  # not the host's failure: no restart is charged for it
+        host.killed = ("its call socket is not connected (the call to it could not be "
+                       "routed); forgotten until it sends ready again")
+        actions.extend(self.host_exited(now, host_id, host.killed))
         return actions
 
     def _give_up_start(self, now: float) -> list[Action]:

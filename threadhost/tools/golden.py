@@ -130,6 +130,8 @@ EXAMPLES: Final[list[tuple[str, Message]]] = [
     ("ready", Ready(host_id="h1", pid=4242, adapter=_ADAPTER, fingerprint=_FP)),
     ("heartbeat", Heartbeat(host_id="h1", pid=4242)),
     ("heartbeat-busy", Heartbeat(host_id="h1", pid=4242, busy_id=7, busy_for=1.5)),
+    ("heartbeat-stranger", Heartbeat(host_id="broker-4242-0123456789ab", pid=4242,
+                                     stranger=True)),
     ("shutdown", Shutdown(reason="SIGTERM received")),
     ("goodbye", Goodbye(host_id="h1")),
     ("goodbye-failed", Goodbye(host_id="h1", ok=False, code=ErrorCode.ADAPTER,

@@ -1,6 +1,7 @@
 """``threadhost call`` / ``describe`` / ``status`` against a real mylib service, as real
 processes: results, exit statuses (0, 75 while busy with ``retry after`` — and ``maintain``
-refused with a retry time —, 1, 2) and one-line errors; ``THREADHOST_ENDPOINT``; ``serve --example mylib``."""
+refused with a retry time —, 1, 2) and one-line errors; ``THREADHOST_ENDPOINT``;
+``serve --example mylib``."""
 
 from __future__ import annotations
 

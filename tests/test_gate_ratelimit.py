@@ -256,3 +256,17 @@ def test_a_maintain_loop_keeps_one_host_busy_at_most_half_of_the_time() -> None:
             now = round(now + 0.01, 6)
         share = busy / (now - t0)
         assert low <= share <= high, (budget, share)
+
+
+@pytest.mark.parametrize(("gap", "reason", "retry"), [
+    ("5s", "too soon: min_gap 5s, retry in 4.0s", 4.0),  # the gap ends at 19, the pause at 18
+    ("2s", RATE_LIMITED.format("3.0"), 3.0),  # the gap ends at 16, the pause at 18
+])
+def test_of_min_gap_and_the_rate_limit_the_longer_hold_answers(gap: str, reason: str,
+                                                               retry: float) -> None:
+    gate = serving(adapter=desc(slow(policy=f"manual | min_gap={gap}")))
+    one_round(gate, 10.0, 14.0)  # a manual round of 4 s
+    assert maintain(gate, 15.0) == MaintainReply(id=1, started=False, reason=reason,
+                                                 retry_after=retry)
+    assert maintain(gate, 15.0 + retry - 0.01).started is False
+    assert maintain(gate, 15.0 + retry).started is True

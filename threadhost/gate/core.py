@@ -386,10 +386,11 @@ class Gate:
             return answer(False, f"not ready: service is {self.state.value}",
                           self._until_serving(now))
         last = self._schedule.last_slow_end
-        if gap is not None and last is not None and last + gap - now > 0:
-            left = _tenths_up(last + gap - now)
-            return answer(False, f"too soon: min_gap {gap:g}s, retry in {left:.1f}s", left)
+        gap_left = 0.0 if gap is None or last is None else last + gap - now
         wait = self._manual.wait(now)
+        if gap_left > 0 and gap_left >= wait:  # of two holds, the longer one says when
+            left = _tenths_up(gap_left)
+            return answer(False, f"too soon: min_gap {gap:g}s, retry in {left:.1f}s", left)
         if wait > 0:
             left = _tenths_up(wait)
             return answer(False, f"rate-limited: manual maintenance may keep the service busy "

@@ -35,7 +35,7 @@ from threadhost.gate.report import (
     running_view,
     slow_calls_view,
 )
-from threadhost.gate.routing import FastCallStats, is_stuck, pick, refusal
+from threadhost.gate.routing import FastCallStats, Refusal, is_stuck, pick, refusal
 from threadhost.gate.states import (
     SERVICE_TRANSITIONS,
     GateState,
@@ -330,7 +330,13 @@ class Gate:
 
     def _refuse(self, now: float, rid: int) -> ErrorReply:
         # built directly, not through an exception: this is the hot path of a busy service
-        what, text, retry = refusal(
+        what, text, retry = self._refusal(now)
+        self.counters[_COUNTER[what]] += 1
+        return ErrorReply(rid, _CODES[what], text, retry)
+
+    def _refusal(self, now: float) -> Refusal:
+        """Why no host can take a call now, and when to try again."""
+        return refusal(
             now, self.pool, self.state,
             route_away_after=self._fast_stats.route_away_after,
             expected_free=lambda h: self._expected_free(h, now),
@@ -338,8 +344,6 @@ class Gate:
             restart_reason=self.last_restart_reason,
             min_retry_after=self.config.min_retry_after,
         )
-        self.counters[_COUNTER[what]] += 1
-        return ErrorReply(rid, _CODES[what], text, retry)
 
     def _expected_free(self, host: HostRecord, now: float) -> float | None:
         """Seconds until ``host`` is expected to take calls, from measurements, or None."""
@@ -405,14 +409,7 @@ class Gate:
     def _until_serving(self, now: float) -> float | None:
         """A ``maintain`` refused because the service is not ready: when a host is
         expected to take calls (as a refused call's ``retry_after``), or None."""
-        return refusal(
-            now, self.pool, self.state,
-            route_away_after=self._fast_stats.route_away_after,
-            expected_free=lambda h: self._expected_free(h, now),
-            failed_reason=self.failed_reason,
-            restart_reason=self.last_restart_reason,
-            min_retry_after=self.config.min_retry_after,
-        )[2]
+        return self._refusal(now)[2]
 
     def _after_round(self, now: float, gap: float | None) -> float | None:
         """A ``maintain`` refused because a round runs: the round's expected rest, plus

@@ -495,15 +495,15 @@ def _patch_broker(flaw: str) -> None:
     elif flaw == "hb-only-life":
         from threadhost.gate import core as GC
 
-        recv = B._recv
+        recv = B.recv_frames
         last = {"ident": b""}
 
-        def recv_noting(sock: Any) -> list[bytes]:
-            frames = recv(sock)
+        def recv_noting(sock: Any, flags: int = 0) -> list[bytes]:
+            frames = recv(sock, flags)
             last["ident"] = frames[0]
             return frames
 
-        B._recv = recv_noting
+        B.recv_frames = recv_noting
         host_message = GC.Gate.host_message
 
         def hb_socket_only(self: Any, now: float, host_id: str, msg: Any) -> Any:

@@ -238,15 +238,21 @@ def broker_with_node_host(node_host: list[str], tmp_path: Path, reload_seconds: 
         try:
             yield ep, host, host_log
         finally:
-            for proc in (broker, host):
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
+            # the broker first: stopping, it sends the host `shutdown`; the host is signalled
+            # only if it is still there after the broker is gone (signalling both at once
+            # would race the broker's shutdown against the host's own SIGTERM)
+            if broker.poll() is None:
+                broker.send_signal(signal.SIGTERM)
             for proc in (broker, host):
                 try:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(5)
 
 
 def _ready_client(ep: str, logs: Callable[[], str] | None = None) -> threadhost.Client:
@@ -374,15 +380,21 @@ def test_a_restarted_broker_adopts_the_node_host_again(node_host: list[str], tmp
             if heard:
                 assert "a new broker (token" in text, text
         finally:
-            for proc in (broker, host):
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
+            # the broker first: stopping, it sends the host `shutdown`; the host is signalled
+            # only if it is still there after the broker is gone (signalling both at once
+            # would race the broker's shutdown against the host's own SIGTERM)
+            if broker.poll() is None:
+                broker.send_signal(signal.SIGTERM)
             for proc in (broker, host):
                 try:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(5)
 
 
 # --------------------------------------------------------------------------- the fingerprint

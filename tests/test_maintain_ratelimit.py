@@ -39,6 +39,9 @@ def built(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[GateConfig]]:
         def __init__(self, target: str | None, *, config: GateConfig, **kw: Any) -> None:
             configs.append(config)
 
+        def check_endpoints(self) -> None:
+            pass
+
         def run(self) -> int:
             return 0
 

@@ -491,6 +491,13 @@ class Broker:
         self._refusals = 0  # requests refused or messages dropped for security: logged sparingly
         self._refused_seen: set[tuple[str, str]] = set()
 
+    @property
+    def front_public_key(self) -> bytes | None:
+        """The front end's CURVE public key (z85), or None when clients connect without
+        CURVE. Keys added to ``keyring`` before :meth:`run` are allowed (``serve
+        --dashboard`` adds its dashboard's)."""
+        return self._front_keys.public if self._front_keys is not None else None
+
     # ------------------------------------------------------------------ set-up
 
     def check_endpoints(self) -> None:

@@ -22,6 +22,7 @@ Conventions (docs/cli.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -673,6 +674,8 @@ def serve(
         pool_source = f"hosts = {pool_size} (config {config_file})"
     server_keys, keyring, insecure = _server_security(
         secret_key, clients_dir, operators_dir, hosts_dir, insecure, cfg, attach=False)
+    if dashboard is not None:
+        _check_dashboard_listen(ctx, dashboard, insecure)
     if not target:
         _fail("no adapter given: threadhost serve MODULE[:CLASS] (or --example mylib)")
     description = preflight(target)
@@ -716,7 +719,9 @@ def serve(
         broker.check_endpoints()
     except BrokerError as exc:
         _fail(exc)
-    web = _start_dashboard(endpoint, dashboard) if dashboard is not None else None
+    web = None
+    if dashboard is not None:
+        web = _start_dashboard(endpoint, dashboard, _dashboard_keys(broker), insecure)
     try:
         code = broker.run()
     except BrokerError as exc:
@@ -750,16 +755,59 @@ def _check_dashboard(ctx: click.Context) -> None:
         _fail(f"{_source_name(ctx, _param(ctx, 'dashboard'))}: {EXTRA_HINT}", 2)
 
 
-def _start_dashboard(endpoint: str, listen: str) -> Any:
+def _check_dashboard_listen(ctx: click.Context, listen: str, insecure: bool) -> None:
+    """``serve --dashboard`` on an address others can reach needs ``--insecure``: anyone
+    who can open the page acts with the dashboard's key (one line, exit 2)."""
+    from threadhost.dashboard import listen_is_local, open_listen_refusal
+
+    if not insecure and not listen_is_local(listen):
+        _fail(open_listen_refusal(_source_name(ctx, _param(ctx, "dashboard")), listen), 2)
+
+
+def _dashboard_keys(broker: Any) -> tuple[bytes, bytes] | None:
+    """``serve --dashboard`` with CURVE on the front end: a key pair made for this run's
+    dashboard, its public key allowed as an operator's (the dashboard offers maintenance).
+    Returns (the service's public key, the dashboard's secret key), or None without CURVE.
+    Called before ``broker.run()``: the authenticator reads the operators' keys then."""
+    server_public = broker.front_public_key
+    if server_public is None:
+        return None
+    import zmq
+
+    public, secret = zmq.curve_keypair()
+    broker.keyring.operators.add(bytes(public))
+    return bytes(server_public), bytes(secret)
+
+
+def _start_dashboard(endpoint: str, listen: str, keys: tuple[bytes, bytes] | None = None,
+                     insecure: bool = False) -> Any:
     """``serve --dashboard``: the dashboard in a process of its own (it is a client of the
-    served endpoint, like any other), stopped with the service."""
+    served endpoint, like any other), stopped with the service. With CURVE, ``keys``
+    (the service's public key, the dashboard's secret key) go to it through its stdin, a
+    pipe written once and closed: never on its command line or in its environment."""
     import subprocess
+
+    from threadhost.dashboard import KEYS_STDIN_FLAG
 
     if endpoint.endswith(":*"):
         _fail("--dashboard needs a fixed --endpoint port, not '*'")
     args = [sys.executable, "-m", "threadhost", "dashboard", client_endpoint_of(endpoint),
             "--listen", listen, "--exit-with", str(os.getpid())]
-    return subprocess.Popen(args, env=_child_env(), stdin=subprocess.DEVNULL)
+    if insecure:
+        args.append("--insecure")  # serve checked --dashboard against it already
+    if keys is not None:
+        args.append(KEYS_STDIN_FLAG)
+    env = _child_env()
+    for name in (ENV_ENDPOINT, ENV_SERVER_KEY, ENV_SECRET_KEY, ENV_INSECURE,
+                 "THREADHOST_DASHBOARD"):  # everything it needs is on its command line
+        env.pop(name, None)
+    proc = subprocess.Popen(args, env=env,
+                            stdin=subprocess.DEVNULL if keys is None else subprocess.PIPE)
+    if keys is not None and proc.stdin is not None:
+        with contextlib.suppress(OSError):  # a child that died at once says why itself
+            proc.stdin.write(keys[0] + b"\n" + keys[1] + b"\n")
+            proc.stdin.close()
+    return proc
 
 
 def _stop_helper(proc: Any) -> None:

@@ -131,7 +131,7 @@ def _short(value: Any) -> str:
 
 def _uncarriable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
     """``(path, reason)`` of the first value inside ``value`` the protocol cannot carry,
-    or None. Models and dataclasses are looked into (the reference codec sends their
+    or None. Models and dataclasses are looked into (the codec sends their
     fields)."""
     if depth > _MAX_DEPTH:
         return path, f"values nested more than {_MAX_DEPTH} levels deep cannot be carried"

@@ -62,6 +62,7 @@ __all__ = [
     "ServerKeys",
     "client_keys",
     "decode_frames",
+    "http_listener",
     "is_local_endpoint",
     "load_public_key",
     "load_secret_key",
@@ -482,6 +483,20 @@ def back_socket(ctx: zmq.Context[Any], endpoint: str,
     return sock
 
 
+def http_listener(host: str, port: int) -> _socket.socket:
+    """A bound TCP socket for an HTTP server beside the service (the dashboard), made here
+    like every other socket: bound by the caller's process, so a port in use is an
+    ``OSError`` the command reports in one line rather than inside the web server."""
+    sock = _socket.socket(_socket.AF_INET6 if ":" in host else _socket.AF_INET)
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def last_endpoint(sock: zmq.Socket[Any]) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -631,28 +646,29 @@ def authentication_error(what: str, endpoint: str, why: str) -> AuthenticationEr
 # --------------------------------------------------------------------------- frames
 
 
-def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
-    """One whole message from ``sock`` (``zmq.Again`` if none within its timeout / with
-    NOBLOCK). Frames come as ``zmq.Frame``: their ``more`` flag is read from the message
-    itself, where ``getsockopt(RCVMORE)`` costs ~2 µs a frame through pyzmq."""
+def _recv_whole(sock: zmq.Socket[Any], flags: int) -> tuple[list[bytes], zmq.Frame]:
+    """The one ``frame.more`` loop: a whole message's frames, and its last frame (which
+    carries the connection's metadata). Frames come as ``zmq.Frame``: their ``more`` flag
+    is read from the message itself, where ``getsockopt(RCVMORE)`` costs ~2 µs a frame."""
     recv = sock.recv
     frame = recv(flags, copy=False)
     frames = [frame.bytes]
     while frame.more:  # the rest of a multipart message is already here
         frame = recv(flags, copy=False)
         frames.append(frame.bytes)
-    return frames
+    return frames, frame
+
+
+def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
+    """One whole message from ``sock`` (``zmq.Again`` if none within its timeout / with
+    NOBLOCK)."""
+    return _recv_whole(sock, flags)[0]
 
 
 def recv_frames_user(sock: zmq.Socket[Any], flags: int = 0) -> tuple[list[bytes], str | None]:
     """As :func:`recv_frames`, with the ZAP user id of the sender's connection."""
-    recv = sock.recv
-    frame = recv(flags, copy=False)
-    frames = [frame.bytes]
-    while frame.more:
-        frame = recv(flags, copy=False)
-        frames.append(frame.bytes)
-    return frames, user_id(frame)  # a frame the peer sent (a ROUTER's id frame is not)
+    frames, last = _recv_whole(sock, flags)
+    return frames, user_id(last)  # a frame the peer sent (a ROUTER's id frame is not)
 
 
 def decode_frames(frames: list[bytes], max_size: int) -> Any:

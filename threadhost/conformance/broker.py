@@ -516,7 +516,7 @@ def _reply_body(s: BrokerSession) -> str:
     for msg, want in ((Ping(id=5), Pong), (Status(id=6), StatusReply),
                       (Describe(id=7), (Description, ErrorReply)),
                       (Maintain(id=8, method=UNKNOWN_CALL), MaintainReply)):
-        got = s.ask(msg)  # parse() validates every field with the reference codec
+        got = s.ask(msg)  # parse() validates every field with threadhost's codec
         if not isinstance(got, want):
             raise CheckFailed(f"{msg.kind} was answered with {describe_msg(got)}")
         kinds.append(got.kind)

@@ -83,7 +83,7 @@ def packb(obj: Any) -> bytes:
 
 
 def parse(frames: list[bytes], what: str = "reply", max_size: int | None = None) -> Message:
-    """Decode with the reference codec; a :class:`CheckFailed` names what was wrong.
+    """Decode with threadhost's codec; a :class:`CheckFailed` names what was wrong.
     With ``max_size``, a larger body fails too: no sender may exceed its peer's limit (R18)."""
     if max_size is not None and len(frames) == 2 and len(frames[1]) > max_size:
         raise CheckFailed(f"{what} has a body of {len(frames[1])} bytes, over the limit of "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from threadhost.dashboard.model import (
     error_answer,
     form_fields,
     parse_form,
+    problem_of,
     snapshot,
 )
 from threadhost.errors import ThreadhostError
@@ -53,6 +55,7 @@ __all__ = ["STATIC", "ClientService", "Sampler", "Service", "Settings", "connect
            "create_app"]
 
 STATIC = Path(__file__).with_name("static")
+_log = logging.getLogger("threadhost.dashboard")
 
 
 @dataclass
@@ -137,25 +140,46 @@ class Sampler:
                                rates=self.rates, tracker=self.tracker,
                                problem="no answer yet")
         self._changed = asyncio.Condition()
+        self._told: str | None = None  # the state last logged (problems and recoveries)
 
     async def sample(self) -> dict[str, Any]:
         """Ask for the status once and publish the snapshot."""
         problem = None
+        state = "unreachable"
         status: dict[str, Any] | None
         try:
             status = await self.service.status(self.settings.control_timeout)
         except (ThreadhostError, OSError) as exc:
-            status, problem = None, f"{type(exc).__name__}: {exc}"
+            status = None
+            state, problem = problem_of(exc)
         now, wall = self._clock(), self._wall()
         if status is not None:
             self.rates.add(now, status)
             self.tracker.add(wall, status)
         self.latest = snapshot(status, endpoint=self.settings.endpoint, now=now, wall=wall,
-                               rates=self.rates, tracker=self.tracker, problem=problem)
+                               rates=self.rates, tracker=self.tracker, problem=problem,
+                               state=state)
+        self._tell(status, state, problem)
         async with self._changed:
             self.version += 1
             self._changed.notify_all()
         return self.latest
+
+    def _tell(self, status: dict[str, Any] | None, state: str, problem: str | None) -> None:
+        """Log a line when the dashboard loses the service (why: unreachable, or its key
+        refused) and when it reaches it again, not at every sample."""
+        told = state if status is None else "reduced" if status.get("reduced") else "ok"
+        if told == self._told:
+            return
+        before, self._told = self._told, told
+        if status is None:
+            _log.warning("%s: %s", self.settings.endpoint, problem)
+        elif told == "reduced":
+            _log.warning("%s answers with a caller's reduced status: the dashboard's key is "
+                         "not an operator key (no hosts, counters or maintenance)",
+                         self.settings.endpoint)
+        elif before is not None:
+            _log.info("%s answers again", self.settings.endpoint)
 
     async def run(self) -> None:
         while True:

@@ -4,9 +4,9 @@ without them, it prints one line naming the extra and exits 2."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-import socket
 import sys
 import threading
 import time
@@ -15,7 +15,13 @@ from typing import Any
 import click
 
 from threadhost import cli
-from threadhost.dashboard import DEFAULT_LISTEN, EXTRA_HINT
+from threadhost.dashboard import (
+    DEFAULT_LISTEN,
+    EXTRA_HINT,
+    KEYS_STDIN_FLAG,
+    listen_is_local,
+    open_listen_refusal,
+)
 
 __all__ = ["dashboard_command", "missing_extra", "run_dashboard"]
 
@@ -52,21 +58,17 @@ def _watch_parent(pid: int, stop: Any) -> None:
 def run_dashboard(endpoint: str, listen: str, *, client_options: dict[str, Any] | None = None,
                   exit_with: int | None = None, log_level: str = "warning") -> int:
     """Serve the dashboard of ``endpoint`` on ``listen`` (``HOST:PORT``) until Ctrl-C or
-    SIGTERM (or until process ``exit_with`` is gone)."""
+    SIGTERM (or until process ``exit_with`` is gone). ``client_options``: extra arguments
+    of its client (``server_key``, ``secret_key``)."""
     import uvicorn
 
     from threadhost.dashboard.app import Settings, create_app
     from threadhost.metrics import parse_listen
+    from threadhost.transport import http_listener
 
     host, port = parse_listen(listen)
     # bound here, not by uvicorn: a port in use is an OSError the command reports in one line
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
+    sock = http_listener(host, port)
     port = sock.getsockname()[1]
     server: uvicorn.Server | None = None
     app = create_app(Settings(endpoint, client_options=dict(client_options or {})),
@@ -85,6 +87,18 @@ def run_dashboard(endpoint: str, listen: str, *, client_options: dict[str, Any] 
     return 0 if server.started else 1
 
 
+def _read_keys(stream: Any) -> tuple[str, str]:
+    """The two lines ``serve --dashboard`` writes to the child's stdin (a pipe, then
+    closed): the service's public key and the dashboard's secret key (z85). Kept in memory
+    only: never on a command line, in the environment or in a file."""
+    lines = [stream.readline().strip() for _ in range(2)]
+    with contextlib.suppress(OSError):
+        stream.close()
+    if not all(lines):
+        cli._fail(f"{KEYS_STDIN_FLAG}: expected two keys on stdin", 2)
+    return lines[0], lines[1]
+
+
 @click.command(name="dashboard")
 @click.argument("endpoint", required=False)
 @cli._endpoint_options
@@ -94,23 +108,46 @@ def run_dashboard(endpoint: str, listen: str, *, client_options: dict[str, Any] 
                    "can call the service)")
 @click.option("--exit-with", metavar="PID", type=int, default=None, hidden=True,
               help="stop when process PID is gone (serve --dashboard)")
+@click.option("--insecure", is_flag=True, default=False, envvar=cli.ENV_INSECURE,
+              show_envvar=True,
+              help="allow a --listen address other than loopback (anyone who can open the "
+                   "page acts with the dashboard's key)")
+@cli._client_key_options
+@click.option(KEYS_STDIN_FLAG, "keys_stdin", is_flag=True, default=False, hidden=True,
+              help="read the service's public key and our secret key from stdin, a line "
+                   "each (serve --dashboard with CURVE)")
 @cli._verbosity_options
 @click.pass_context
 def dashboard_command(ctx: click.Context, endpoint: str | None, endpoint_option: str | None,
-                      listen: str, exit_with: int | None) -> None:
+                      listen: str, exit_with: int | None, insecure: bool,
+                      server_key: str | None, secret_key: str | None,
+                      keys_stdin: bool) -> None:
     """Serve a live web dashboard of the service at ENDPOINT (needs threadhost[dashboard]).
 
     \b
     The page shows the service and its hosts live, the running slow call's progress, the
     last maintenances and restarts, calls/s and latency; its panel calls the service's
     fast calls (with a 2 s deadline) and asks for maintenance. It talks to the service
-    only through the protocol, like any client.
+    only through the protocol, like any client: with CURVE, give it --server-key and
+    --secret-key (an operator's key to maintain; a caller's key to call only).
     """
     endpoint = cli._client_endpoint(ctx, endpoint, endpoint_option)
+    if not insecure and not listen_is_local(listen):
+        cli._fail(open_listen_refusal("--listen", listen), 2)
+    if keys_stdin:
+        server_key, secret_key = _read_keys(sys.stdin)
+    cli._client_keys(server_key, secret_key)  # a bad or missing key file: one line, exit 2
+    options: dict[str, Any] = {}
+    if server_key is not None and secret_key is not None:
+        options = {"server_key": server_key, "secret_key": secret_key}
     if missing_extra():
         cli._fail(EXTRA_HINT, 2)
+    from threadhost.logs import setup_logging
+
+    setup_logging("WARNING" if cli._verbosity < 0 else "INFO", None, "dashboard",
+                  "%(asctime)s threadhost-dashboard[%(process)d] %(levelname)s %(message)s")
     try:
-        code = run_dashboard(endpoint, listen, exit_with=exit_with,
+        code = run_dashboard(endpoint, listen, client_options=options, exit_with=exit_with,
                              log_level="info" if cli._verbosity > 0 else "warning")
     except OSError as exc:
         cli._fail(f"cannot serve the dashboard on {listen}: {exc.strerror or exc}", 1)

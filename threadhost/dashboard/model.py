@@ -21,11 +21,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from threadhost.cli import signature_text, type_text
-from threadhost.errors import BusyError, ThreadhostError, TryLaterError, UnavailableError
+from threadhost.errors import (
+    AuthenticationError,
+    BusyError,
+    PermissionDeniedError,
+    ThreadhostError,
+    TryLaterError,
+    UnavailableError,
+)
 
-__all__ = ["MAINTENANCES", "OUTCOMES", "WINDOW", "FormError", "Rates", "Tracker",
-           "error_answer", "form_fields", "outcome_totals", "parse_form", "progress",
-           "snapshot"]
+__all__ = ["MAINTENANCES", "OUTCOMES", "UNAUTHENTICATED", "UNREACHABLE", "WINDOW",
+           "FormError", "Rates", "Tracker", "error_answer", "form_fields", "outcome_totals",
+           "parse_form", "problem_of", "progress", "snapshot"]
 
 #: The outcomes counted per second, and the status counters each one adds up.
 OUTCOMES: dict[str, tuple[str, ...]] = {
@@ -42,6 +49,10 @@ SMOOTH = 5.0
 MAINTENANCES = 20
 #: Restarts listed.
 RESTARTS = 50
+#: The state shown when the service does not answer ``status``...
+UNREACHABLE = "unreachable"
+#: ... and when it refused the dashboard's key (CURVE): a state of its own, not a hang.
+UNAUTHENTICATED = "unauthenticated"
 
 
 def _num(value: Any) -> float | None:
@@ -347,11 +358,24 @@ def parse_form(form: Mapping[str, Any], values: Mapping[str, Any]
     return args, kwargs
 
 
+def problem_of(exc: BaseException) -> tuple[str, str]:
+    """``(state, problem)`` of a ``status`` that failed with ``exc``: ``unauthenticated``
+    and ``authentication failed: ...`` when the service refused the dashboard's key
+    (:class:`~threadhost.AuthenticationError`), else ``unreachable`` and the error."""
+    if isinstance(exc, AuthenticationError):
+        return UNAUTHENTICATED, f"authentication failed: {exc}"
+    return UNREACHABLE, f"{type(exc).__name__}: {exc}"
+
+
 def error_answer(exc: BaseException) -> dict[str, Any]:
     """A refused or failed call as the panel shows it: ``outcome`` (busy, unavailable,
-    error), the error's class name and message, and ``retry_after`` seconds when known."""
+    denied — the dashboard's key may not do that —, unauthenticated — the service refused
+    the key —, error), the error's class name and message, and ``retry_after`` seconds
+    when known."""
     outcome = ("busy" if isinstance(exc, BusyError) else
-               "unavailable" if isinstance(exc, UnavailableError) else "error")
+               "unavailable" if isinstance(exc, UnavailableError) else
+               "denied" if isinstance(exc, PermissionDeniedError) else
+               UNAUTHENTICATED if isinstance(exc, AuthenticationError) else "error")
     retry_after = exc.retry_after if isinstance(exc, TryLaterError) else None
     message = str(exc) if isinstance(exc, ThreadhostError) or str(exc) else type(exc).__name__
     return {"outcome": outcome, "error": type(exc).__name__, "message": message,
@@ -367,10 +391,14 @@ def _host_row(h: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def snapshot(status: Mapping[str, Any] | None, *, endpoint: str, now: float, wall: float,
-             rates: Rates, tracker: Tracker, problem: str | None = None) -> dict[str, Any]:
+             rates: Rates, tracker: Tracker, problem: str | None = None,
+             state: str = UNREACHABLE) -> dict[str, Any]:
     """One live update: the service state, the hosts table, the running slow calls, the
-    last maintenances and restarts, the rates. ``status`` None (no answer): state
-    ``unreachable`` and ``problem`` says why; the lists keep what was seen before."""
+    last maintenances and restarts, the rates. ``status`` None (no answer): ``state``
+    (``unreachable``, or ``unauthenticated``: see :func:`problem_of`) and ``problem`` says
+    why; the lists keep what was seen before. ``reduced`` is true when the service
+    answered a caller's reduced status (the dashboard has a caller key, not an operator
+    key: no hosts, counters or maintenance to show)."""
     st: Mapping[str, Any] = status or {}
     hosts = [_host_row(h) for h in st.get("hosts") or [] if isinstance(h, Mapping)]
     if not hosts and st.get("host_pid") is not None:  # a broker without the hosts table
@@ -381,8 +409,9 @@ def snapshot(status: Mapping[str, Any] | None, *, endpoint: str, now: float, wal
     return {
         "endpoint": endpoint,
         "wall": wall,
-        "state": st.get("state") if status is not None else "unreachable",
+        "state": st.get("state") if status is not None else state,
         "problem": problem,
+        "reduced": bool(st.get("reduced")),
         "adapter": st.get("adapter"),
         "uptime": _num(st.get("uptime")),
         "generation": st.get("generation"),

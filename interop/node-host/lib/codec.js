@@ -165,7 +165,8 @@ const KINDS = {
   ping: [['id', TYPES.uint64, REQUIRED]],
   pong: [['id', TYPES.uint64, REQUIRED]],
   ready: [['host_id', TYPES.str, REQUIRED], ['pid', TYPES.int, REQUIRED],
-    ['adapter', TYPES.map, REQUIRED], ['fingerprint', TYPES.str, REQUIRED]],
+    ['adapter', TYPES.map, REQUIRED], ['fingerprint', TYPES.str, REQUIRED],
+    ['proof', optional('str'), null]],
   heartbeat: [['host_id', TYPES.str, ''], ['pid', TYPES.int, 0],
     ['busy_id', optional('uint64'), null], ['busy_for', TYPES.float, new WireFloat(0)]],
   shutdown: [['reason', TYPES.str, '']],
@@ -176,7 +177,7 @@ const KINDS = {
 // §5: the error codes.
 const ERROR_CODES = new Set(['busy', 'unavailable', 'failed', 'timeout', 'crashed',
   'unknown_call', 'bad_arguments', 'remote_exception', 'protocol', 'version', 'fingerprint',
-  'adapter', 'poisoned', 'unfit']);
+  'adapter', 'poisoned', 'unfit', 'permission_denied']);
 
 /** A malformed message (§8): `id` is the request id when readable, else null. */
 class Malformed extends Error {
@@ -236,8 +237,10 @@ function checkFields(raw) {
     if (!check(raw[name])) throw new Malformed(`${kind}.${name} has the wrong type`, id);
     msg[name] = raw[name];
   }
-  // An unknown error code MAY be taken as malformed (R11); a host never reads an `error`
-  // (hosts ignore the kind, R10), so it does not: an error is never answered with one.
+  // §5: only the listed codes (R11); an unknown one makes the message malformed.
+  if (kind === 'error' && !ERROR_CODES.has(msg.code)) {
+    throw new Malformed(`error.code ${JSON.stringify(msg.code)} is not a code of §5`, id);
+  }
   return msg; // entries not in the table are ignored (R8)
 }
 

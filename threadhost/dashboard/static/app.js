@@ -51,6 +51,8 @@ function render(snap) {
   if (snap.pool_size) facts.push(snap.pool_size + (snap.pool_size === 1 ? " host" : " hosts"));
   if (snap.restart_count !== null && snap.restart_count !== undefined)
     facts.push(snap.restart_count + " restarts");
+  if (snap.reduced) facts.push("reduced status: the dashboard has a caller's key, not an " +
+                                "operator's (no hosts, counters or maintenance)");
   $("facts").textContent = facts.join(" · ");
   renderHosts(snap.hosts);
   renderRunning(snap.running);

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec.structs
 import zmq
 
 from threadhost.protocol import (
@@ -61,6 +62,8 @@ class ClientFakeBroker:
         self.describe = describe
         self.endpoint = endpoint or free_endpoint()
         self.received: list[Any] = []
+        #: the ``maintain_reply`` to a ``maintain`` (its id is the request's)
+        self.maintain_reply = MaintainReply(id=0, started=True, reason="fake")
         self.error: BaseException | None = None
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
@@ -92,7 +95,7 @@ class ClientFakeBroker:
         if kind == "ping":
             return Pong(id=msg.id)
         if kind == "maintain":
-            return MaintainReply(id=msg.id, started=True, reason="fake")
+            return msgspec.structs.replace(self.maintain_reply, id=msg.id)
         handler = self.calls.get(msg.method)
         if handler is None:
             return ErrorReply(id=msg.id, code=ErrorCode.UNKNOWN_CALL,

@@ -21,6 +21,7 @@ import threadhost.client
 from threadhost import cli
 from threadhost.errors import CallTimeoutError
 from threadhost.gate import GateConfig
+from threadhost.protocol import MaintainReply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -714,8 +715,9 @@ def test_client_endpoint(recorder: type[Recorder], command: str, args: list[str]
 
 
 class MaintainReplyStub:
-    def __init__(self, started: bool = True, reason: str = "'read_config' on 1 host") -> None:
-        self.started, self.reason = started, reason
+    def __init__(self, started: bool = True, reason: str = "'read_config' on 1 host",
+                 retry_after: float | None = None) -> None:
+        self.started, self.reason, self.retry_after = started, reason, retry_after
 
 
 def test_client_timeouts(recorder: type[Recorder]) -> None:
@@ -954,6 +956,46 @@ def test_maintain_output(recorder: type[Recorder], started: bool, reason: str,
     assert recorder.made[0].requests == [("<maintain>", "read_config")]
     quiet = run("maintain", "-q")
     assert (quiet.exit_code, quiet.stdout) == (0 if started else 1, "")
+
+
+RATE_LIMITED = ("rate-limited: manual maintenance may keep the service busy 50% of the time "
+                "at most; retry in 2.0s")
+
+
+@pytest.mark.parametrize(
+    ("reason", "retry_after", "printed"),
+    [
+        (RATE_LIMITED, 2.0, f"not started: {RATE_LIMITED} (retry after 2.0s)"),
+        ("too soon: min_gap 30s, retry in 21.0s", 21.0,
+         "not started: too soon: min_gap 30s, retry in 21.0s (retry after 21.0s)"),
+        ("already running: 'read_config'", 3.5,
+         "not started: already running: 'read_config' (retry after 3.5s)"),
+    ],
+)
+def test_maintain_refused_with_a_retry_time_exits_75(recorder: type[Recorder], reason: str,
+                                                     retry_after: float, printed: str) -> None:
+    # the real reply type, so that the CLI reads the field the protocol declares
+    recorder.answer = MaintainReply(id=1, started=False, reason=reason, retry_after=retry_after)
+    result = run("maintain")
+    assert (result.exit_code, result.stdout, result.stderr) == (75, printed + "\n", "")
+    quiet = run("maintain", "-q")
+    assert (quiet.exit_code, quiet.stdout) == (75, "")
+
+
+@pytest.mark.parametrize("reason", ["already running: 'read_config'",  # not measured yet
+                                    "no slow call named 'nope' (have: read_config)"])
+def test_maintain_refused_without_a_retry_time_exits_1(recorder: type[Recorder],
+                                                       reason: str) -> None:
+    recorder.answer = MaintainReply(id=1, started=False, reason=reason)
+    result = run("maintain")
+    assert (result.exit_code, result.stdout) == (1, f"not started: {reason}\n")
+
+
+def test_a_started_maintain_ignores_a_retry_time(recorder: type[Recorder]) -> None:
+    recorder.answer = MaintainReply(id=1, started=True, reason="'read_config' on 1 host",
+                                    retry_after=5.0)  # a confused broker: started wins
+    result = run("maintain")
+    assert (result.exit_code, result.stdout) == (0, "started: 'read_config' on 1 host\n")
 
 
 # ----------------------------------------------------------------------------- start-up

@@ -1,11 +1,13 @@
 """``threadhost call`` / ``describe`` / ``status`` against a real mylib service, as real
-processes: results, exit statuses (0, 75 while busy with ``retry after``, 1, 2) and one-line
-errors; ``THREADHOST_ENDPOINT``; ``serve --example mylib``."""
+processes: results, exit statuses (0, 75 while busy with ``retry after`` — and ``maintain``
+refused with a retry time —, 1, 2) and one-line errors; ``THREADHOST_ENDPOINT``;
+``serve --example mylib``."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +76,31 @@ def test_call_while_busy_exits_75_with_retry_after(mylib_service: Service) -> No
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert th("call", ep, "calc", "5").stdout == "6\n"
+
+
+def test_maintain_twice_quickly_exits_75_with_retry_after(mylib_service: Service) -> None:
+    ep = mylib_service.endpoint
+    write_mylib_config(mylib_service.config, read_min=1.0, read_max=1.0)
+    first = th("maintain", ep)
+    assert (first.returncode, first.stderr) == (0, ""), first
+    assert first.stdout.startswith("started"), first
+    # at once: the round still runs (its rest is measured: the start-up read_config) or it
+    # just ended (the rate limit holds the next one back as long again): both say when
+    deadline = time.monotonic() + 60
+    refusals = 0
+    while True:
+        again = th("maintain", ep)
+        if again.returncode == 0:
+            break
+        assert (again.returncode, again.stderr) == (75, ""), again
+        (line,) = again.stdout.splitlines()
+        found = re.fullmatch(r"not started: (already running|rate-limited): .*"
+                             r" \(retry after (\d+\.\d)s\)", line)
+        assert found, line
+        refusals += 1
+        assert time.monotonic() < deadline
+        time.sleep(float(found.group(2)))
+    assert refusals >= 1 and again.stdout.startswith("started"), again
 
 
 def test_no_service_is_one_line(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from threadhost.errors import (
     TryLaterError,
     UnavailableError,
 )
-from threadhost.protocol import ErrorCode
+from threadhost.protocol import ErrorCode, MaintainReply
 from threadhost.testing import ThreadhostService
 
 pytestmark = pytest.mark.timeout(60)
@@ -106,6 +106,27 @@ def test_async_client_has_the_sync_clients_attribute_calls(fake: FakeBroker) -> 
     assert async_names == sync_names
     assert sync.calc(5) == 6
     sync.close()
+
+
+def test_maintain_returns_the_reply_with_its_retry_after(fake: FakeBroker) -> None:
+    fake.maintain_reply = MaintainReply(id=0, started=False, reason="rate-limited: ...; "
+                                        "retry in 2.5s", retry_after=2.5)
+    with Client(fake.endpoint, timeout=5.0) as lib:
+        reply = lib.maintain("refresh")
+    assert isinstance(reply, MaintainReply)
+    assert (reply.started, reply.reason, reply.retry_after) == (
+        False, "rate-limited: ...; retry in 2.5s", 2.5)
+
+    async def main() -> MaintainReply:
+        async with AsyncClient(fake.endpoint, timeout=5.0) as alib:
+            return await alib.maintain()
+
+    assert asyncio.run(main()).retry_after == 2.5
+    fake.maintain_reply = MaintainReply(id=0, started=False, reason="no slow call 'x'")
+    with Client(fake.endpoint, timeout=5.0) as lib:
+        assert lib.maintain("x").retry_after is None
+    assert [m.method for m in fake.received if m.kind == "maintain"] == [
+        "refresh", None, "x"]
 
 
 # --------------------------------------------------------------------------- never shadowed

@@ -335,6 +335,7 @@ class FakeService:
         self.calls: list[tuple[str, list[Any], dict[str, Any], float]] = []
         self.busy_for: float | None = None
         self.maintained: list[str | None] = []
+        self.maintain_refused: tuple[str, float | None] | None = None  # (reason, retry_after)
         self.closed = False
         self.served = 0
 
@@ -358,9 +359,12 @@ class FakeService:
         self.served += 1
         return {"sum": args[0] + 1, "raw": b"\x00\x01"} if method == "calc" else None
 
-    async def maintain(self, call: str | None, timeout: float) -> tuple[bool, str]:
+    async def maintain(self, call: str | None, timeout: float
+                       ) -> tuple[bool, str, float | None]:
         self.maintained.append(call)
-        return True, f"{call!r} on 1 host"
+        if self.maintain_refused is not None:
+            return False, self.maintain_refused[0], self.maintain_refused[1]
+        return True, f"{call!r} on 1 host", None
 
     async def close(self) -> None:
         self.closed = True
@@ -440,6 +444,16 @@ def test_maintain_now(web: TestClient, fake: FakeService) -> None:
     assert reply == {"outcome": "ok", "started": True, "reason": "'read_config' on 1 host"}
     assert fake.maintained == ["read_config"]
     assert web.post("/api/maintain", json={"call": 3}).status_code == 400
+
+
+def test_a_refused_maintain_says_when_to_retry(web: TestClient, fake: FakeService) -> None:
+    fake.maintain_refused = ("rate-limited: ...; retry in 2.5s", 2.5)
+    assert web.post("/api/maintain", json={"call": None}).json() == {
+        "outcome": "ok", "started": False, "reason": "rate-limited: ...; retry in 2.5s",
+        "retry_after": 2.5}
+    fake.maintain_refused = ("no slow call named 'x'", None)  # no retry time: no field
+    assert web.post("/api/maintain", json={"call": "x"}).json() == {
+        "outcome": "ok", "started": False, "reason": "no slow call named 'x'"}
 
 
 def test_snapshot_route(web: TestClient, fake: FakeService) -> None:

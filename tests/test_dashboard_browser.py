@@ -124,6 +124,11 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
                            f"document.querySelector('#running progress').value > {first}",
                            timeout=5_000)
     assert "of about 3.00 s" in page.inner_text("#running")
+    # asked again meanwhile: not started, counting down to the reply's retry_after
+    page.click("#maintain-button")
+    page.wait_for_selector("#maintain-answer:text('not started')", timeout=5_000)
+    line = page.inner_text("#maintain-answer .countdown")
+    assert "— retry in " in line and line.endswith(" s"), line
     for x in range(20):  # callers turned away while it runs: the busy rate
         with pytest.raises(threadhost.BusyError):
             lib.calc(x)

@@ -278,7 +278,7 @@ def test_manual_maintain_started_already_running_and_too_soon() -> None:
     gate = ready_gate(adapter_desc=adapter(default_policy="manual | min_gap=30s"),
                       slow_duration=1.0)
     (reply,) = sent_to_client(gate.client_message(10.0, CLIENT, Maintain(id=1)))
-    assert reply == MaintainReply(id=1, started=False, reason=reply.reason)
+    assert reply == MaintainReply(id=1, started=False, reason=reply.reason, retry_after=21.0)
     assert reply.reason.startswith("too soon")
     (reply,) = sent_to_client(gate.client_message(31.5, CLIENT, Maintain(id=2)))
     assert reply.started

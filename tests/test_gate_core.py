@@ -1008,16 +1008,19 @@ def test_manual_maintain_names_a_call_and_counts_hosts() -> None:
     assert gate.status(10.0)["rollout"]["call"] == "b"
 
 
-@pytest.mark.parametrize(("setup", "reason"), [
-    ("nothing", "not ready: service is starting"),
-    ("no_slow", "the adapter declares no slow call"),
-    ("unknown", "no slow call named 'nope' (have: a, b)"),
-    ("running", "already running: 'a'"),
-    ("startup", "not ready: service is startup"),
-    ("restarting", "not ready: service is restarting"),
-    ("stopping", "not ready: service is stopping"),
+@pytest.mark.parametrize(("setup", "reason", "retry"), [
+    ("nothing", "not ready: service is starting", None),  # no start measured yet
+    ("no_slow", "the adapter declares no slow call", None),
+    ("unknown", "no slow call named 'nope' (have: a, b)", None),
+    # 'a' took 2 s at start-up and runs since 9: 1 s left, then the rate limit's pause
+    # after a manual round of 2 s (budget 0.5): 2 s
+    ("running", "already running: 'a'", 3.0),
+    ("startup", "not ready: service is startup", None),  # 'a' not measured yet
+    # a host starts since 9 (a start took 1 s), then 'a' at start-up (2 s), as for a call
+    ("restarting", "not ready: service is restarting", 2.0),
+    ("stopping", "not ready: service is stopping", None),
 ])
-def test_manual_maintain_refusals(setup: str, reason: str) -> None:
+def test_manual_maintain_refusals(setup: str, reason: str, retry: float | None) -> None:
     adapter = desc(slow("a"), slow("b", startup=False))
     if setup == "nothing":
         gate = make()
@@ -1039,17 +1042,52 @@ def test_manual_maintain_refusals(setup: str, reason: str) -> None:
     method = "nope" if setup == "unknown" else None
     gate.tick(9.5)
     assert gate.client_message(10.0, C, Maintain(id=1, method=method)) == [
-        ToClient(C, MaintainReply(id=1, started=False, reason=reason))]
+        ToClient(C, MaintainReply(id=1, started=False, reason=reason, retry_after=retry))]
     assert gate.needs_tick is True
+
+
+def test_a_maintain_during_a_round_retries_after_its_measured_rest() -> None:
+    # 'b' (no start-up call) is measured once by a manual round of 4 s on 2 hosts, one
+    # host after the other (2 s each)
+    adapter = desc(slow("b", startup=False, policy="manual | min_gap=5s"))
+    gate = serving(2, adapter=adapter, maintain_budget=1.0)  # no rate limit
+    (reply,) = replies(gate.client_message(10.0, C, Maintain(id=1)))
+    assert reply.started is True
+    for t in (12.0, 14.0):
+        (host,) = [h for h in gate.pool if h.slow is not None]
+        assert host.slow is not None
+        gate.host_message(t, host.host_id, Result(id=host.slow.rid))
+    assert gate.state is GateState.READY
+    # unmeasured 'b' before that round: nothing to say; now a 2 s estimate per host
+    (reply,) = replies(gate.client_message(20.0, C, Maintain(id=2)))
+    assert reply.started is True  # 20 >= 14 + min_gap
+    (reply,) = replies(gate.client_message(20.5, C, Maintain(id=3)))
+    # the first host has 1.5 s left, the second a whole 2 s, then min_gap 5 s
+    assert reply == MaintainReply(id=3, started=False, reason="already running: 'b'",
+                                  retry_after=8.5)
+
+
+def test_a_maintain_during_an_unmeasured_or_overdue_round() -> None:
+    gate = serving(adapter=desc(slow("a"), slow("b", startup=False)), maintain_budget=1.0)
+    assert replies(gate.client_message(10.0, C, Maintain(id=1, method="b")))[0].started
+    (reply,) = replies(gate.client_message(11.0, C, Maintain(id=2)))
+    assert reply == MaintainReply(id=2, started=False, reason="already running: 'b'")
+    gate2 = serving(adapter=desc(slow("a")), maintain_budget=1.0)  # 'a' took 2 s
+    assert replies(gate2.client_message(10.0, C, Maintain(id=1)))[0].started
+    (reply,) = replies(gate2.client_message(15.0, C, Maintain(id=2)))  # 3 s late
+    assert reply.retry_after == 0.1  # any moment: the least retry_after, rounded up
 
 
 def test_manual_maintain_respects_min_gap_from_the_start_up_call() -> None:
     adapter = desc(slow(policy="manual | min_gap=30s"))
     gate = serving(adapter=adapter, start_s=1.0, startup_s=2.0)  # start-up call ended at 3
     assert gate.client_message(12.0, C, Maintain(id=1)) == [ToClient(C, MaintainReply(
-        id=1, started=False, reason="too soon: min_gap 30s, retry in 21.0s"))]
+        id=1, started=False, reason="too soon: min_gap 30s, retry in 21.0s", retry_after=21.0))]
+    # the rest is rounded up to a tenth (never "retry in 0.0s"), in the reason and the field
     assert replies(gate.client_message(32.95, C, Maintain(id=2))) == [MaintainReply(
-        id=2, started=False, reason="too soon: min_gap 30s, retry in 0.0s")]
+        id=2, started=False, reason="too soon: min_gap 30s, retry in 0.1s", retry_after=0.1)]
+    assert replies(gate.client_message(32.7, C, Maintain(id=2))) == [MaintainReply(
+        id=2, started=False, reason="too soon: min_gap 30s, retry in 0.3s", retry_after=0.3)]
     (reply,) = replies(gate.client_message(33.0, C, Maintain(id=3)))  # exactly the gap
     assert reply.started is True
 

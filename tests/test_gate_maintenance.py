@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from threadhost.gate.maintenance import Rollout, Schedule, SlowCall
+from threadhost.gate.maintenance import ManualBudget, Rollout, Schedule, SlowCall
 from threadhost.gate.measure import Estimate
-from threadhost.gate.pool import HostRecord
+from threadhost.gate.pool import HostRecord, SlowRun
 from threadhost.gate.states import HostState
 from threadhost.policy import Policy, parse_policy
 
@@ -578,3 +578,57 @@ def test_next_due_asks_the_policy_with_now() -> None:
     sched, _ = build([slow("a", policy="every=10s")])
     sched.start_policies(5.0)
     assert sched.next_due("a", 6.0) == 15.0
+
+
+# =========================================================================== expected rest
+
+
+def running(hs: dict[str, HostRecord], host_id: str, started: float) -> None:
+    """``host_id`` runs the round's slow call since ``started``."""
+    hs[host_id].state = HostState.MAINTAINING
+    hs[host_id].slow = SlowRun(rid=9, name="reload", started=started, why="manual",
+                               startup=False)
+
+
+def test_the_rest_of_a_round_is_unknown_until_its_call_was_measured() -> None:
+    r = Rollout("reload", "manual", 1, 0.0, ["h2"], active=["h1"])
+    assert r.expected_rest(5.0, hosts("h1", "h2"), None, 1) is None
+
+
+def test_the_rest_of_a_round_is_its_active_hosts_rest_plus_one_estimate_per_pending_host(
+) -> None:
+    hs = hosts("h1", "h2", "h3")
+    running(hs, "h1", 10.0)
+    r = Rollout("reload", "manual", 1, 9.0, ["h2", "h3"], active=["h1"])
+    assert r.expected_rest(13.0, hs, 4.0, 1) == 1.0 + 4.0 + 4.0
+    assert r.expected_rest(13.0, hs, 4.0, 2) == 1.0 + 4.0  # the two pending run together
+    assert r.expected_rest(13.0, hs, 4.0, 5) == 1.0 + 4.0
+
+
+def test_a_draining_host_counts_a_whole_estimate_and_the_longest_active_host_counts() -> None:
+    hs = hosts("h1", ("h2", HostState.DRAINING), "h3")
+    running(hs, "h1", 10.0)
+    r = Rollout("reload", "manual", 1, 9.0, [], active=["h1", "h2"])
+    assert r.expected_rest(11.0, hs, 4.0, 2) == 4.0  # h2 has not started: 4 > h1's 3
+    r = Rollout("reload", "manual", 1, 9.0, [], active=["h1"])
+    assert r.expected_rest(11.0, hs, 4.0, 2) == 3.0
+
+
+def test_an_overdue_or_gone_active_host_counts_nothing_more() -> None:
+    hs = hosts("h1", "h2")
+    running(hs, "h1", 0.0)
+    r = Rollout("reload", "manual", 1, 0.0, ["h2"], active=["h1"])
+    assert r.expected_rest(10.0, hs, 4.0, 1) == 4.0  # h1 is 6 s late: only h2 is left
+    r = Rollout("reload", "manual", 1, 0.0, [], active=["h1"])
+    assert r.expected_rest(10.0, hs, 4.0, 1) == 0.0
+    r = Rollout("reload", "manual", 1, 0.0, [], active=["gone"])
+    assert r.expected_rest(10.0, hs, 4.0, 1) == 4.0  # unknown: as if it just began draining
+    assert Rollout("reload", "manual", 1, 0.0, []).expected_rest(10.0, hs, 4.0, 1) == 0.0
+
+
+@pytest.mark.parametrize(("share", "pause"), [(0.5, 2.0), (0.25, 6.0), (0.8, 0.5), (1.0, 0.0)])
+def test_the_pause_after_a_manual_round(share: float, pause: float) -> None:
+    budget = ManualBudget(share)
+    assert budget.pause(2.0) == pytest.approx(pause, abs=1e-12)
+    budget.charge(10.0, 12.0)
+    assert budget.ready_at == pytest.approx(12.0 + pause, abs=1e-12)

@@ -94,7 +94,7 @@ def test_a_manual_maintain_right_after_a_manual_round_is_refused_until_as_long_a
     gate = serving()  # the default budget, 0.5
     one_round(gate, 10.0, 12.0)  # busy 2 s: the next may start at 14
     actions = gate.client_message(12.0, C, Maintain(id=5))
-    assert actions == [gate_reply(5, RATE_LIMITED.format("2.0"))]  # nothing else happens
+    assert actions == [gate_reply(5, RATE_LIMITED.format("2.0"), 2.0)]  # nothing else happens
     assert maintain(gate, 13.0).reason == RATE_LIMITED.format("1.0")
     assert maintain(gate, 13.95).reason == RATE_LIMITED.format("0.1")  # rounded up
     assert maintain(gate, 13.999).started is False
@@ -103,8 +103,34 @@ def test_a_manual_maintain_right_after_a_manual_round_is_refused_until_as_long_a
     assert reply.reason == "'read_config' on 1 host"
 
 
-def gate_reply(rid: int, reason: str) -> ToClient:
-    return ToClient(C, MaintainReply(id=rid, started=False, reason=reason))
+def gate_reply(rid: int, reason: str, retry_after: float) -> ToClient:
+    return ToClient(C, MaintainReply(id=rid, started=False, reason=reason,
+                                     retry_after=retry_after))
+
+
+@pytest.mark.parametrize(("now", "left"), [
+    (12.0, 2.0), (12.5, 1.5), (13.0, 1.0), (13.91, 0.1), (13.95, 0.1), (13.999, 0.1),
+    (12.05, 2.0), (12.7, 1.3),  # 1.3 is not 1.4 for float noise (14 - 12.7 = 1.3000000000000007)
+])
+def test_a_rate_limited_refusal_carries_the_wait_of_its_reason_in_retry_after(
+        now: float, left: float) -> None:
+    gate = serving()
+    one_round(gate, 10.0, 12.0)  # the next may start at 14
+    reply = maintain(gate, now)
+    assert reply == MaintainReply(id=1, started=False, reason=RATE_LIMITED.format(f"{left:.1f}"),
+                                  retry_after=left)
+    assert maintain(gate, now + left).started is True  # retrying then is not refused
+
+
+def test_a_maintain_during_a_manual_round_retries_after_it_and_the_pause_it_earns() -> None:
+    gate = serving()  # the start-up call measured read_config: 2 s
+    assert maintain(gate, 10.0).started is True
+    # 1.5 s left; the round will have taken 2 s: the rate limit then pauses 2 s
+    reply = maintain(gate, 10.5, rid=2)
+    assert reply == MaintainReply(id=2, started=False, reason="already running: "
+                                  "'read_config'", retry_after=3.5)
+    finish_slow(gate, 12.0)
+    assert maintain(gate, 10.5 + 3.5).started is True
 
 
 def test_a_refused_maintain_changes_nothing() -> None:
@@ -230,3 +256,17 @@ def test_a_maintain_loop_keeps_one_host_busy_at_most_half_of_the_time() -> None:
             now = round(now + 0.01, 6)
         share = busy / (now - t0)
         assert low <= share <= high, (budget, share)
+
+
+@pytest.mark.parametrize(("gap", "reason", "retry"), [
+    ("5s", "too soon: min_gap 5s, retry in 4.0s", 4.0),  # the gap ends at 19, the pause at 18
+    ("2s", RATE_LIMITED.format("3.0"), 3.0),  # the gap ends at 16, the pause at 18
+])
+def test_of_min_gap_and_the_rate_limit_the_longer_hold_answers(gap: str, reason: str,
+                                                               retry: float) -> None:
+    gate = serving(adapter=desc(slow(policy=f"manual | min_gap={gap}")))
+    one_round(gate, 10.0, 14.0)  # a manual round of 4 s
+    assert maintain(gate, 15.0) == MaintainReply(id=1, started=False, reason=reason,
+                                                 retry_after=retry)
+    assert maintain(gate, 15.0 + retry - 0.01).started is False
+    assert maintain(gate, 15.0 + retry).started is True

@@ -13,8 +13,9 @@ Conventions (docs/cli.md):
 * every error is one line on stderr, ``threadhost: error: ...``, never a traceback (``-v``
   adds the traceback of an unexpected one). Exit status: 0 success, 1 error, 2 usage (a bad
   option, value, endpoint, adapter or config file), 3 ``status`` of a failed service,
-  75 (EX_TEMPFAIL) ``call``/``describe``/``maintain`` refused for now (busy, unavailable:
-  the line ends with ``(retry after N.Ns)``).
+  75 (EX_TEMPFAIL) ``call``/``describe``/``maintain`` refused for now (busy, unavailable;
+  ``maintain`` also when not started with a ``retry_after``: the line ends with
+  ``(retry after N.Ns)``).
 * start-up is lean: listing commands and ``status`` import neither pydantic, the broker nor
   the proxy generator (the modules of a command load when it runs).
 """
@@ -909,8 +910,10 @@ def maintain(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
     """Ask the service at ENDPOINT to run its slow call now.
 
     \b
-    Exit status: 0 started, 1 not started (the reason is printed) or no answer,
-    75 refused for now, 2 usage.
+    Exit status: 0 started; 75 not started for now — the service said when to ask
+    again (rate limit, min_gap, a round running...: the line ends with
+    "(retry after N.Ns)"), or busy/unavailable; 1 not started otherwise (the reason is
+    printed) or no answer; 2 usage.
     """
     import time
 
@@ -926,13 +929,16 @@ def maintain(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
         except ThreadhostError as exc:
             _fail(exc, 1)
         _answered(endpoint, t0)
+    retry = None if reply.started else reply.retry_after
     if _verbosity >= 0:
         reason = reply.reason
         if reply.started:
             click.echo(reason if reason.startswith("started") else f"started: {reason}")
+        elif retry is not None:
+            click.echo(f"not started: {reason} (retry after {retry:.1f}s)")
         else:
             click.echo(f"not started: {reason}")
-    sys.exit(0 if reply.started else 1)
+    sys.exit(0 if reply.started else 1 if retry is None else EXIT_TRY_LATER)
 
 
 def _span(seconds: float, decimals: int = 1) -> str:

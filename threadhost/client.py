@@ -848,7 +848,13 @@ class Client:
 
     @_asks
     def maintain(self, method: str | None = None, timeout: float | None = None) -> MaintainReply:
-        """Ask the broker to run a slow call now; the reply says whether it started."""
+        """Ask the broker to run a slow call now (``method``; None: the adapter's first).
+
+        Returns the :class:`~threadhost.protocol.MaintainReply`: ``started`` (bool),
+        ``reason`` (str) and ``retry_after`` — when not started, the seconds after which
+        asking again may succeed (the manual-maintenance rate limit, a policy's
+        ``min_gap``, a round already running...), or None when the broker cannot tell (or
+        is older than the field). A refusal is an answer, not an exception."""
         reply: MaintainReply = self._control(lambda i: Maintain(id=i, method=method), timeout)
         return reply
 
@@ -1402,7 +1408,8 @@ class AsyncClient:
     @_asks
     async def maintain(self, method: str | None = None, timeout: float | None = None
                        ) -> MaintainReply:
-        """Ask the broker to run a slow call now; the reply says whether it started."""
+        """Ask the broker to run a slow call now; the reply's ``started``, ``reason`` and
+        ``retry_after`` are those of :meth:`Client.maintain`."""
         reply: MaintainReply = await self._control(
             lambda i: Maintain(id=i, method=method), timeout)
         return reply

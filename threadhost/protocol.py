@@ -191,12 +191,16 @@ class Maintain(_Msg, tag="maintain"):
 
 
 class MaintainReply(_Msg, tag="maintain_reply"):
-    """Answer to ``maintain``: whether the slow call started, and why (not)."""
+    """Answer to ``maintain``: whether the slow call started, and why (not). A refusal with a
+    known retry time (the manual-maintenance rate limit, a policy's ``min_gap``, a round
+    already running whose rest is measured...) carries it in ``retry_after`` (seconds; nil
+    when unknown, and always nil when ``started``)."""
 
     kind: ClassVar[str] = "maintain_reply"
     id: RequestId
     started: bool
     reason: str = ""
+    retry_after: float | None = None
 
 
 class Status(_Msg, tag="status"):

@@ -85,7 +85,8 @@ class Service(Protocol):
     async def call(self, method: str, args: list[Any], kwargs: dict[str, Any],
                    timeout: float) -> Any: ...
 
-    async def maintain(self, call: str | None, timeout: float) -> tuple[bool, str]: ...
+    async def maintain(self, call: str | None, timeout: float
+                       ) -> tuple[bool, str, float | None]: ...
 
     async def close(self) -> None: ...
 
@@ -107,9 +108,10 @@ class ClientService:
                    timeout: float) -> Any:
         return await AsyncClient.request(self.client, method, args, kwargs, timeout=timeout)
 
-    async def maintain(self, call: str | None, timeout: float) -> tuple[bool, str]:
+    async def maintain(self, call: str | None, timeout: float
+                       ) -> tuple[bool, str, float | None]:
         reply = await AsyncClient.maintain(self.client, call, timeout)
-        return bool(reply.started), str(reply.reason)
+        return bool(reply.started), str(reply.reason), reply.retry_after
 
     async def close(self) -> None:
         await AsyncClient.close(self.client)
@@ -350,12 +352,16 @@ def create_app(settings: Settings,
             return JSONResponse({"outcome": "error", "error": "BadRequest",
                                  "message": "call: a slow call's name or null"}, 400)
         try:
-            started, reason = await service.maintain(name or None, settings.control_timeout)
+            started, reason, retry = await service.maintain(name or None,
+                                                            settings.control_timeout)
         except ThreadhostError as exc:
             return JSONResponse(error_answer(exc))
         if started:  # the page shows the running call at once
             await sampler.sample()
-        return JSONResponse({"outcome": "ok", "started": started, "reason": reason})
+        out: dict[str, Any] = {"outcome": "ok", "started": started, "reason": reason}
+        if not started and retry is not None:  # the page counts down to it
+            out["retry_after"] = retry
+        return JSONResponse(out)
 
     return Starlette(
         routes=[

@@ -35,7 +35,7 @@ from threadhost.gate.report import (
     running_view,
     slow_calls_view,
 )
-from threadhost.gate.routing import FastCallStats, is_stuck, pick, refusal
+from threadhost.gate.routing import FastCallStats, Refusal, is_stuck, pick, refusal
 from threadhost.gate.states import (
     SERVICE_TRANSITIONS,
     GateState,
@@ -77,6 +77,11 @@ _CODES = {"busy": ErrorCode.BUSY, "unavailable": ErrorCode.UNAVAILABLE,
           "failed": ErrorCode.FAILED}
 _COUNTER = {"busy": "rejected_busy", "unavailable": "rejected_unavailable", "failed": "errors"}
 _READY = HostState.READY
+
+
+def _tenths_up(seconds: float) -> float:
+    """``seconds`` rounded up to a tenth (float noise first rounded away: 0.3 stays 0.3)."""
+    return math.ceil(round(seconds * 10, 6)) / 10
 
 
 class Gate:
@@ -325,7 +330,13 @@ class Gate:
 
     def _refuse(self, now: float, rid: int) -> ErrorReply:
         # built directly, not through an exception: this is the hot path of a busy service
-        what, text, retry = refusal(
+        what, text, retry = self._refusal(now)
+        self.counters[_COUNTER[what]] += 1
+        return ErrorReply(rid, _CODES[what], text, retry)
+
+    def _refusal(self, now: float) -> Refusal:
+        """Why no host can take a call now, and when to try again."""
+        return refusal(
             now, self.pool, self.state,
             route_away_after=self._fast_stats.route_away_after,
             expected_free=lambda h: self._expected_free(h, now),
@@ -333,8 +344,6 @@ class Gate:
             restart_reason=self.last_restart_reason,
             min_retry_after=self.config.min_retry_after,
         )
-        self.counters[_COUNTER[what]] += 1
-        return ErrorReply(rid, _CODES[what], text, retry)
 
     def _expected_free(self, host: HostRecord, now: float) -> float | None:
         """Seconds until ``host`` is expected to take calls, from measurements, or None."""
@@ -353,38 +362,69 @@ class Gate:
 
     def _manual_maintain(self, now: float, route: tuple[bytes, ...], msg: Maintain
                          ) -> list[Action]:
+        """Start the slow call ``msg`` names, or say why not — and, when the refusal has a
+        known end, when to ask again (``retry_after``, rounded up to a tenth of a second)."""
         self._dirty = True
 
-        def answer(started: bool, reason: str) -> list[Action]:
-            return [ToClient(route, MaintainReply(id=msg.id, started=started, reason=reason))]
+        def answer(started: bool, reason: str, retry: float | None = None) -> list[Action]:
+            if retry is not None:
+                retry = _tenths_up(max(retry, self.config.min_retry_after))
+            return [ToClient(route, MaintainReply(id=msg.id, started=started, reason=reason,
+                                                  retry_after=retry))]
 
         calls = self._schedule.calls
         if not calls:
             if not self._adapter:
-                return answer(False, f"not ready: service is {self.state.value}")
+                return answer(False, f"not ready: service is {self.state.value}",
+                              self._until_serving(now))
             return answer(False, "the adapter declares no slow call")
         name = msg.method or next(iter(calls))
         slow = calls.get(name)
         if slow is None:
             return answer(False, f"no slow call named {name!r} (have: {', '.join(calls)})")
-        if self._rollout is not None:
-            return answer(False, f"already running: {self._rollout.name!r}")
-        if self.state is not GateState.READY:
-            return answer(False, f"not ready: service is {self.state.value}")
         gap = getattr(slow.policy, "min_gap", None)
+        if self._rollout is not None:
+            return answer(False, f"already running: {self._rollout.name!r}",
+                          self._after_round(now, gap))
+        if self.state is not GateState.READY:
+            return answer(False, f"not ready: service is {self.state.value}",
+                          self._until_serving(now))
         last = self._schedule.last_slow_end
-        if gap is not None and last is not None and last + gap - now > 0:
-            return answer(False, f"too soon: min_gap {gap:g}s, retry in {last + gap - now:.1f}s")
+        gap_left = 0.0 if gap is None or last is None else last + gap - now
         wait = self._manual.wait(now)
+        if gap_left > 0 and gap_left >= wait:  # of two holds, the longer one says when
+            left = _tenths_up(gap_left)
+            return answer(False, f"too soon: min_gap {gap:g}s, retry in {left:.1f}s", left)
         if wait > 0:
+            left = _tenths_up(wait)
             return answer(False, f"rate-limited: manual maintenance may keep the service busy "
                                  f"{self._manual.share:.0%} of the time at most; retry in "
-                                 f"{math.ceil(wait * 10) / 10:.1f}s")
+                                 f"{left:.1f}s", left)
         actions = self._begin_rollout(now, name, "manual", manual=True)
         self._sync(now)
         assert self._rollout is not None
         n = len(self._rollout.pending) + len(self._rollout.active) + len(self._rollout.done)
         return [*actions, *answer(True, f"{name!r} on {n} host{'s' if n != 1 else ''}")]
+
+    def _until_serving(self, now: float) -> float | None:
+        """A ``maintain`` refused because the service is not ready: when a host is
+        expected to take calls (as a refused call's ``retry_after``), or None."""
+        return self._refusal(now)[2]
+
+    def _after_round(self, now: float, gap: float | None) -> float | None:
+        """A ``maintain`` refused because a round runs: the round's expected rest, plus
+        what will hold the next request back after it (the rate limit's pause after a
+        manual round, the requested call's ``min_gap``); None when nothing is measured."""
+        rollout = self._rollout
+        assert rollout is not None
+        call = self._schedule.calls.get(rollout.name)
+        rest = rollout.expected_rest(
+            now, self.pool.hosts, None if call is None else call.estimate.value,
+            self.config.max_maintaining)
+        if rest is None:
+            return None
+        after = self._manual.pause(now - rollout.started + rest) if rollout.manual else 0.0
+        return rest + max(after, gap or 0.0)
 
     # ------------------------------------------------------------------ host events
 

@@ -225,6 +225,23 @@ class Rollout:
                 in_rotation -= 1
         return taken
 
+    def expected_rest(self, now: float, hosts: Mapping[str, HostRecord],
+                      estimate: float | None, max_maintaining: int) -> float | None:
+        """Seconds until the round is expected to end, from the slow call's measured
+        duration ``estimate``: the longest rest of its active hosts (one still draining
+        counts a whole ``estimate``), plus one ``estimate`` per batch of
+        ``max_maintaining`` pending hosts (an overdue host counts 0). None when nothing is
+        measured."""
+        if estimate is None:
+            return None
+        rest = 0.0
+        for host_id in self.active:
+            host = hosts.get(host_id)
+            slow = host.slow if host is not None else None
+            rest = max(rest, estimate if slow is None else estimate - (now - slow.started))
+        batches = -(-len(self.pending) // max_maintaining)  # ceil
+        return rest + batches * estimate
+
     def host_done(self, host_id: str, ok: bool) -> None:
         """``host_id`` ran the slow call (``ok``) or left the pool; a host that is neither
         pending nor active (it finished earlier, or joined later) does not count."""
@@ -268,10 +285,13 @@ class ManualBudget:
 
     def charge(self, started: float, ended: float) -> None:
         """A manual round ran from ``started`` to ``ended``."""
-        busy = ended - started
-        self.busy += busy
+        self.busy += ended - started
         self.rounds += 1
-        self.ready_at = ended + busy * (1.0 - self.share) / self.share
+        self.ready_at = ended + self.pause(ended - started)
+
+    def pause(self, busy: float) -> float:
+        """Seconds without a manual round after one that took ``busy`` seconds."""
+        return busy * (1.0 - self.share) / self.share
 
     def wait(self, now: float) -> float:
         """Seconds until a manual round may start (0: now)."""

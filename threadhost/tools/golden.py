@@ -123,6 +123,10 @@ EXAMPLES: Final[list[tuple[str, Message]]] = [
     ("maintain", Maintain(id=4)),
     ("maintain-named", Maintain(id=5, method="read_config")),
     ("maintain_reply", MaintainReply(id=5, started=True, reason="started 'read_config'")),
+    ("maintain_reply-retry", MaintainReply(
+        id=5, started=False, reason="rate-limited: manual maintenance may keep the service "
+                                    "busy 50% of the time at most; retry in 2.5s",
+        retry_after=2.5)),
     ("status", Status(id=6)),
     ("status_reply", StatusReply(id=6, status={"state": "ready", "generation": 2})),
     ("ping", Ping(id=0)),
@@ -181,6 +185,10 @@ VARIANTS: Final[list[tuple[str, bytes, Message]]] = [
      Call(id=12, method="calc", args=[5], timeout=2.5)),
     ("defaults-omitted", msgpack.packb({"id": 13, "kind": "call", "method": "calc"}),
      Call(id=13, method="calc")),
+    # a broker older than retry_after on maintain_reply
+    ("maintain_reply-no-retry_after", msgpack.packb({"kind": "maintain_reply", "id": 14,
+                                                     "started": False, "reason": "busy"}),
+     MaintainReply(id=14, started=False, reason="busy")),
 ]
 
 # name, frames, error code, request id, max_size (None: the default)

@@ -159,7 +159,7 @@ const KINDS = {
     ['fingerprint', TYPES.str, REQUIRED], ['protocol', TYPES.int, 1]],
   maintain: [['id', TYPES.uint64, REQUIRED], ['method', optional('str'), null]],
   maintain_reply: [['id', TYPES.uint64, REQUIRED], ['started', TYPES.bool, REQUIRED],
-    ['reason', TYPES.str, '']],
+    ['reason', TYPES.str, ''], ['retry_after', optional('float'), null]],
   status: [['id', TYPES.uint64, REQUIRED]],
   status_reply: [['id', TYPES.uint64, REQUIRED], ['status', TYPES.map, REQUIRED]],
   ping: [['id', TYPES.uint64, REQUIRED]],

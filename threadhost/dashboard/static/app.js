@@ -357,6 +357,17 @@ async function submitMaintain(event) {
   if (reply.outcome === "ok") {
     box.className = "answer " + (reply.started ? "ok" : "error");
     box.textContent = (reply.started ? "started: " : "not started: ") + reply.reason;
+    if (!reply.started && reply.retry_after != null) {  // count down to retry_after
+      const until = performance.now() + reply.retry_after * 1000;
+      const line = el("strong", {class: "countdown"});
+      const tick = () => {
+        const left = Math.max(0, (until - performance.now()) / 1000);
+        line.textContent = left > 0 ? " — retry in " + left.toFixed(1) + " s" : " — retry now";
+        if (left > 0 && line.isConnected) setTimeout(tick, 100);
+      };
+      box.append(line);
+      tick();
+    }
   } else {
     showAnswer(box, reply, performance.now() - t0);
   }

@@ -20,7 +20,10 @@
     ``abandons-on-shutdown`` (a shutdown during ``reload`` gets goodbye at once, ``reload``
     is never answered), ``runs-other-versions-quietly`` (runs a call in another version
     without answering it), ``answers-hb-garbage`` (answers input on its heartbeat socket that
-    is not a broker heartbeat with a protocol error).
+    is not a broker heartbeat with a protocol error), ``runs-newest-first`` (calls that
+    arrived while ``reload`` ran are run newest first), ``drops-queued-on-shutdown`` (a
+    shutdown that arrived while ``reload`` ran gets goodbye at once after it; the calls
+    that arrived before the shutdown are never answered).
 
 ``python -m tests.bad_peers broker --endpoint EP --backend BEP --flaw FLAW``
     threadhost's own broker in attach mode with one rule broken by a patch: ``no-echo``
@@ -252,6 +255,17 @@ class MiniHost:
                     if self.flaw == "drops-while-busy" and msg["method"] in ("reload", "add"):
                         while sock.poll(0):  # what arrived meanwhile is lost
                             sock.recv_multipart()
+                    if (self.flaw in ("runs-newest-first", "drops-queued-on-shutdown")
+                            and msg["method"] == "reload"):
+                        arrived = []
+                        while sock.poll(0):  # what arrived while reload ran
+                            arrived.append(sock.recv_multipart())
+                        if self.flaw == "runs-newest-first":
+                            arrived.reverse()
+                        elif any(_kind(f) == "shutdown" for f in arrived):
+                            sock.send_multipart(goodbye)  # the calls before it: lost
+                            return
+                        self.pending.extend(arrived)
         finally:
             sock.close()
             self.done.set()

@@ -276,6 +276,9 @@ def test_an_independent_host_implementation_conforms() -> None:
     assert "each answered once" in report.result("host.calls-while-busy").detail
     assert "answered result(id=779), then goodbye" in report.result(
         "host.shutdown-finishes").detail
+    assert report.result("host.run-order").detail == "3 probes answered in arrival order"
+    assert report.result("host.shutdown-queued").detail == (
+        "answered result(id=778) before goodbye")
 
 
 @pytest.mark.e2e
@@ -308,6 +311,8 @@ def test_our_host_conforms_with_a_counter_showing_refused_calls_run_no_library_c
         ("abandons-on-shutdown", "host.shutdown-finishes", "R42", "never answered"),
         ("runs-other-versions-quietly", "host.version", "R14", "but it ran: the counter"),
         ("ignores-stranger", "host.re-announce", "R51", "marked stranger"),
+        ("runs-newest-first", "host.run-order", "R38", "in the order"),
+        ("drops-queued-on-shutdown", "host.shutdown-queued", "R42", "never answered"),
     ],
 )
 def test_wrong_hosts_fail_the_new_checks_a_right_one_passes(flaw: str, check: str,

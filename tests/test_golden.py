@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import hashlib
+import json
 import uuid
 from typing import Any, get_args
 
@@ -138,6 +139,7 @@ def test_validation_vectors_run_through_the_hosts_validator(vector: dict[str, An
     annotation = {t: a for t, a, _, _ in golden.VALIDATION}[vector["type"]]
     spec = golden.validation_spec(annotation)
     assert spec.describe()["params"][0]["schema"] == vector["schema"]
+    assert spec.describe()["returns"] == vector["returns"]
     value = msgspec.msgpack.decode(bytes.fromhex(vector["value"]))
     if vector["accept"]:
         spec.bind([value], {})
@@ -153,3 +155,52 @@ def test_validation_covers_every_kind_of_declared_type() -> None:
                    "dataclass", "|"):
         assert any(needle in t for t in types_), needle
     assert {v["accept"] for v in DATA["validation"]} == {True, False}
+
+
+def test_the_spec_states_the_exact_schema_of_every_simple_type() -> None:
+    """docs/protocol.md's type table gives, for every declared type with a short schema, the
+    exact JSON schema threadhost writes (keys sorted), so another language can write the
+    same description and fingerprint."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text("utf-8")
+    shown = 0
+    for vector in DATA["validation"]:
+        for schema in (vector["schema"], vector["returns"]):
+            rendered = json.dumps(schema, sort_keys=True)
+            composite = {"anyOf", "items", "prefixItems", "additionalProperties", "title",
+                         "enum"} & set(schema)
+            if composite and vector["type"] not in ("int | None", "Decimal"):
+                continue  # S(T) patterns in the spec; exact in the vectors
+            assert f"`{rendered}`" in text, (vector["type"], rendered)
+            shown += 1
+    assert shown > 15
+
+
+# --------------------------------------------------------------------------- binding
+
+
+def test_binding_params_have_every_kind() -> None:
+    params = DATA["binding"]["params"]
+    assert [p["kind"] for p in params] == ["positional_only", "positional_or_keyword",
+                                           "positional_or_keyword", "keyword_only"]
+    assert [p["required"] for p in params] == [True, True, False, False]
+    assert params[2]["default"] == "AA=="  # bytes default described as base64 text
+
+
+@pytest.mark.parametrize("vector", DATA["binding"]["vectors"], ids=lambda v: v["name"])
+def test_binding_vectors_run_through_the_hosts_binder(vector: dict[str, Any]) -> None:
+    args, kwargs = msgspec.msgpack.decode(bytes.fromhex(vector["msgpack"]))
+    assert [args, kwargs] == golden.from_json([vector["args"], vector["kwargs"]])
+    spec = golden.binding_spec()
+    if vector["accept"]:
+        spec.bind(args, kwargs)
+    else:
+        with pytest.raises(BadArgumentsError):
+            spec.bind(args, kwargs)
+
+
+def test_binding_vectors_cover_every_fault() -> None:
+    names = {v["name"] for v in DATA["binding"]["vectors"] if not v["accept"]}
+    assert {"missing", "extra", "duplicate", "unknown-keyword",
+            "positional-only-by-keyword"} <= names

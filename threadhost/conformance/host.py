@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from threadhost.conformance.core import (
@@ -94,6 +94,10 @@ class _SlowRun:
     """Ids of calls sent while the slow call ran (empty: it ended before they could be)."""
     answers: dict[int, list[Message]]
     """Every answer each of them got."""
+    probes: list[int] = field(default_factory=list)
+    """Ids of the probe calls among them, in the order they were sent."""
+    order: list[int] = field(default_factory=list)
+    """Ids of their answers, in the order the answers arrived."""
 
 
 @dataclass
@@ -108,6 +112,8 @@ class _Shutdown:
     bye_at: float | None
     exit_code: int | None
     exit_problem: str | None
+    queued: int | None = None
+    """Id of the probe sent after the ``--slow`` call and before ``shutdown``, if any."""
 
 
 @dataclass
@@ -376,13 +382,16 @@ class HostSession(Session):
             self.wait(lambda: answered() or self._busy_with(rid, t0),
                       min(self.slow_timeout, 2 * self.interval + self.timeout))
             queued: list[int] = []
+            probes: list[int] = []
             if not answered():
                 queued = [self.rid() for _ in range(3)]
                 for q in queued:
                     self.send(Call(id=q, method=UNKNOWN_CALL))
-                if self.probe is not None:
-                    queued.append(self.rid())
-                    self.send(self.probe_call(queued[-1]))
+                if self.probe is not None:  # three runnable calls: their order (R38)
+                    for _ in range(3):
+                        queued.append(self.rid())
+                        probes.append(queued[-1])
+                        self.send(self.probe_call(queued[-1]))
             self.wait(answered, max(0.0, t0 + self.slow_timeout - time.monotonic()))
             if not answered():
                 raise CheckFailed(f"slow call {self.slow!r} not answered within "
@@ -398,7 +407,8 @@ class HostSession(Session):
             self.sleep(self.quiet)
             pull()
             answers = {q: [m for _, m in got if getattr(m, "id", None) == q] for q in queued}
-            return _SlowRun(rid, t0, t1, answer, queued, answers)
+            order = [i for _, m in got if (i := getattr(m, "id", None)) in queued]
+            return _SlowRun(rid, t0, t1, answer, queued, answers, probes, order)
 
         return self.precondition("the slow call ran", make)
 
@@ -423,6 +433,10 @@ class HostSession(Session):
                 else:
                     running, note = rid, f"shutdown sent while {self.slow} ran"
             msgs: list[Message] = []
+            queued: int | None = None
+            if running is not None and self.probe is not None:
+                queued = 778  # arrives before shutdown: answered before goodbye (R42)
+                self.send(self.probe_call(queued))
             self.send(Shutdown(reason="conformance kit"))
             self.send(Call(id=79, method=UNKNOWN_CALL))
 
@@ -445,7 +459,7 @@ class HostSession(Session):
                                f"of its goodbye")
                 with contextlib.suppress(Exception):
                     msgs.extend(self.drain())
-            return _Shutdown(running, note, msgs, bye_at, code, problem)
+            return _Shutdown(running, note, msgs, bye_at, code, problem, queued)
 
         return self.precondition("shutdown sent", make)
 
@@ -1008,6 +1022,29 @@ def _calls_while_busy(s: HostSession) -> str:
     return f"{len(run.queued)} calls sent while {s.slow} ran, each answered once ({kinds[-1]})"
 
 
+@check("host.run-order", "R38",
+       "calls that arrive while a call runs are run and answered in arrival order "
+       "(--slow, --probe)",
+       budget=lambda s: s.slow_timeout + 4 * s.interval + 4 * s.timeout)
+def _run_order(s: HostSession) -> str:
+    s.ready()
+    if s.slow is None or s.probe is None:
+        raise CheckSkipped("pass --slow NAME and --probe to send runnable calls while a slow "
+                           "call runs")
+    run = s.slow_run()
+    if not run.probes:
+        raise CheckSkipped(f"{s.slow} was answered before the kit saw it run (a heartbeat "
+                           f"with its busy_id): too short to send calls meanwhile")
+    got = [i for i in run.order if i in run.probes]
+    if len(got) != len(run.probes):
+        raise CheckFailed(f"of the probes sent while {s.slow} ran (ids {run.probes}), the "
+                          f"host answered {got} (see host.calls-while-busy)")
+    if got != run.probes:
+        raise CheckFailed(f"probes sent while {s.slow} ran as ids {run.probes} were answered "
+                          f"in the order {got}: a host runs calls in the order they arrive")
+    return f"{len(got)} probes answered in arrival order"
+
+
 @check("host.verify", "R54",
        "a slow call that leaves the instance unfit is answered unfit, and fast calls refused "
        "(--slow, --probe)",
@@ -1112,3 +1149,28 @@ def _after_goodbye(s: HostSession) -> str:
                           f"{', '.join(describe_msg(m) for m in after)}: a host sends nothing "
                           f"after goodbye")
     return f"silent for {max(s.quiet, 2 * s.interval + 0.2):.2f}s after goodbye"
+
+
+@check("host.shutdown-queued", "R42",
+       "a call that arrived before shutdown, behind a running call, is answered before "
+       "goodbye (--slow, --probe)",
+       budget=_shutdown_budget)
+def _shutdown_queued(s: HostSession) -> str:
+    if s.slow is None or s.probe is None:
+        raise CheckSkipped("pass --slow NAME and --probe to queue a call behind a running "
+                           "one before shutdown")
+    sd = s.shutdown_run()
+    if sd.queued is None:
+        raise CheckSkipped(sd.note)
+    answer = next((i for i, m in enumerate(sd.msgs) if getattr(m, "id", None) == sd.queued),
+                  None)
+    bye = next((i for i, m in enumerate(sd.msgs) if isinstance(m, Goodbye)), None)
+    kinds = ", ".join(describe_msg(m) for m in sd.msgs) or "nothing"
+    if answer is None:
+        raise CheckFailed(f"a probe sent while {s.slow} ran, before shutdown, was never "
+                          f"answered (the host sent: {kinds}): a host MUST answer every call "
+                          f"received before shutdown")
+    if bye is not None and answer > bye:
+        raise CheckFailed(f"the probe sent before shutdown was answered after goodbye (the "
+                          f"host sent: {kinds})")
+    return f"answered {describe_msg(sd.msgs[answer])} before goodbye"

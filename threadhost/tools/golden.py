@@ -24,10 +24,14 @@ The file has three tables, all bytes in lowercase hex:
               floats stay floats; ``calls``: the same as JSON), the ``canonical`` text the
               fingerprint hashes and the ``fingerprint`` (docs/protocol.md, "The adapter
               fingerprint").
-``validation`` per declared type (its Python spelling and the JSON ``schema`` a description
-              carries), msgpack values that a host MUST accept (``accept: true``) or MUST
-              refuse with ``bad_arguments`` (docs/protocol.md, "Argument and result
+``validation`` per declared type (its Python spelling, the JSON ``schema`` a description
+              carries for a parameter of that type and the ``returns`` schema for a result),
+              msgpack values that a host MUST accept (``accept: true``) or MUST refuse
+              with ``bad_arguments`` (docs/protocol.md, "Argument and result
               validation").
+``binding``   one call's ``params`` (every parameter kind, defaults) and ``args``/``kwargs``
+              (``msgpack``: the pair, exact) that a host MUST accept or MUST refuse with
+              ``bad_arguments`` (docs/protocol.md, "Argument binding").
 
 A change to these bytes is a change of the protocol: bump the version instead.
 """
@@ -76,9 +80,9 @@ from threadhost.protocol import (
     fields_of,
 )
 
-__all__ = ["CARRIED", "DIRECTIONS", "EXAMPLES", "FINGERPRINTED", "PATH", "REJECTS",
-           "VALIDATION", "VARIANTS", "from_json", "load", "main", "render", "to_json",
-           "validation_spec"]
+__all__ = ["BINDING", "CARRIED", "DIRECTIONS", "EXAMPLES", "FINGERPRINTED", "PATH", "REJECTS",
+           "VALIDATION", "VARIANTS", "binding_spec", "from_json", "load", "main", "render",
+           "to_json", "validation_spec"]
 
 PATH: Final = Path(__file__).parent.parent / "data" / "golden.json"
 
@@ -232,6 +236,9 @@ REJECTS: Final[list[tuple[str, list[bytes], str, int | None, int | None]]] = [
      "protocol", 16, None),
     ("unknown-code", [HEADER, msgpack.packb({"kind": "error", "id": 17, "code": "nope"})],
      "protocol", 17, None),
+    # the id stays readable whatever else is wrong with a map body (docs/protocol.md §8)
+    ("top-level-int-key", [HEADER, msgpack.packb({"kind": "call", "id": 18, "method": "calc",
+                                                  1: 2})], "protocol", 18, None),
 ]
 
 
@@ -367,10 +374,11 @@ VALIDATION: Final[list[tuple[str, Any, list[Any], list[Any]]]] = [
 
 
 def validation_spec(annotation: Any) -> Any:
-    """A one-parameter call ``f(v: annotation)`` (its CallSpec), to run a vector through."""
+    """A one-parameter call ``f(v: annotation) -> annotation`` (its CallSpec), to run a
+    vector through (and to show the ``returns`` schema of the type)."""
     namespace: dict[str, Any] = {"fast": fast, "T": annotation}
     exec(
-        "class V:\n    @fast\n    def f(self, v: T) -> None:\n        pass\n", namespace
+        "class V:\n    @fast\n    def f(self, v: T) -> T:\n        return v\n", namespace
     )
     cls = type("V", (Adapter, namespace["V"]), {})
     return inspect_adapter(cls).calls["f"]
@@ -389,6 +397,7 @@ def _validation() -> list[dict[str, Any]]:
     for spelling, annotation, good, bad in VALIDATION:
         spec = validation_spec(annotation)
         schema = spec.describe()["params"][0]["schema"]
+        returns = spec.describe()["returns"]
         for accept, values in ((True, good), (False, bad)):
             for value in values:
                 body = msgspec.msgpack.encode(value)
@@ -396,9 +405,60 @@ def _validation() -> list[dict[str, Any]]:
                 if _accepts(spec, wire) is not accept:
                     raise AssertionError(f"{spelling}: {value!r} should be "
                                          f"{'accepted' if accept else 'refused'}")
-                out.append({"type": spelling, "schema": schema, "value": body.hex(),
-                            "shows": repr(value), "accept": accept})
+                out.append({"type": spelling, "schema": schema, "returns": returns,
+                            "value": body.hex(), "shows": repr(value), "accept": accept})
     return out
+
+
+# --------------------------------------------------------------------------- binding
+
+
+class _Binding(Adapter):
+    @fast
+    def f(self, a: int, /, b: str, c: bytes = b"\x00", *, d: bool = False) -> None:
+        """One parameter of each kind; c and d have defaults."""
+
+
+#: name, args, kwargs, accepted (docs/protocol.md, "Argument binding"); a refusal is
+#: ``bad_arguments``
+BINDING: Final[list[tuple[str, list[Any], dict[str, Any], bool]]] = [
+    ("positional", [1, "x"], {}, True),
+    ("keyword", [1], {"b": "x"}, True),
+    ("all", [1, "x", b"y"], {"d": True}, True),
+    ("all-keywords", [1], {"b": "x", "c": b"y", "d": False}, True),
+    ("keyword-order-free", [1], {"d": True, "b": "x"}, True),
+    ("missing-positional-only", [], {"b": "x"}, False),
+    ("missing", [1], {}, False),
+    ("extra", [1, "x", b"y", True], {}, False),
+    ("positional-only-by-keyword", [], {"a": 1, "b": "x"}, False),
+    ("duplicate", [1, "x"], {"b": "y"}, False),
+    ("unknown-keyword", [1, "x"], {"e": 1}, False),
+    ("keyword-wrong-type", [1, "x"], {"d": 1}, False),
+    ("nil-is-not-the-default", [1, "x", None], {}, False),
+    ("described-default-is-not-the-wire-form", [1, "x", "AA=="], {}, False),
+]
+
+
+def binding_spec() -> Any:
+    """The CallSpec the ``binding`` vectors bind against."""
+    return inspect_adapter(_Binding).calls["f"]
+
+
+def _binding() -> dict[str, Any]:
+    spec = binding_spec()
+    vectors: list[dict[str, Any]] = []
+    for name, args, kwargs, accept in BINDING:
+        got = True
+        try:
+            spec.bind(list(args), dict(kwargs))
+        except BadArgumentsError:
+            got = False
+        if got is not accept:
+            raise AssertionError(f"binding {name}: should be {'accepted' if accept else 'refused'}")
+        vectors.append({"name": name, "args": to_json(args), "kwargs": to_json(kwargs),
+                        "msgpack": msgspec.msgpack.encode([args, kwargs]).hex(),
+                        "accept": accept})
+    return {"params": spec.describe()["params"], "vectors": vectors}
 
 
 def to_json(value: Any) -> Any:
@@ -464,6 +524,7 @@ def render() -> str:
             for name, spec in FINGERPRINTED()
         ],
         "validation": _validation(),
+        "binding": _binding(),
     }
     return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
 

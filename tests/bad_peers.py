@@ -2,35 +2,35 @@
 
 ``python -m tests.bad_peers host --connect EP [--flaw FLAW]``
     *MiniHost*: a host written from docs/protocol.md with nothing but pyzmq and msgpack (no
-    threadhost import), to show that an independent implementation passes the kit. It
-    serves ``add(a: int, b: int)``, a slow start-up ``reload`` (0.6 s) and ``runs()``, the
-    number of times ``add`` ran (the kit's ``--counter``). A ``--flaw`` breaks one rule on
-    purpose: ``no-echo`` (answers carry id+1), ``no-heartbeat`` (no ID/hb socket),
-    ``runs-other-versions`` (ignores the version byte), ``answers-twice``, ``no-goodbye``
-    (ignores shutdown), ``no-re-announce`` (ignores broker heartbeats: never sends ready
-    again to a new broker), ``always-re-announce`` (answers every broker heartbeat with
-    ready), ``ignores-stranger`` (re-announces for a new token or a silence, not for a
-    broker heartbeat marked ``stranger``), ``bogus-fingerprint`` (its ready says fingerprint
-    ``"x"``), ``runs-bad-types``
-    (checks only the arity: runs ``add`` with wrongly typed arguments and answers
-    ``bad_arguments`` when it raises), ``drops-while-busy`` (calls that arrived while a
-    call ran are dropped), ``answers-broker-kinds`` (answers ``describe``, ``maintain``,
-    ``error``... with a protocol error; ignores only ``ping``, ``pong``, ``result`` and
-    ``status``), ``talks-after-goodbye`` (a heartbeat on the call socket after goodbye),
-    ``abandons-on-shutdown`` (a shutdown during ``reload`` gets goodbye at once, ``reload``
-    is never answered), ``runs-other-versions-quietly`` (runs a call in another version
-    without answering it), ``answers-hb-garbage`` (answers input on its heartbeat socket that
-    is not a broker heartbeat with a protocol error), ``runs-newest-first`` (calls that
-    arrived while ``reload`` ran are run newest first), ``drops-queued-on-shutdown`` (a
-    shutdown that arrived while ``reload`` ran gets goodbye at once after it; the calls
-    that arrived before the shutdown are never answered).
+    threadhost import), to show that an independent implementation passes the kit. It serves
+    ``add(a: int, b: int)``, a slow start-up ``reload`` (0.6 s) and ``runs()``, the number of times
+    ``add`` ran (the kit's ``--counter``). A ``--flaw`` breaks one rule on purpose: ``no-echo``
+    (answers carry id+1), ``no-heartbeat`` (no ID/hb socket), ``runs-other-versions`` (ignores the
+    version byte), ``answers-twice``, ``no-goodbye`` (ignores shutdown), ``no-re-announce`` (ignores
+    broker heartbeats: never sends ready again to a new broker), ``always-re-announce`` (answers
+    every broker heartbeat with ready), ``ignores-stranger`` (re-announces for a new token or a
+    silence, not for a broker heartbeat marked ``stranger``), ``bogus-fingerprint`` (its ready says
+    fingerprint ``"x"``), ``runs-bad-types`` (checks only the arity: runs ``add`` with wrongly typed
+    arguments and answers ``bad_arguments`` when it raises), ``drops-while-busy`` (calls that
+    arrived while a call ran are dropped), ``answers-broker-kinds`` (answers ``describe``,
+    ``maintain``, ``error``... with a protocol error; ignores only ``ping``, ``pong``, ``result``
+    and ``status``), ``talks-after-goodbye`` (a heartbeat on the call socket after goodbye),
+    ``abandons-on-shutdown`` (a shutdown during ``reload`` gets goodbye at once, ``reload`` is never
+    answered), ``takes-unknown-codes`` (ignores an ``error`` whose code §5 lacks, instead of
+    answering ``protocol``), ``runs-other-versions-quietly`` (runs a call in another version without
+    answering it), ``answers-hb-garbage`` (answers input on its heartbeat socket that is not a
+    broker heartbeat with a protocol error), ``runs-newest-first`` (calls that arrived while
+    ``reload`` ran are run newest first), ``drops-queued-on-shutdown`` (a shutdown that arrived
+    while ``reload`` ran gets goodbye at once after it; the calls that arrived before the shutdown
+    are never answered).
 
 ``python -m tests.bad_peers broker --endpoint EP --backend BEP --flaw FLAW``
     threadhost's own broker in attach mode with one rule broken by a patch: ``no-echo``
     (client ids +1), ``forward-busy`` (forwards calls while a slow call runs),
     ``silent-on-garbage`` (drops malformed client messages), ``ignores-version`` (reads any
     version as 1), ``no-liveness`` (never declares a host dead), ``no-broker-heartbeat``
-    (never sends hosts heartbeats), ``maintain-all`` (a maintenance round takes every host
+    (never sends hosts heartbeats), ``unmarked-stranger`` (answers an unknown host's
+    heartbeat without the ``stranger`` mark), ``maintain-all`` (a maintenance round takes every host
     out of rotation at once), ``serves-bad-start`` (opens a host whose start-up slow call
     failed), ``no-quarantine`` (never quarantines a poison call), ``no-halt`` (a maintenance
     round goes on after an unfit canary), ``maintain-anything`` (``maintain`` of a name that
@@ -92,6 +92,11 @@ def fingerprint(calls: list[dict[str, Any]]) -> str:
                       separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
+
+#: §5's error codes: an ``error`` with another code is malformed (R11).
+ERROR_CODES = frozenset({"busy", "unavailable", "failed", "timeout", "crashed", "unknown_call",
+                         "bad_arguments", "remote_exception", "protocol", "version",
+                         "fingerprint", "adapter", "poisoned", "unfit", "permission_denied"})
 
 class _Abandon(Exception):
     """``abandons-on-shutdown``: a shutdown arrived while reload ran."""
@@ -157,6 +162,9 @@ class MiniHost:
             if not isinstance(body.get("kwargs", {}), dict):
                 return None, self._error(rid, "protocol", "invalid call")
             return body, None
+        if (kind == "error" and body.get("code") not in ERROR_CODES
+                and self.flaw != "takes-unknown-codes"):
+            return None, self._error(rid, "protocol", "error code not in §5")  # R11
         if kind in ("ping", "pong", "result", "error", "status", "describe", "maintain",
                     "description", "status_reply", "maintain_reply"):
             if self.flaw == "answers-broker-kinds" and kind not in ("ping", "pong", "result",
@@ -404,6 +412,15 @@ def _patch_broker(flaw: str) -> None:
             return [a for a in tick(self, now) if not getattr(a, "heartbeat_socket", False)]
 
         GC.Gate.tick = tick_without_beats  # type: ignore[method-assign]
+    elif flaw == "unmarked-stranger":
+        from threadhost.gate import core as GC
+
+        beat = GC.Gate._beat
+
+        def never_marked(self: Any, *, stranger: bool = False) -> Any:
+            return beat(self)
+
+        GC.Gate._beat = never_marked  # type: ignore[method-assign]
     elif flaw == "maintain-all":
         from threadhost.gate import maintenance as GM
 

@@ -304,6 +304,7 @@ def test_our_host_conforms_with_a_counter_showing_refused_calls_run_no_library_c
     [
         ("bogus-fingerprint", "host.fingerprint", "R59", "ready.fingerprint is 'x'"),
         ("runs-bad-types", "host.bad-types", "R39", "but the library ran"),
+        ("takes-unknown-codes", "host.malformed", "R22", "error with an unknown code"),
         ("drops-while-busy", "host.calls-while-busy", "R38", "were never answered"),
         ("answers-broker-kinds", "host.unexpected-kinds", "R10", "describe"),
         ("answers-hb-garbage", "host.heartbeat-garbage", "R22", "the heartbeat socket sent"),
@@ -366,6 +367,7 @@ def test_wrong_hosts_fail_the_right_requirement(flaw: str, select: list[str], ch
         ("no-liveness", ["gate.heartbeat-timeout"], {"gate.heartbeat-timeout": "R44"}),
         ("no-broker-heartbeat", ["gate.broker-heartbeat", "gate.stranger-heartbeat"],
          {"gate.broker-heartbeat": "R52"}),
+        ("unmarked-stranger", ["gate.stranger-heartbeat"], {"gate.stranger-heartbeat": "R52"}),
         ("maintain-all", ["gate.pool"], {"gate.pool": "R53"}),
         ("serves-bad-start", ["gate.startup-failure"], {"gate.startup-failure": "R55"}),
         ("no-quarantine", ["gate.poison"], {"gate.poison": "R57"}),

@@ -1239,7 +1239,7 @@ def _broker_heartbeat(s: BrokerSession) -> str:
 
 
 @check("gate.stranger-heartbeat", "R52",
-       "a heartbeat from an unknown host is answered with a broker heartbeat",
+       "a heartbeat from an unknown host is answered with a broker heartbeat marked stranger",
        needs_backend=True, budget=lambda s: 2 * s.timeout + 3.0)
 def _stranger_heartbeat(s: BrokerSession) -> str:
     host = s._attach(11)  # beats on its own, never says ready
@@ -1249,7 +1249,12 @@ def _stranger_heartbeat(s: BrokerSession) -> str:
             raise CheckFailed("an attached host that only sent heartbeats got no broker "
                               "heartbeat within 2.5 s, so it cannot learn that a broker is "
                               "there and announce itself")
-        return f"answered with {len(beats)} heartbeat(s)"
+        unmarked = [b for b in beats if b.stranger is not True]
+        if unmarked:
+            raise CheckFailed(f"{len(unmarked)} of the {len(beats)} heartbeat(s) answering a "
+                              "host that never said ready are not marked stranger: the host "
+                              "cannot tell it must announce itself again (R52)")
+        return f"answered with {len(beats)} heartbeat(s) marked stranger"
     finally:
         host.close()
 

@@ -757,6 +757,8 @@ def _malformed(s: HostSession) -> str:
         ("call without method", packb({"kind": "call", "id": 31}), 31),
         ("unknown kind", packb({"kind": "frobnicate", "id": 32}), 32),
         ("args not an array", packb({"kind": "call", "id": 33, "method": "x", "args": {}}), 33),
+        # validity before direction (R10, R11): an error with a code §5 lacks is malformed
+        ("error with an unknown code", packb({"kind": "error", "id": 34, "code": "nope"}), 34),
     ]
     for what, body, rid in readable:
         s.expect_error([HEADER, body], ErrorCode.PROTOCOL, rid, what)

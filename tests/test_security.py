@@ -453,7 +453,11 @@ def test_attached_host_with_a_host_key_serves_and_a_keyless_one_cannot_attach(
     assert _counts(tmp_path) == (20, 0)
     assert not (tmp_path / "rogue-count").exists()
     assert host.proc.poll() is None and broker.proc.poll() is None
+    # a host whose key is refused never connects: a SIGTERM still stops it at once (its
+    # ready was stuck in a blocking send to a broker it can never reach)
+    started = time.monotonic()
     rogue.stop()
+    assert rogue.proc.returncode is not None and time.monotonic() - started < 15, rogue.log()
 
 
 # --------------------------------------------------------------------------- safe defaults

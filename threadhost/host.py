@@ -377,7 +377,15 @@ class Host:
                     remote_type=type(exc).__name__,
                 )
             )
-        transport.send_pair(sock, frames)
+        while True:
+            try:
+                transport.send_pair(sock, frames)
+                return
+            except zmq.Again:  # no broker connection yet (SNDTIMEO): wait, unless stopping
+                if self.stop_requested.is_set():
+                    log.warning("host %s: stopping with a %s unsent: no broker connection",
+                                self.host_id, getattr(msg, "kind", "message"))
+                    return
 
     def _serve(self, sock: zmq.Socket[bytes]) -> None:
         if self.lock_path is not None and not self._take_lock(sock, self.lock_path):

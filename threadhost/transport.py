@@ -524,8 +524,9 @@ def client_socket(ctx: zmq.Context[_S], endpoint: str,
 
 def host_socket(ctx: zmq.Context[Any], endpoint: str, routing_id: str, *, heartbeat: bool,
                 keys: ClientKeys | None = None) -> zmq.Socket[bytes]:
-    """A host's DEALER to the broker's back end: the call socket (``RCVTIMEO`` so the
-    library thread sees a stop) or the heartbeat socket (``LINGER=0``, a small queue)."""
+    """A host's DEALER to the broker's back end: the call socket (``RCVTIMEO`` and
+    ``SNDTIMEO`` so the library thread sees a stop) or the heartbeat socket (``LINGER=0``, a
+    small queue)."""
     sock: zmq.Socket[bytes] = ctx.socket(zmq.DEALER)
     try:
         sock.setsockopt(zmq.ROUTING_ID, routing_id.encode())
@@ -534,6 +535,10 @@ def host_socket(ctx: zmq.Context[Any], endpoint: str, routing_id: str, *, heartb
             sock.setsockopt(zmq.SNDHWM, _HEARTBEAT_SNDHWM)
         else:
             sock.setsockopt(zmq.RCVTIMEO, _HOST_RCVTIMEO_MS)
+            # a send with no connected broker (gone, or a refused CURVE handshake) would
+            # block for ever: it gives up after this long and the host tries again unless
+            # it is stopping (a SIGTERM is never stuck behind a send)
+            sock.setsockopt(zmq.SNDTIMEO, _HOST_RCVTIMEO_MS)
         if keys is not None:
             _curve_client(sock, keys)
         sock.connect(endpoint)

@@ -421,8 +421,12 @@ class _Watch:
                 why = transport.auth_failure(event, value, self.secure)
                 if why is not None:
                     self.refused = why
-                elif self.secure and not self.connected and event == transport.EV_NO_DETAIL:
-                    self.dropped += 1  # perhaps a wrong server key: judged at the deadline
+                elif not self.connected and event == transport.EV_NO_DETAIL:
+                    # dropped during the handshake with no reason given: with keys, perhaps
+                    # a wrong server key; without, perhaps a service that requires CURVE
+                    # (its mechanism-mismatch event does not always reach us): judged at
+                    # the deadline, unless a clearer event comes first
+                    self.dropped += 1
                     continue
                 self.failures += 1
                 self.refused_handshake = True
@@ -437,11 +441,16 @@ class _Watch:
         None: a connection attempt failed). A CURVE client whose connections were all
         dropped during the handshake (a wrong server key: the server cannot read our hello
         and says nothing) gets AuthenticationError at the end of its wait."""
-        if timeout is not None and self.secure and not self.connected and self.dropped:
-            return transport.authentication_error(
-                what, endpoint, f"no connection within {timeout:g}s: the connection was "
-                f"dropped during the CURVE handshake {self.dropped} time(s) (wrong server "
-                "key?)")
+        if timeout is not None and not self.connected and self.dropped:
+            if self.secure:
+                why = (f"no connection within {timeout:g}s: the connection was dropped during "
+                       f"the CURVE handshake {self.dropped} time(s) (wrong server key?)")
+            else:
+                why = (f"no connection within {timeout:g}s: the service closed the connection "
+                       f"during the handshake {self.dropped} time(s): it requires CURVE keys "
+                       "(give server_key and secret_key, --server-key/--secret-key), or it is "
+                       "not a threadhost service")
+            return transport.authentication_error(what, endpoint, why)
         if timeout is None:
             if self.refused_handshake:
                 why = "the peer there does not speak the threadhost protocol (handshake failed)"

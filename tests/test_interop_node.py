@@ -218,6 +218,25 @@ def _wait(what: str, predicate: Callable[[], bool], timeout: float,
     raise AssertionError(f"{what}: not within {timeout:g}s" + (f"\n{logs()}" if logs else ""))
 
 
+def _stop_broker_then_host(broker: subprocess.Popen[bytes], host: subprocess.Popen[bytes]
+                           ) -> None:
+    """The broker first: stopping, it sends the host `shutdown`; the host is signalled only
+    if it is still there after the broker is gone (signalling both at once would race the
+    broker's shutdown against the host's own SIGTERM)."""
+    if broker.poll() is None:
+        broker.send_signal(signal.SIGTERM)
+    for proc in (broker, host):
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
 @contextlib.contextmanager
 def broker_with_node_host(node_host: list[str], tmp_path: Path, reload_seconds: float
                           ) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
@@ -238,21 +257,7 @@ def broker_with_node_host(node_host: list[str], tmp_path: Path, reload_seconds: 
         try:
             yield ep, host, host_log
         finally:
-            # the broker first: stopping, it sends the host `shutdown`; the host is signalled
-            # only if it is still there after the broker is gone (signalling both at once
-            # would race the broker's shutdown against the host's own SIGTERM)
-            if broker.poll() is None:
-                broker.send_signal(signal.SIGTERM)
-            for proc in (broker, host):
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(5)
+            _stop_broker_then_host(broker, host)
 
 
 def _ready_client(ep: str, logs: Callable[[], str] | None = None) -> threadhost.Client:
@@ -383,21 +388,7 @@ def test_a_restarted_broker_adopts_the_node_host_again(node_host: list[str], tmp
                 assert ("a broker that has no ready from this host" in text
                         or "a broker after a silence" in text), text
         finally:
-            # the broker first: stopping, it sends the host `shutdown`; the host is signalled
-            # only if it is still there after the broker is gone (signalling both at once
-            # would race the broker's shutdown against the host's own SIGTERM)
-            if broker.poll() is None:
-                broker.send_signal(signal.SIGTERM)
-            for proc in (broker, host):
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(5)
+            _stop_broker_then_host(broker, host)
 
 
 # --------------------------------------------------------------------------- the fingerprint

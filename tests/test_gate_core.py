@@ -1840,9 +1840,13 @@ def test_a_serving_host_is_not_taken_when_the_only_other_one_is_stuck() -> None:
     gate = serving(2, route_away_after=1.0)
     (fwd,) = calls_to(gate.client_message(10.0, C, fast(1)), "h1")
     gate.host_message(10.1, "h1", Result(id=fwd.id))
-    assert calls_to(gate.client_message(10.2, C, fast(2)), "h2")  # h2 hangs in it
+    (hung,) = calls_to(gate.client_message(10.2, C, fast(2)), "h2")  # h2 hangs in it
     gate.client_message(12.0, C, Maintain(id=9))
-    assert [h.state for h in gate.pool] == [HostState.READY, HostState.READY]
+    # h1 keeps serving; h2 serves nobody while stuck, so it is taken: it drains (its call
+    # still runs) and runs the slow call after it
+    assert [h.state for h in gate.pool] == [HostState.READY, HostState.DRAINING]
+    (slow_call,) = calls_to(gate.host_message(13.0, "h2", Result(id=hung.id)), "h2")
+    assert slow_call.method == "read_config"
 
 
 def test_of_two_due_slow_calls_the_one_that_waited_longest_runs_first() -> None:

@@ -367,6 +367,15 @@ def test_a_host_is_not_taken_when_no_other_would_stay_in_rotation() -> None:
     assert r.take_next(hosts("h1", ("h2", HostState.STARTING)), 1, 2) == ["h1"]
 
 
+def test_a_stuck_host_behind_the_last_serving_one_is_still_taken() -> None:
+    # h0 ran the canary; h1 and h2 serve, h3 is stuck (it serves nobody). h1 is taken; h2 is
+    # then the last one in rotation and stays; taking h3 costs the rotation nothing, so the
+    # pass must not stop at h2.
+    r = rollout("h0", "h1", "h2", "h3", done=True)
+    assert r.take_next(hosts("h1", "h2", "h3"), 3, 2, stuck=frozenset({"h3"})) == ["h1", "h3"]
+    assert r.pending == ["h2"]
+
+
 def test_max_maintaining_caps_the_active_hosts() -> None:
     pool = hosts("h1", "h2", "h3", "h4")
     r = rollout("h1", "h2", "h3", "h4")
@@ -539,7 +548,11 @@ def test_a_stuck_host_may_be_taken_without_another_to_cover_for_it() -> None:
 
 
 def test_a_serving_host_is_not_taken_when_only_stuck_ones_remain() -> None:
+    # h1 is the last one serving: it stays; h2 is stuck, serves nobody, and is taken
     r = rollout("h1", "h2")
+    assert r.take_next(hosts("h1", "h2"), 1, 1, frozenset({"h2"})) == ["h2"]
+    assert r.pending == ["h1"]
+    r = rollout("h1")
     assert r.take_next(hosts("h1", "h2"), 1, 1, frozenset({"h2"})) == []
 
 

@@ -458,6 +458,20 @@ def test_config_is_frozen() -> None:
     ({"maintain_budget": -0.5}, "maintain_budget must be > 0 and <= 1, got -0.5"),
     ({"maintain_budget": 1.0000001}, "maintain_budget must be > 0 and <= 1, got 1.0000001"),
     ({"maintain_budget": float("nan")}, "maintain_budget must be > 0 and <= 1, got nan"),
+    ({"route_away_after": float("nan")}, "route_away_after must be positive, got nan"),
+    ({"poison_kills": 0}, "poison_kills must be at least 1, got 0"),
+    ({"poison_kills": -2}, "poison_kills must be at least 1, got -2"),
+    ({"restart_limit": -1}, "restart_limit must not be negative, got -1"),
+    ({"min_retry_after": -0.01}, "min_retry_after must not be negative, got -0.01"),
+    ({"min_retry_after": float("inf")}, "min_retry_after must not be negative, got inf"),
+    ({"halt_backoff": 60.0, "halt_backoff_max": 30.0},
+     "halt_backoff_max (30.0) must not be below halt_backoff (60.0)"),
+    *[({name: bad}, f"{name} must be a positive number of seconds, got {bad}")
+      for name in ("heartbeat_timeout", "heartbeat_interval", "fast_call_limit",
+                   "slow_call_deadline", "startup_timeout", "shutdown_timeout",
+                   "attached_busy_timeout", "poison_window", "halt_backoff",
+                   "halt_backoff_max", "restart_window")
+      for bad in (0.0, -1.0, float("nan"), float("inf"))],
 ])
 def test_config_validation(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -470,6 +484,9 @@ def test_config_validation(kw: dict[str, Any], message: str) -> None:
     {"max_maintaining": 3}, {"route_away_after": None}, {"route_away_after": 0.001},
     {"route_away_after": 1}, {"hosts": None, "max_maintaining": 1, "route_away_after": None},
     {"maintain_budget": 1.0}, {"maintain_budget": 1e-9},
+    {"poison_kills": 1}, {"restart_limit": 0}, {"min_retry_after": 0.0},
+    {"halt_backoff": 5.0, "halt_backoff_max": 5.0}, {"heartbeat_timeout": 1e-3},
+    {"fast_call_limit": 1e9},
 ])
 def test_config_valid_edges(kw: dict[str, Any]) -> None:
     cfg = GateConfig(**kw)

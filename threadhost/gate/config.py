@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -72,7 +73,27 @@ class GateConfig:
             raise ValueError(f"hosts must be at least 1, got {self.hosts}")
         if self.max_maintaining < 1:
             raise ValueError(f"max_maintaining must be at least 1, got {self.max_maintaining}")
+        if self.poison_kills < 1:
+            raise ValueError(f"poison_kills must be at least 1, got {self.poison_kills}")
+        if self.restart_limit < 0:
+            raise ValueError(f"restart_limit must not be negative, got {self.restart_limit}")
         if not 0.0 < self.maintain_budget <= 1.0:  # also refuses NaN
             raise ValueError(f"maintain_budget must be > 0 and <= 1, got {self.maintain_budget}")
-        if self.route_away_after is not None and self.route_away_after <= 0:
+        if self.route_away_after is not None and not self.route_away_after > 0:
             raise ValueError(f"route_away_after must be positive, got {self.route_away_after}")
+        for name in _POSITIVE:
+            value = getattr(self, name)
+            if not 0.0 < value < math.inf:  # also refuses NaN
+                raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+        if not 0.0 <= self.min_retry_after < math.inf:
+            raise ValueError(f"min_retry_after must not be negative, got {self.min_retry_after}")
+        if not self.halt_backoff <= self.halt_backoff_max:
+            raise ValueError(f"halt_backoff_max ({self.halt_backoff_max}) must not be below "
+                             f"halt_backoff ({self.halt_backoff})")
+
+
+_POSITIVE = ("heartbeat_timeout", "heartbeat_interval", "fast_call_limit", "slow_call_deadline",
+             "startup_timeout", "shutdown_timeout", "attached_busy_timeout", "poison_window",
+             "halt_backoff", "halt_backoff_max", "restart_window")
+"""The durations that must be positive and finite (0 would mean "at once" or "never",
+neither of which any of them can sensibly be)."""

@@ -217,7 +217,7 @@ class Rollout:
                 continue
             serving = host_id not in stuck
             if live > 1 and serving and in_rotation - 1 < 1:
-                break
+                continue  # a stuck host further on may still be taken
             self.pending.remove(host_id)
             self.active.append(host_id)
             taken.append(host_id)

@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: setup demo test lint typecheck unit e2e clean docs docs-setup browser-setup interop-setup
+.PHONY: setup demo test lint typecheck unit e2e clean docs docs-setup browser-setup interop-setup \
+	screenshots
 
 setup: $(VENV)/.installed
 
@@ -78,6 +79,11 @@ unit: setup
 
 e2e: setup browser-setup interop-setup
 	$(PY) -m pytest -m e2e
+
+# Renews the dashboard screenshots in docs/images/ (README, docs/dashboard.md) from the browser
+# test; a plain test run writes them to a temporary folder and leaves the checkout alone.
+screenshots: setup browser-setup
+	THREADHOST_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/test_dashboard_browser.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -5,7 +5,9 @@ examples.mylib_adapter --dashboard ...``.
 The scenario of the issue: the page shows ``ready``; a maintenance started from the page
 shows a moving progress bar while the call panel answers "busy — retry in N s" within 1 s,
 then a result after the reload; a host killed with SIGKILL shows up as a restart with its
-reason. The screenshots of these states go to docs/images/ (the README shows one).
+reason. Screenshots of these states go to the test's temporary folder, or to
+``$THREADHOST_SCREENSHOTS`` when set: ``make screenshots`` renews the ones in docs/images/
+(the README and docs/dashboard.md show them), so a test run leaves the checkout as it was.
 
 Skipped only where Chromium is absent and ``CI`` is not set: in CI a missing browser fails.
 """
@@ -33,7 +35,7 @@ CHROMIUM = os.environ.get("THREADHOST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-IMAGES = ROOT / "docs" / "images"
+SCREENSHOTS = os.environ.get("THREADHOST_SCREENSHOTS")  # make screenshots: docs/images
 READ_SECONDS = 3.0  # each readConfig of the served mylib (start-up and maintenance)
 
 
@@ -84,13 +86,15 @@ def progress_value(page: Any) -> float:
 
 
 @pytest.mark.timeout(120)
-def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None:
+def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any,
+                                     tmp_path: Path) -> None:
     port = free_port()
     svc: Service = service_factory("--dashboard", f"127.0.0.1:{port}",
                                    read_min=READ_SECONDS, read_max=READ_SECONDS)
     url = f"http://127.0.0.1:{port}/"
     wait_http(url, svc)
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    images = ROOT / SCREENSHOTS if SCREENSHOTS else tmp_path
+    images.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1200, "height": 1000})
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
@@ -113,7 +117,7 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
         assert lib.calc(x) == x + 1
     page.wait_for_function("document.querySelector('#latency-now').textContent"
                            ".includes('ms per forwarded call')", timeout=10_000)
-    page.screenshot(path=str(IMAGES / "dashboard-ready.png"), full_page=True)
+    page.screenshot(path=str(images / "dashboard-ready.png"), full_page=True)
 
     # maintain now: the bar moves (the start-up run measured the estimate)
     page.click("#maintain-button")
@@ -146,7 +150,7 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
                            f"!== {countdown!r}", timeout=3_000)  # it counts down
     page.wait_for_function("document.querySelector(\"#legend-rates [data-outcome='busy']\")"
                            ".textContent !== 'busy 0.0/s'", timeout=10_000)  # the busy rate
-    page.screenshot(path=str(IMAGES / "dashboard-busy.png"), full_page=True)
+    page.screenshot(path=str(images / "dashboard-busy.png"), full_page=True)
 
     # after the reload: ready again, a result, the maintenance listed
     page.wait_for_selector("#state.ready", timeout=30_000)
@@ -165,7 +169,7 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
     restart = page.inner_text("#restarts li.restart")
     assert f"slot 0: h1 (pid {pid}) → h2" in restart, restart
     assert "SIGKILL" in restart, restart  # the reason
-    page.screenshot(path=str(IMAGES / "dashboard-restart.png"), full_page=True)
+    page.screenshot(path=str(images / "dashboard-restart.png"), full_page=True)
 
     # nothing came from outside; the page had no script error
     outside = [u for u in requested if not u.startswith((url, "data:"))]
@@ -190,5 +194,5 @@ def test_dashboard_in_a_real_browser(browser: Any, service_factory: Any) -> None
     page.set_viewport_size({"width": 380, "height": 800})
     page.wait_for_timeout(300)
     assert page.evaluate("document.documentElement.scrollWidth") <= 380
-    page.screenshot(path=str(IMAGES / "dashboard-narrow-dark.png"), full_page=True)
+    page.screenshot(path=str(images / "dashboard-narrow-dark.png"), full_page=True)
     page.close()

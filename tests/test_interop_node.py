@@ -54,8 +54,9 @@ INTERVAL = 0.2  # the Node.js host's heartbeat interval in these tests
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(NODE is None, reason="node (Node.js) is not installed: the Node.js "
-                       "host interop tests need it (the CI machine has Node 20)"),
+    pytest.mark.skipif(NODE is None and not os.environ.get("CI"),
+                       reason="node (Node.js) is not installed: the Node.js host interop "
+                       "tests need it (the CI machine has Node 20; under CI they fail)"),
 ]
 
 
@@ -70,7 +71,9 @@ def node_host() -> list[str]:
     """The command that starts the Node.js host (``{endpoint}`` to be filled in), after
     installing its npm packages when ``node_modules`` is missing: ``npm ci`` from the
     committed package-lock.json. A failed install fails, never skips."""
-    assert NODE is not None
+    if NODE is None:
+        pytest.fail("CI: node (Node.js) is not installed, and the Node.js host interop tests "
+                    "must run (Debian's nodejs and npm packages)")
     with open(HOST_DIR / "package-lock.json", "rb") as lock:  # one installer at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _installed():
@@ -395,7 +398,9 @@ def test_a_restarted_broker_adopts_the_node_host_again(node_host: list[str], tmp
 
 
 def _node_canonical(requests: list[dict[str, Any]]) -> list[str]:
-    assert NODE is not None
+    if NODE is None:
+        pytest.fail("CI: node (Node.js) is not installed, and the Node.js host interop tests "
+                    "must run (Debian's nodejs and npm packages)")
     proc = subprocess.run([NODE, str(HOST_DIR / "tools" / "canonical.js")],
                           input=msgpack.packb(requests, use_bin_type=True),
                           capture_output=True, timeout=30, check=False)
@@ -446,7 +451,9 @@ def test_the_node_codec_reads_and_writes_the_golden_vectors(node_host: list[str]
     decodes to its fields, every reject is rejected with its code and readable id."""
     from threadhost.tools import golden
 
-    assert NODE is not None
+    if NODE is None:
+        pytest.fail("CI: node (Node.js) is not installed, and the Node.js host interop tests "
+                    "must run (Debian's nodejs and npm packages)")
     vectors = golden.load()
     examples, variants, rejects = vectors["messages"], vectors["variants"], vectors["rejects"]
     requests = [{"frames": [bytes.fromhex(v["header"]), bytes.fromhex(v["body"])]}
@@ -473,7 +480,9 @@ def test_the_node_codec_reads_and_writes_the_golden_vectors(node_host: list[str]
 def test_the_node_host_unit_tests_pass(node_host: list[str]) -> None:
     """``npm test`` in interop/node-host: the codec, the argument checks and the canonical
     form, without sockets."""
-    assert NODE is not None
+    if NODE is None:
+        pytest.fail("CI: node (Node.js) is not installed, and the Node.js host interop tests "
+                    "must run (Debian's nodejs and npm packages)")
     proc = subprocess.run([NODE, "--test", "test/"], cwd=HOST_DIR, capture_output=True,
                           text=True, timeout=50, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -1042,3 +1042,25 @@ def test_status_text_names_a_waiting_host() -> None:
          "restarts": 1, "last_maintenance": None,
          "note": "waiting for the previous instance to exit"}]})
     assert "h3: waiting for the previous instance to exit" in text
+
+
+_GATE_FIELD = {"--max-maintaining": "max_maintaining", "--maintain-budget": "maintain_budget",
+               "--heartbeat-timeout": "heartbeat_timeout", "--fast-call-limit": "fast_call_limit",
+               "--restart-limit": "restart_limit", "--restart-window": "restart_window"}
+
+
+@pytest.mark.parametrize("command", ["serve", "broker"])
+def test_the_defaults_in_help_are_the_gates_own(command: str) -> None:
+    """--help states the gate's defaults in words; they must be GateConfig's values (the
+    help text is written by hand to keep --help from importing the gate)."""
+    params = {p.opts[0]: p for p in cli.main.commands[command].params
+              if isinstance(p, click.Option)}
+    shown = 0
+    for flag, field in _GATE_FIELD.items():
+        if flag not in params:
+            continue
+        match = re.search(r"\[default: ([0-9.]+)(s?)\]", params[flag].help or "")
+        assert match, f"{command} {flag}: no default in its help"
+        assert float(match.group(1)) == getattr(GateConfig(), field), (command, flag)
+        shown += 1
+    assert shown >= (6 if command == "serve" else 3)

@@ -423,6 +423,28 @@ def main() -> None:
 # ----------------------------------------------------------------------------- security
 
 
+def _gate_options(f: _F) -> _F:
+    """The gate tunables that ``serve`` and ``broker`` both take (threadhost.gate.GateConfig)."""
+    for decorator in reversed([
+        click.option("--max-maintaining", metavar="N", callback=_int_at_least(1), default=None,
+                     envvar="THREADHOST_MAX_MAINTAINING", show_envvar=True,
+                     help="hosts that may run a slow call at the same time during a rollout "
+                          "[default: 1]"),
+        click.option("--route-away-after", metavar="DURATION", callback=_positive_duration,
+                     default=None, envvar="THREADHOST_ROUTE_AWAY_AFTER", show_envvar=True,
+                     help="a host whose fast call has run longer gets no new calls "
+                          "[default: derived from measured fast calls]"),
+        click.option("--maintain-budget", metavar="FRACTION", callback=_fraction, default=None,
+                     envvar="THREADHOST_MAINTAIN_BUDGET", show_envvar=True,
+                     help=_MAINTAIN_BUDGET_HELP),
+        click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
+                     default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
+                     help="declare a silent host dead after this long [default: 3s]"),
+    ]):
+        f = decorator(f)
+    return f
+
+
 def _server_security_options(f: _F) -> _F:
     """CURVE options of ``serve`` and ``broker`` (docs/security.md)."""
     for decorator in reversed([
@@ -576,19 +598,7 @@ def keys_show(file: str) -> None:
               envvar="THREADHOST_HOSTS", show_envvar=True,
               help="host processes, each its own library instance; N > 1 needs a "
                    "replicable adapter [default: 1]")
-@click.option("--max-maintaining", metavar="N", callback=_int_at_least(1), default=None,
-              envvar="THREADHOST_MAX_MAINTAINING", show_envvar=True,
-              help="hosts that may run a slow call at the same time during a rollout "
-                   "[default: 1]")
-@click.option("--route-away-after", metavar="DURATION", callback=_positive_duration,
-              default=None, envvar="THREADHOST_ROUTE_AWAY_AFTER", show_envvar=True,
-              help="a host whose fast call has run longer gets no new calls "
-                   "[default: derived from measured fast calls]")
-@click.option("--maintain-budget", metavar="FRACTION", callback=_fraction, default=None,
-              envvar="THREADHOST_MAINTAIN_BUDGET", show_envvar=True, help=_MAINTAIN_BUDGET_HELP)
-@click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
-              default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
-              help="declare a silent host dead after this long [default: 3s]")
+@_gate_options
 @click.option("--fast-call-limit", metavar="DURATION", callback=_positive_duration,
               default=None, envvar="THREADHOST_FAST_CALL_LIMIT", show_envvar=True,
               help="kill and restart a host whose fast call runs longer [default: 60s]")
@@ -1408,19 +1418,7 @@ def describe(ctx: click.Context, endpoint: str | None, endpoint_option: str | No
 @click.option("--hosts", metavar="N", callback=_int_at_least(1), default=None,
               envvar="THREADHOST_HOSTS", show_envvar=True,
               help="adopt at most N attached hosts [default: no limit]")
-@click.option("--max-maintaining", metavar="N", callback=_int_at_least(1), default=None,
-              envvar="THREADHOST_MAX_MAINTAINING", show_envvar=True,
-              help="hosts that may run a slow call at the same time during a rollout "
-                   "[default: 1]")
-@click.option("--route-away-after", metavar="DURATION", callback=_positive_duration,
-              default=None, envvar="THREADHOST_ROUTE_AWAY_AFTER", show_envvar=True,
-              help="a host whose fast call has run longer gets no new calls "
-                   "[default: derived from measured fast calls]")
-@click.option("--maintain-budget", metavar="FRACTION", callback=_fraction, default=None,
-              envvar="THREADHOST_MAINTAIN_BUDGET", show_envvar=True, help=_MAINTAIN_BUDGET_HELP)
-@click.option("--heartbeat-timeout", metavar="DURATION", callback=_positive_duration,
-              default=None, envvar="THREADHOST_HEARTBEAT_TIMEOUT", show_envvar=True,
-              help="declare a silent host dead after this long [default: 3s]")
+@_gate_options
 @click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
               default=None, envvar="THREADHOST_CONFIG", show_envvar=True,
               help="TOML file; broker reads its security keys (secret_key, clients, "

@@ -35,7 +35,8 @@ def test_a_curve_broker_passes_the_security_checks(keys: Keys,  # noqa: F811
 
 def test_an_operator_key_passed_off_as_a_caller_fails_the_role_check(
         keys: Keys, curve_broker: str) -> None:  # noqa: F811
-    report = run_conformance(curve_broker, select=SECURITY, timeout=5.0,
+    # the role check alone (the other security checks pass in the test above)
+    report = run_conformance(curve_broker, select=["broker.caller-role"], timeout=5.0,
                              server_key=keys.public("broker"),
                              secret_key=keys.secret("olga"),
                              caller_key=keys.secret("olga"))

@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
 
 import threadhost
 from threadhost.testing import ThreadhostService
+
+if TYPE_CHECKING:
+    from tests.keys_helpers import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,6 +142,15 @@ def mylib_service(service_factory: Any) -> Service:
     svc: Service = service_factory()
     svc.wait_state("ready")
     return svc
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """CURVE keys made with ``threadhost keys new`` (tests/keys_helpers.py), once per run:
+    the tests only read them."""
+    from tests.keys_helpers import make_keys
+
+    return make_keys(tmp_path_factory.mktemp("keys"))
 
 
 # ------------------------------------------------------------------ the pytest plugin's fixture

@@ -15,22 +15,18 @@ dashboard's HTTP API read with the standard library (no browser).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import threadhost
-from tests.conftest import ROOT, free_endpoint
+from tests.conftest import free_endpoint
+from tests.keys_helpers import Keys, Proc, run_threadhost, start_threadhost
 from threadhost.dashboard import listen_is_local
 from threadhost.dashboard.model import Rates, Tracker, error_answer, problem_of, snapshot
 
@@ -46,81 +42,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADHOST_")}
-    return {**env, **(extra or {})}
-
-
-def _threadhost(*args: str, env: dict[str, str] | None = None
-                ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "threadhost", *args], cwd=ROOT,
-                          env=_env(env), capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-
-
-@dataclass
-class Keys:
-    root: Path
-
-    def public(self, name: str) -> str:
-        return str(self.root / "all" / f"{name}.key")
-
-    def secret(self, name: str) -> str:
-        return str(self.root / "all" / f"{name}.key_secret")
-
-    def server_args(self) -> list[str]:
-        return ["--secret-key", self.secret("broker"), "--clients", str(self.root / "clients"),
-                "--operators", str(self.root / "operators")]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    root = tmp_path_factory.mktemp("dashkeys")
-    for name in ("broker", "olga", "alice", "eve"):
-        done = _threadhost("keys", "new", name, "--dir", str(root / "all"))
-        assert done.returncode == 0, done.stderr
-    for folder, name in (("clients", "alice"), ("operators", "olga")):
-        (root / folder).mkdir()
-        (root / folder / f"{name}.key").write_bytes((root / "all" / f"{name}.key").read_bytes())
-    return Keys(root)
-
-
-@dataclass
-class Proc:
-    proc: subprocess.Popen[str]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-def _start(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Proc:
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "threadhost", *args], cwd=ROOT,
-                                env=_env(env), stdout=log, stderr=subprocess.STDOUT, text=True,
-                                stdin=subprocess.DEVNULL)
-    return Proc(proc, log_path)
-
-
 @pytest.fixture(scope="module")
 def service(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A CURVE service (callers: alice; operators: olga); its endpoint."""
     folder = tmp_path_factory.mktemp("dashkeys-service")
     endpoint = free_endpoint()
-    svc = _start(["serve", TARGET, "--endpoint", endpoint, *keys.server_args()],
-                 folder / "serve.log", {"SECURITY_COUNT_FILE": str(folder / "count")})
+    svc = start_threadhost(["serve", TARGET, "--endpoint", endpoint, *keys.server_args()],
+                           folder / "serve.log", {"SECURITY_COUNT_FILE": str(folder / "count")})
     try:
-        with threadhost.connect(endpoint, timeout=5.0, server_key=keys.public("broker"),
-                                secret_key=keys.secret("olga")) as client:
+        with threadhost.connect(endpoint, timeout=5.0, server_key=str(keys.public("broker")),
+                                secret_key=str(keys.secret("olga"))) as client:
             deadline = time.monotonic() + 60
             while True:
                 assert svc.proc.poll() is None, svc.log()
@@ -171,8 +102,8 @@ def dashboard(service: str, tmp_path: Path) -> Iterator[Callable[..., tuple[str,
 
     def start(*args: str, env: dict[str, str] | None = None) -> tuple[str, Proc]:
         port = _free_port()
-        proc = _start(["dashboard", service, "--listen", f"127.0.0.1:{port}", *args],
-                      tmp_path / f"dashboard-{len(started)}.log", env)
+        proc = start_threadhost(["dashboard", service, "--listen", f"127.0.0.1:{port}",
+                                 *args], tmp_path / f"dashboard-{len(started)}.log", env)
         started.append(proc)
         return f"http://127.0.0.1:{port}", proc
 
@@ -186,8 +117,8 @@ def dashboard(service: str, tmp_path: Path) -> Iterator[Callable[..., tuple[str,
 
 @pytest.mark.timeout(120)
 def test_an_operator_key_sees_everything_and_maintains(keys: Keys, dashboard: Any) -> None:
-    base, proc = dashboard("--server-key", keys.public("broker"),
-                           "--secret-key", keys.secret("olga"))
+    base, proc = dashboard("--server-key", str(keys.public("broker")),
+                           "--secret-key", str(keys.secret("olga")))
     snap = _until(base, proc, lambda s: s["state"] == "ready")
     assert snap["problem"] is None and snap["reduced"] is False
     assert snap["hosts"] and snap["hosts"][0]["pid"]
@@ -200,8 +131,8 @@ def test_an_operator_key_sees_everything_and_maintains(keys: Keys, dashboard: An
 @pytest.mark.timeout(120)
 def test_a_caller_key_calls_and_is_denied_maintenance(keys: Keys, dashboard: Any) -> None:
     # the keys through the environment, as for every client command
-    base, proc = dashboard(env={"THREADHOST_SERVER_KEY": keys.public("broker"),
-                                "THREADHOST_SECRET_KEY": keys.secret("alice")})
+    base, proc = dashboard(env={"THREADHOST_SERVER_KEY": str(keys.public("broker")),
+                                "THREADHOST_SECRET_KEY": str(keys.secret("alice"))})
     snap = _until(base, proc, lambda s: s["state"] == "ready")
     assert snap["reduced"] is True and snap["problem"] is None
     assert snap["hosts"] == [] and snap["running"] == [] and snap["counters"] == {}
@@ -222,11 +153,11 @@ def test_a_caller_key_calls_and_is_denied_maintenance(keys: Keys, dashboard: Any
 @pytest.mark.parametrize("who", ["unknown key", "no key", "wrong server key"])
 def test_a_refused_key_is_a_clear_state_within_seconds(keys: Keys, dashboard: Any,
                                                        who: str) -> None:
-    args = {"unknown key": ["--server-key", keys.public("broker"),
-                            "--secret-key", keys.secret("eve")],
+    args = {"unknown key": ["--server-key", str(keys.public("broker")),
+                            "--secret-key", str(keys.secret("eve"))],
             "no key": [],
-            "wrong server key": ["--server-key", keys.public("eve"),
-                                 "--secret-key", keys.secret("olga")]}[who]
+            "wrong server key": ["--server-key", str(keys.public("eve")),
+                                 "--secret-key", str(keys.secret("olga"))]}[who]
     why = {"unknown key": "refused this client's key",
            "no key": "requires CURVE keys",
            "wrong server key": "wrong server key?"}[who]
@@ -253,12 +184,12 @@ def test_serve_gives_its_dashboard_an_operator_key_through_a_pipe(
         keys: Keys, tmp_path: Path) -> None:
     port = _free_port()
     endpoint = free_endpoint()
-    svc = _start(["serve", TARGET, "--endpoint", endpoint, *keys.server_args(),
-                  "--dashboard", f"127.0.0.1:{port}"], tmp_path / "serve.log",
-                 {"SECURITY_COUNT_FILE": str(tmp_path / "count"),
-                  # a client's keys in serve's environment are not the dashboard's
-                  "THREADHOST_SERVER_KEY": keys.public("broker"),
-                  "THREADHOST_SECRET_KEY": keys.secret("alice")})
+    svc = start_threadhost(["serve", TARGET, "--endpoint", endpoint, *keys.server_args(),
+                            "--dashboard", f"127.0.0.1:{port}"], tmp_path / "serve.log",
+                           {"SECURITY_COUNT_FILE": str(tmp_path / "count"),
+                            # a client's keys in serve's environment are not the dashboard's
+                            "THREADHOST_SERVER_KEY": str(keys.public("broker")),
+                            "THREADHOST_SECRET_KEY": str(keys.secret("alice"))})
     try:
         base = f"http://127.0.0.1:{port}"
         snap = _until(base, svc, lambda s: s["state"] == "ready", limit=60.0)
@@ -297,12 +228,12 @@ def _dashboard_child(parent: int) -> int:
 
 def test_a_dashboard_others_can_reach_needs_insecure(keys: Keys) -> None:
     port = _free_port()
-    refused = _threadhost("dashboard", "tcp://127.0.0.1:1", "--listen", f"0.0.0.0:{port}")
+    refused = run_threadhost("dashboard", "tcp://127.0.0.1:1", "--listen", f"0.0.0.0:{port}")
     assert refused.returncode == 2
     assert refused.stderr.startswith(
         f"threadhost: error: --listen 0.0.0.0:{port} is not a loopback address: ")
     assert "--insecure" in refused.stderr and len(refused.stderr.splitlines()) == 1
-    served = _threadhost("serve", TARGET, "--dashboard", f"0.0.0.0:{port}")
+    served = run_threadhost("serve", TARGET, "--dashboard", f"0.0.0.0:{port}")
     assert served.returncode == 2, served.stderr
     assert served.stderr.startswith(
         f"threadhost: error: --dashboard 0.0.0.0:{port} is not a loopback address: ")
@@ -312,13 +243,15 @@ def test_a_dashboard_others_can_reach_needs_insecure(keys: Keys) -> None:
 
 
 def test_key_options_are_checked_before_serving(keys: Keys) -> None:
-    half = _threadhost("dashboard", "tcp://127.0.0.1:1", "--server-key", keys.public("broker"))
+    half = run_threadhost("dashboard", "tcp://127.0.0.1:1", "--server-key",
+                          str(keys.public("broker")))
     assert half.returncode == 2, half.stderr
     assert half.stderr.startswith("threadhost: error: CURVE needs both server_key")
-    missing = _threadhost("dashboard", "tcp://127.0.0.1:1", "--server-key",
-                          keys.public("broker"), "--secret-key", "/nonexistent.key_secret")
+    missing = run_threadhost("dashboard", "tcp://127.0.0.1:1", "--server-key",
+                             str(keys.public("broker")), "--secret-key",
+                             "/nonexistent.key_secret")
     assert missing.returncode == 2 and "cannot read key file" in missing.stderr
-    shown = _threadhost("dashboard", "--help").stdout
+    shown = run_threadhost("dashboard", "--help").stdout
     for text in ("--server-key", "--secret-key", "THREADHOST_SERVER_KEY",
                  "THREADHOST_SECRET_KEY", "--insecure"):
         assert text in shown

@@ -6,6 +6,7 @@ and a failing test's report carries the service's log."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -227,6 +228,17 @@ def test_maintain_and_status_commands(serve_mylib: Serve, tmp_path: Path) -> Non
 
     data = json.loads(run_cli("status", svc.endpoint, "--json").stdout)
     assert data["state"] in ("maintaining", "ready") and data["host_pid"] > 0
+    # a graceful stop would let the 8 s readConfig finish; a second signal forces the stop
+    # at once: the host is killed, exit code 1 (docs/reliability.md, "Graceful shutdown")
+    svc.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30  # the second must come after the first was taken
+    while "stopping: SIGTERM received" not in svc.log() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    svc.proc.send_signal(signal.SIGTERM)
+    assert svc.proc.wait(30) == 1, svc.log()
+    with contextlib.suppress(psutil.NoSuchProcess):
+        _, alive = psutil.wait_procs([psutil.Process(data["host_pid"])], timeout=10)
+        assert not alive, "the host outlived the forced stop"
 
 
 def test_async_client_pipelines_many_calls_and_loses_none(serve_mylib: Serve) -> None:

@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,83 +30,10 @@ import pytest
 
 import threadhost
 from tests.conftest import ROOT, free_endpoint
+from tests.keys_helpers import Keys, Proc, run_threadhost, start_threadhost
 
 TARGET = "tests.adapters_security:Counted"
 MARKER = "plaintext-marker-7f3a9c"
-
-
-def _threadhost(*args: str, env: dict[str, str] | None = None, timeout: float = 60
-                ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "threadhost", *args], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-@dataclass
-class Keys:
-    root: Path
-
-    def public(self, name: str) -> Path:
-        return self.root / "all" / f"{name}.key"
-
-    def secret(self, name: str) -> Path:
-        return self.root / "all" / f"{name}.key_secret"
-
-    @property
-    def clients(self) -> Path:
-        return self.root / "clients"
-
-    @property
-    def operators(self) -> Path:
-        return self.root / "operators"
-
-    @property
-    def hosts(self) -> Path:
-        return self.root / "hosts"
-
-    def server_args(self) -> list[str]:
-        return ["--secret-key", str(self.secret("broker")), "--clients", str(self.clients),
-                "--operators", str(self.operators)]
-
-    def client(self, endpoint: str, name: str | None, timeout: float = 5.0,
-               server: str = "broker") -> threadhost.Client:
-        if name is None:
-            return threadhost.connect(endpoint, timeout=timeout)
-        return threadhost.connect(endpoint, timeout=timeout, server_key=self.public(server),
-                                  secret_key=self.secret(name))
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    root = tmp_path_factory.mktemp("keys")
-    for name in ("broker", "alice", "olga", "eve", "hostkey", "rogue"):
-        done = _threadhost("keys", "new", name, "--dir", str(root / "all"))
-        assert done.returncode == 0, done.stderr
-    for folder, names in (("clients", ["alice"]), ("operators", ["olga"]),
-                          ("hosts", ["hostkey"])):
-        (root / folder).mkdir()
-        for name in names:
-            (root / folder / f"{name}.key").write_bytes((root / "all" / f"{name}.key")
-                                                        .read_bytes())
-    return Keys(root)
-
-
-@dataclass
-class Proc:
-    proc: subprocess.Popen[str]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture
@@ -121,18 +47,13 @@ def run_dir() -> Iterator[Path]:
 @pytest.fixture
 def procs(tmp_path: Path, run_dir: Path) -> Iterator[Any]:
     started: list[Proc] = []
-    env = {**os.environ, "SECURITY_COUNT_FILE": str(tmp_path / "count"),
+    env = {"SECURITY_COUNT_FILE": str(tmp_path / "count"),
            "THREADHOST_RUNTIME_DIR": str(run_dir)}
 
     def start(*args: str, name: str = "proc", extra_env: dict[str, str] | None = None
               ) -> Proc:
-        log_path = tmp_path / f"{name}-{len(started)}.log"
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "threadhost", *args], cwd=ROOT,
-                                    env={**env, **(extra_env or {})}, stdout=log,
-                                    stderr=subprocess.STDOUT, text=True,
-                                    stdin=subprocess.DEVNULL)
-        p = Proc(proc, log_path)
+        p = start_threadhost(args, tmp_path / f"{name}-{len(started)}.log",
+                             {**env, **(extra_env or {})})
         started.append(p)
         return p
 
@@ -175,15 +96,17 @@ def test_wrong_keys_execute_nothing_and_right_keys_work(keys: Keys, procs: Any,
     with keys.client(endpoint, "olga") as operator:
         _wait_ready(operator, svc)
         # no key, an unknown key, a wrong server key: the handshake fails, typed, in time
-        for name, server in ((None, "broker"), ("eve", "broker"), ("alice", "eve")):
-            with keys.client(endpoint, name, timeout=4.0, server=server) as lib:
+        # (a wrong server key is only told at the end of the client's timeout: a short one)
+        for name, server, timeout in ((None, "broker", 4.0), ("eve", "broker", 4.0),
+                                      ("alice", "eve", 2.0)):
+            with keys.client(endpoint, name, timeout=timeout, server=server) as lib:
                 for attempt in (lambda: lib.work(MARKER),
                                 lambda: threadhost.Client.maintain(lib),
                                 lambda: threadhost.Client.status(lib)):
                     t0 = time.monotonic()
                     with pytest.raises(threadhost.AuthenticationError, match="handshake"):
                         attempt()
-                    assert time.monotonic() - t0 < 4.0 + 3.0  # within its timeout: no hang
+                    assert time.monotonic() - t0 < timeout + 3.0  # within its timeout
         # a caller key: calls no, maintain no (typed), status reduced
         with keys.client(endpoint, "alice") as caller:
             with pytest.raises(threadhost.PermissionDeniedError, match="operator"):
@@ -220,21 +143,21 @@ def test_cli_takes_keys_from_options_and_environment(keys: Keys, procs: Any,
                 *keys.server_args(), name="serve")
     with keys.client(endpoint, "olga") as operator:
         _wait_ready(operator, svc)
-    done = _threadhost("call", endpoint, "work", "hi", "--server-key",
+    done = run_threadhost("call", endpoint, "work", "hi", "--server-key",
                        str(keys.public("broker")), "--secret-key", str(keys.secret("alice")))
     assert (done.returncode, done.stdout.strip()) == (0, "HI"), done.stderr
     env = {"THREADHOST_SERVER_KEY": str(keys.public("broker")),
            "THREADHOST_SECRET_KEY": str(keys.secret("alice"))}
-    done = _threadhost("maintain", endpoint, env=env)
+    done = run_threadhost("maintain", endpoint, env=env)
     assert done.returncode == 1 and "permission denied" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    done = _threadhost("status", endpoint, env=env)
+    done = run_threadhost("status", endpoint, env=env)
     assert done.returncode == 0 and "reduced status" in done.stdout, done.stdout
     assert "host pid" not in done.stdout
-    done = _threadhost("status", endpoint, "--timeout", "3s")  # no key at all
+    done = run_threadhost("status", endpoint, "--timeout", "3s")  # no key at all
     assert done.returncode == 1 and "handshake failed" in done.stderr, done.stderr
     env["THREADHOST_SECRET_KEY"] = str(keys.secret("olga"))
-    done = _threadhost("maintain", endpoint, env=env)
+    done = run_threadhost("maintain", endpoint, env=env)
     assert done.returncode == 0, done.stderr
     assert _counts(tmp_path)[0] == 1
 
@@ -350,10 +273,10 @@ def send(s, msg):
     except zmq.Again:  # not connected (a CURVE back end refuses us): nothing to send to
         pass
 calls = 0
-end = time.monotonic() + float(os.environ.get("FAKE_SECONDS", "8"))
+end = time.monotonic() + float(os.environ.get("FAKE_SECONDS", "8"))  # or the test says stop
 ready = Ready(host_id=host_id, pid=os.getpid(), adapter={"adapter": "fake", "calls": [
     {"name": "work", "kind": "fast"}]}, fingerprint=adapter_fp, proof="forged")
-while time.monotonic() < end:
+while time.monotonic() < end and not os.path.exists(out + ".stop"):
     for s in socks:
         send(s, ready)
         send(s, Heartbeat(host_id=host_id, pid=os.getpid()))
@@ -397,7 +320,7 @@ def test_a_fake_host_from_another_process_gets_no_call(procs: Any, tmp_path: Pat
         out = tmp_path / "fake-calls"
         fakes = [subprocess.Popen([sys.executable, "-c", _FAKE_HOST, backend, host_id,
                                    str(out) + host_id, fp], cwd=ROOT,
-                                  env={**os.environ, "FAKE_SECONDS": "12"})
+                                  env={**os.environ, "FAKE_SECONDS": "30"})
                  for host_id in ("h2", "h9")]
         try:
             deadline = time.monotonic() + 30
@@ -414,6 +337,8 @@ def test_a_fake_host_from_another_process_gets_no_call(procs: Any, tmp_path: Pat
                     results.append(lib.work("abc"))
                 time.sleep(0.05)
         finally:
+            for host_id in ("h2", "h9"):  # they tried all along; now they may report
+                Path(f"{out}{host_id}.stop").touch()
             for fake in fakes:
                 fake.wait(30)
         assert "FORGED" not in results
@@ -440,15 +365,20 @@ def test_attached_host_with_a_host_key_serves_and_a_keyless_one_cannot_attach(
                   extra_env={"SECURITY_COUNT_FILE": str(tmp_path / "rogue-count")})
     out = tmp_path / "fake-calls"
     fake = subprocess.Popen([sys.executable, "-c", _FAKE_HOST, backend, "fake1", str(out),
-                             "0" * 64], cwd=ROOT, env={**os.environ, "FAKE_SECONDS": "5"})
+                             "0" * 64], cwd=ROOT, env={**os.environ, "FAKE_SECONDS": "30"})
     try:
         with keys.client(endpoint, "olga", timeout=10) as lib:
             _wait_ready(lib, broker)
+            deadline = time.monotonic() + 30  # the fake host tries before the calls start
+            while not Path(f"{out}.up").exists():
+                assert time.monotonic() < deadline and fake.poll() is None, "no fake host"
+                time.sleep(0.05)
             for n in range(20):
                 assert lib.work(f"x{n}") == f"X{n}"
             ids = [h["id"] for h in threadhost.Client.status(lib)["hosts"]]
             assert ids == ["remote1"], (ids, host.log())
     finally:
+        Path(f"{out}.stop").touch()  # it tried during every call; now it may report
         fake.wait(30)
     assert out.read_text() == "0"
     assert _counts(tmp_path) == (20, 0)
@@ -468,11 +398,11 @@ def test_attached_host_with_a_host_key_serves_and_a_keyless_one_cannot_attach(
 def test_binding_every_interface_without_curve_is_refused(endpoint: str) -> None:
     port = free_endpoint().rsplit(":", 1)[1]
     ep = endpoint.format(port=port)
-    done = _threadhost("serve", TARGET, "--endpoint", ep)
+    done = run_threadhost("serve", TARGET, "--endpoint", ep)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert "without CURVE" in done.stderr and "--insecure" in done.stderr
-    done = _threadhost("broker", "--endpoint", "tcp://127.0.0.1:" + port, "--backend", ep)
+    done = run_threadhost("broker", "--endpoint", "tcp://127.0.0.1:" + port, "--backend", ep)
     assert done.returncode == 2 and "without CURVE" in done.stderr, done.stderr
 
 
@@ -493,7 +423,7 @@ def test_a_second_service_on_a_live_ipc_path_is_refused_and_a_stale_one_replaced
                   name="first")
     with threadhost.connect(endpoint, timeout=5) as lib:
         _wait_ready(lib, first)
-        done = _threadhost("serve", TARGET, "--endpoint", endpoint)
+        done = run_threadhost("serve", TARGET, "--endpoint", endpoint)
         assert done.returncode == 2, done.stderr
         assert "another service is listening" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1

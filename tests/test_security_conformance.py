@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_endpoint
-from tests.test_security import Keys, keys, procs, run_dir  # noqa: F401 - fixtures
+from tests.keys_helpers import Keys
+from tests.test_security import procs, run_dir  # noqa: F401 - fixtures
 from threadhost.conformance import run_conformance
 
 SECURITY = ["broker.ping", "broker.curve-unknown-key", "broker.caller-role"]
@@ -23,7 +24,7 @@ def curve_broker(keys: Keys, procs: Any) -> Iterator[str]:  # noqa: F811
     yield endpoint
 
 
-def test_a_curve_broker_passes_the_security_checks(keys: Keys,  # noqa: F811
+def test_a_curve_broker_passes_the_security_checks(keys: Keys,
                                                    curve_broker: str) -> None:
     report = run_conformance(curve_broker, select=SECURITY, timeout=5.0,
                              server_key=keys.public("broker"),
@@ -34,8 +35,9 @@ def test_a_curve_broker_passes_the_security_checks(keys: Keys,  # noqa: F811
 
 
 def test_an_operator_key_passed_off_as_a_caller_fails_the_role_check(
-        keys: Keys, curve_broker: str) -> None:  # noqa: F811
-    report = run_conformance(curve_broker, select=SECURITY, timeout=5.0,
+        keys: Keys, curve_broker: str) -> None:
+    # the role check alone (the other security checks pass in the test above)
+    report = run_conformance(curve_broker, select=["broker.caller-role"], timeout=5.0,
                              server_key=keys.public("broker"),
                              secret_key=keys.secret("olga"),
                              caller_key=keys.secret("olga"))

@@ -1232,10 +1232,7 @@ def _broker_heartbeat(s: BrokerSession) -> str:
         return f"{len(beats)} heartbeats in {time.monotonic() - t0:.1f}s, token " \
                f"{beats[0].host_id!r}"
     finally:
-        with contextlib.suppress(Exception):  # leave cleanly: not a failure of the pool
-            host.send(Goodbye(host_id=host.host_id, ok=True, message="leaving"))
-        host.close()
-        s.sleep(1.5 * s.heartbeat_timeout + 0.5)  # gone either way before the next check
+        _leave(s, host)  # leave cleanly (not a failure of the pool), gone before the next check
 
 
 @check("gate.stranger-heartbeat", "R52",
@@ -1451,13 +1448,42 @@ def _open_both(s: BrokerSession, a: FakeHost, b: FakeHost) -> None:
     s.sleep(0.2)
 
 
+def _listed_hosts(s: BrokerSession, client: Peer | None) -> set[str] | None:
+    """The host ids in the broker's status (its informative ``hosts`` entry: a list of maps
+    with an ``id``), or None when it shows no such list or does not answer."""
+    try:
+        msg = s.ask(Status(id=s.rid()), client)
+    except (CheckFailed, Aborted):
+        return None
+    hosts = msg.status.get("hosts") if isinstance(msg, StatusReply) else None
+    if not isinstance(hosts, list):
+        return None
+    return {h["id"] for h in hosts if isinstance(h, dict) and isinstance(h.get("id"), str)}
+
+
 def _leave(s: BrokerSession, *hosts: FakeHost) -> None:
-    """The hosts leave cleanly (goodbye ok: not failures of the pool), then are gone."""
+    """The hosts leave cleanly (goodbye ok: not failures of the pool), then are gone: gone
+    from the broker's status when it listed them there (a host it no longer lists it has
+    forgotten already), else (or at the latest) after the time a broker that ignored the
+    goodbye takes to give silent hosts up."""
+    ids = {h.host_id for h in hosts}
+    client: Peer | None = None
+    with contextlib.suppress(CheckFailed, Aborted):
+        client = s.client()
+    listed = _listed_hosts(s, client) if client is not None else None
     for h in hosts:
         with contextlib.suppress(Exception):
             h.send(Goodbye(host_id=h.host_id, ok=True, message="leaving"))
         h.close()
-    s.sleep(1.5 * s.heartbeat_timeout + 0.5)
+    limit = time.monotonic() + 1.5 * s.heartbeat_timeout + 0.5
+    watch = ids & listed if listed is not None else set()
+    if watch:  # the status tracks them (those it no longer lists it forgot): watch them go
+        while time.monotonic() < limit:
+            now_listed = _listed_hosts(s, client)
+            if now_listed is not None and not watch & now_listed:
+                return
+            s.sleep(min(0.05, max(0.0, limit - time.monotonic())))
+    s.sleep(max(0.0, limit - time.monotonic()))
 
 
 @check("gate.pool", "R53",
@@ -1603,10 +1629,7 @@ def _poison(s: BrokerSession) -> str:
         host.send(Result(id=fwd.id, value=rid + 1))
         return "poisoned at once; other arguments still served"
     finally:
-        with contextlib.suppress(Exception):
-            host.send(Goodbye(host_id=host.host_id, ok=True, message="leaving"))
-        host.close()
-        s.sleep(1.5 * s.heartbeat_timeout + 0.5)
+        _leave(s, host)
 
 
 def _halted_round(s: BrokerSession, ids: tuple[int, int], code: ErrorCode) -> str:

@@ -1056,22 +1056,31 @@ class _AsyncTransport:
     def _attach(self, loop: asyncio.AbstractEventLoop, raw: zmq.Socket[bytes]) -> bool:
         """Deliver replies from ``loop`` (the running one) from now on: its reader callback
         on the socket's file descriptor replaces that of any earlier loop. False when
-        ``loop`` cannot watch a file descriptor (Windows' proactor loop): the client then
-        receives through ``zmq.asyncio`` alone (slower, same behaviour)."""
-        if self._portable:
+        ``loop`` cannot watch a file descriptor (see :meth:`_watchable`)."""
+        if not self._watchable(loop, raw):
             return False
         if self._fd is None:
             self._fd = cast(int, raw.get(zmq.FD))
         self._detach()
-        try:
-            loop.add_reader(self._fd, self._readable)
-        except NotImplementedError:
-            self._portable = True
-            return False
-        self._portable = False
+        loop.add_reader(self._fd, self._readable)
         self._loop = loop
         loop.call_soon(self._readable)  # replies that came while no loop watched the fd
         return True
+
+    def _watchable(self, loop: asyncio.AbstractEventLoop, raw: zmq.Socket[bytes]) -> bool:
+        """Whether ``loop`` can watch the socket's file descriptor (selector loops, uvloop);
+        Windows' proactor loop cannot: the client then receives through ``zmq.asyncio``
+        alone (slower, same behaviour)."""
+        if self._portable is None:
+            fd = cast(int, raw.get(zmq.FD))
+            try:
+                loop.add_reader(fd, lambda: None)
+            except NotImplementedError:
+                self._portable = True
+            else:
+                loop.remove_reader(fd)
+                self._portable = False
+        return not self._portable
 
     def _detach(self) -> None:
         loop, self._loop = self._loop, None

@@ -9,13 +9,20 @@ loopback TCP, sequential round trips, the variants interleaved over several roun
 * ``one-frame``  — not threadhost's wire: the same header and map in *one* frame (what a
                    single-frame protocol version would cost);
 * ``th-client``  — ``threadhost.connect(...).calc(5)``: the same wire through the real client
-                   (request ids, lazy socket options, validation of the reply, typed errors).
+                   (request ids, lazy socket options, validation of the reply, typed errors);
+* ``th-async``   — ``await threadhost.AsyncClient(...).calc(5)``, one call at a time, on one
+                   event loop (the loop's own work per call included).
 
 ``th-frames - floor`` is what the wire format costs a straightforward implementation (the
 echo reads with ``recv_multipart``, a ``getsockopt`` per frame), ``one-frame - floor`` how
 much of that is the separate header frame, and ``th-client - th-frames`` the client
-library's own cost. (threadhost's own broker, host and client read frames without a
-``getsockopt``; end to end, a one-frame build measured no faster: docs/performance.md.)
+library's own cost. The last column is the client process's CPU time per call
+(``time.process_time``: its Python and libzmq's I/O thread), the figure to watch when
+changing the client: measure an old and a new checkout in the same minute, several rounds
+(run from an old checkout's root, ``python -m benchmarks.hop`` measures its client).
+
+(threadhost's own broker, host and client read frames without a ``getsockopt``; end to
+end, a one-frame build measured no faster: docs/performance.md.)
 
     python -m benchmarks.hop [--calls 3000] [--rounds 5]
 """
@@ -23,6 +30,7 @@ library's own cost. (threadhost's own broker, host and client read frames withou
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import statistics
 import subprocess
@@ -74,6 +82,8 @@ def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
             s.setsockopt(zmq.RCVTIMEO, 10_000)
             s.connect(endpoint)
         lib = threadhost.connect(endpoint, timeout=10)
+        alib = threadhost.AsyncClient(endpoint, timeout=10)
+        loop = asyncio.new_event_loop()
         ids = itertools.count(1)
         packb = msgpack.Packer(use_bin_type=True).pack
         unpackb = msgpack.unpackb
@@ -97,32 +107,51 @@ def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
         def th_client() -> Any:
             return lib.calc(5)
 
-        variants: dict[str, Callable[[], Any]] = {
-            "floor": floor, "th-frames": th_frames, "one-frame": one_frame,
-            "th-client": th_client,
-        }
-        for f in variants.values():  # connected and warm
-            for _ in range(200):
-                if f() != 6:
+        clock = time.perf_counter_ns
+
+        def timed(f: Callable[[], Any]) -> Callable[[int], list[int]]:
+            def run(n: int) -> list[int]:
+                lat = []
+                for _ in range(n):
+                    t0 = clock()
+                    if f() != 6:
+                        raise RuntimeError("the echo answered wrongly")
+                    lat.append(clock() - t0)
+                return lat
+
+            return run
+
+        async def th_async(n: int) -> list[int]:
+            lat = []
+            calc = alib.calc
+            for _ in range(n):
+                t0 = clock()
+                if await calc(5) != 6:
                     raise RuntimeError("the echo answered wrongly")
+                lat.append(clock() - t0)
+            return lat
+
+        variants: dict[str, Callable[[int], list[int]]] = {
+            "floor": timed(floor), "th-frames": timed(th_frames),
+            "one-frame": timed(one_frame), "th-client": timed(th_client),
+            "th-async": lambda n: loop.run_until_complete(th_async(n)),
+        }
+        for run in variants.values():  # connected and warm
+            run(200)
         p50: dict[str, list[float]] = {k: [] for k in variants}
         cpu: dict[str, list[float]] = {k: [] for k in variants}
-        clock = time.perf_counter_ns
         for rnd in range(rounds):
             names = list(variants)
             order = names[rnd % len(names):] + names[: rnd % len(names)]
             for name in order:
-                f = variants[name]
-                lat = []
                 c0 = time.process_time()
-                for _ in range(calls):
-                    t0 = clock()
-                    f()
-                    lat.append(clock() - t0)
+                lat = variants[name](calls)
                 cpu[name].append((time.process_time() - c0) / calls * 1e6)
                 lat.sort()
                 p50[name].append(lat[len(lat) // 2] / 1000)
         lib.close()
+        loop.run_until_complete(alib.close())
+        loop.close()
         floor_sock.close()
         frames_sock.close()
         return {

@@ -90,7 +90,7 @@ def test_hop_decomposition_runs_and_reports_each_variant() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}
-    assert set(rows) == {"floor", "th-frames", "one-frame", "th-client"}
+    assert set(rows) == {"floor", "th-frames", "one-frame", "th-client", "th-async"}
     for values in rows.values():
         assert float(values[0]) > 0 and float(values[2]) > 0
 

@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import zmq
 import zmq.asyncio
+from zmq.backend import zmq_poll
 
 from threadhost import transport
 from threadhost.errors import (
@@ -84,13 +85,20 @@ from threadhost.protocol import (
     MaintainReply,
     Ping,
     Pong,
+    Result,
     Status,
     StatusReply,
     encode,
     encode_call,
     exception_from_error,
 )
-from threadhost.transport import ClientKeys, client_keys, decode_frames, recv_frames
+from threadhost.transport import (
+    ClientKeys,
+    client_keys,
+    decode_frames,
+    recv_frames,
+    send_frame,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client", "RequestCore", "Retry", "connect"]
 
@@ -108,7 +116,6 @@ _ASK_AGAIN_AFTER = 1.0
 # plain ints: pyzmq's send_multipart/recv_multipart do enum arithmetic on every frame
 _NOBLOCK = transport.NOBLOCK
 _MORE_NOBLOCK = transport.MORE_NOBLOCK
-_EVENTS = transport.EVENTS
 _POLLIN = transport.POLLIN
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -196,7 +203,7 @@ def _uncarriable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | Non
 
 
 def _refuse_arguments(
-    method: str, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+    method: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], exc: Exception
 ) -> BadArgumentsError:
     found = _uncarriable(list(args), "args") or _uncarriable(kwargs, "kwargs")
     if found is None:
@@ -211,13 +218,11 @@ class RequestCore:
     def __init__(self, fingerprint: str | None = None, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.fingerprint = fingerprint
         self.max_size = max_size
-        self._ids = itertools.count(1)
-
-    def next_id(self) -> int:
-        return next(self._ids)
+        #: the next request id (a bound C method: no Python frame per call)
+        self.next_id: Callable[[], int] = itertools.count(1).__next__
 
     def call_frames(
-        self, rid: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        self, rid: int, method: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
         timeout: float | None,
     ) -> list[bytes]:
         """The frames of a call; :class:`BadArgumentsError` (nothing sent) for a value the
@@ -225,13 +230,14 @@ class RequestCore:
         if type(method) is not str:
             raise TypeError(f"a call name must be a str, not {type(method).__name__}")
         # msgspec would pack a set (as an array) or a naive datetime (as a string): values
-        # other than plain scalars are checked before, scalars only when packing fails
-        for value in itertools.chain(args, kwargs.values()):
-            if type(value) not in _PLAIN:
-                found = _uncarriable(list(args), "args") or _uncarriable(kwargs, "kwargs")
-                if found is not None:
-                    raise BadArgumentsError(f"{method}: {found[0]}: {found[1]}")
-                break
+        # other than plain scalars are checked before (walked by _uncarriable), scalars
+        # only when packing fails (the common call: its types are checked in C, no walk)
+        if not _PLAIN.issuperset(map(type, args)) or (
+            kwargs and not _PLAIN.issuperset(map(type, kwargs.values()))
+        ):
+            found = _uncarriable(list(args), "args") or _uncarriable(kwargs, "kwargs")
+            if found is not None:
+                raise BadArgumentsError(f"{method}: {found[0]}: {found[1]}")
         try:
             return [HEADER, encode_call(rid, method, list(args), kwargs,
                                         None if timeout is None else float(timeout),
@@ -566,50 +572,44 @@ class _SyncTransport:
         sock = conn.sock
         if sock is None:
             raise ThreadhostError("client is closed")
-        monotonic = time.monotonic
-        deadline = monotonic() + timeout
-        header, body = frames
+        deadline = time.monotonic() + timeout
+        # the reply is awaited by a blocking recv bounded by RCVTIMEO (no Poller built per
+        # call). A call sent at once waits first for its whole timeout (the sends took
+        # microseconds): the same value call after call, so the option is set only when it
+        # changes (setting it costs more than all the rest of the wait's bookkeeping)
+        wait_ms = int(timeout * 1000) + 1
         try:  # IMMEDIATE makes this fail while no broker is connected
-            sock.send(header, _MORE_NOBLOCK)  # a refused message fails on its first frame
+            send_frame(sock, frames[0], _MORE_NOBLOCK)  # a refused message fails on frame one
         except zmq.Again:
-            self._send_when_connected(conn, sock, header, deadline, timeout, what)
-        sock.send(body, _NOBLOCK)
+            self._send_when_connected(conn, sock, frames[0], deadline, timeout, what)
+            wait_ms = int(max(deadline - time.monotonic(), 0.0) * 1000) + 1
+        send_frame(sock, frames[1], _NOBLOCK)
         if conn.watch is not None:  # connected: no monitor left unread (see unwatch)
             conn.unwatch()
-        recv = recv_frames
-        set_timeout = transport.set_recv_timeout
-        parse = self.core.parse
-        full_ms = int(timeout * 1000) + 1
-        while True:  # a blocking recv bounded by RCVTIMEO: no Poller built per call
-            remaining = deadline - monotonic()
+        max_size = self.core.max_size
+        while True:
+            if wait_ms != conn.rcvtimeo:
+                transport.set_recv_timeout(sock, wait_ms)
+                conn.rcvtimeo = wait_ms
+            try:
+                msg = decode_frames(recv_frames(sock), max_size)
+            except zmq.Again:
+                pass  # timed out: raised below
+            except ProtocolError as exc:
+                if exc.request_id in (None, rid):
+                    raise
+            else:
+                if getattr(msg, "id", None) == rid:
+                    return msg
+                if msg.kind == "error" and msg.id is None:
+                    raise exception_from_error(msg)
+                self.late_replies += 1  # a late reply to an earlier call that timed out: drop it
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CallTimeoutError(
                     f"{what}: no answer from {self.endpoint} within {timeout:g}s"
                 )
-            # setting RCVTIMEO costs ~2 µs: while less than 2 ms of the timeout are spent (a call's
-            # first wait, the common case) the wait is the whole timeout, the same value
-            # call after call, set only when it changes; the overshoot is under 2 ms
             wait_ms = int(remaining * 1000) + 1
-            if full_ms - wait_ms <= 2:
-                wait_ms = full_ms
-            if wait_ms != conn.rcvtimeo:
-                set_timeout(sock, wait_ms)
-                conn.rcvtimeo = wait_ms
-            try:
-                reply = recv(sock)
-            except zmq.Again:
-                continue  # timed out: the loop raises
-            try:
-                msg = parse(reply)
-            except ProtocolError as exc:
-                if exc.request_id in (None, rid):
-                    raise
-                continue
-            if getattr(msg, "id", None) == rid:
-                return msg
-            if msg.kind == "error" and msg.id is None:
-                raise exception_from_error(msg)
-            self.late_replies += 1  # a late reply to an earlier call that timed out: drop it
 
     def _send_when_connected(self, conn: _Conn, sock: zmq.Socket[Any], header: bytes,
                              deadline: float, timeout: float, what: str) -> None:
@@ -625,7 +625,7 @@ class _SyncTransport:
         poller.register(watch.sock, zmq.POLLIN)
         while True:
             try:
-                sock.send(header, _MORE_NOBLOCK)
+                send_frame(sock, header, _MORE_NOBLOCK)
                 return
             except zmq.Again:
                 pass
@@ -739,14 +739,16 @@ class Client:
         if timeout is None:
             timeout = self._forced if self._forced is not None else (
                 declared if declared is not None else self._timeout)
-        args = tuple(args)
-        kwargs = kwargs or {}
         retry = self._retry
         if retry is None:  # the hot path: _attempt inlined
             t = self._t
-            rid = t.core.next_id()
-            frames = t.core.call_frames(rid, method, args, kwargs, timeout)
-            return RequestCore.outcome(t.roundtrip(rid, frames, timeout, method))
+            core = t.core
+            rid = core.next_id()
+            msg = t.roundtrip(rid, core.call_frames(rid, method, args, kwargs or {}, timeout),
+                              timeout, method)
+            return msg.value if type(msg) is Result else RequestCore.outcome(msg)
+        args = tuple(args)
+        kwargs = kwargs or {}
         began = time.monotonic()
         deadline = began + retry.deadline
         attempts = 0
@@ -991,7 +993,14 @@ def _expire(fut: asyncio.Future[Any]) -> None:
 
 class _AsyncTransport:
     """What an :class:`AsyncClient` and its views share: one socket, the pending calls and
-    their reader task, and what is known of the served adapter."""
+    what delivers their replies, and what is known of the served adapter.
+
+    Replies are delivered by a reader callback on the socket's file descriptor, registered
+    with the running loop on the first call and kept while the client is open (moved if
+    the client is used from another loop): a call costs no task, no add/remove of a
+    reader. An open client is thus referenced by its loop until it is closed or the loop
+    is (as a ``zmq.asyncio`` socket is). Where the loop cannot watch a file descriptor
+    (Windows' proactor loop), a reader task receives through ``zmq.asyncio`` instead."""
 
     def __init__(self, endpoint: str, core: RequestCore, keys: ClientKeys | None = None
                  ) -> None:
@@ -1010,8 +1019,12 @@ class _AsyncTransport:
         self._watch: _Watch | None = None
         self._monitor: zmq.asyncio.Socket | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None  # set to wake the reader
+        # the socket, polled without waiting: whether a reply is queued (a poll costs less
+        # than the zmq.Again raised by a receive that finds none, or than reading EVENTS)
+        self._poll_items = [(self.raw, _POLLIN)]
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop watching the fd
+        self._fd: int | None = None
+        self._reader: asyncio.Task[None] | None = None  # portable: the reader task
         self._check_scheduled = False
         self._portable: bool | None = None  # True: the loop cannot watch the socket's fd
         self._watching()  # before connecting: a refused handshake is seen from the first one
@@ -1040,59 +1053,71 @@ class _AsyncTransport:
                 self._monitor.close(linger=0)
             self._watch = self._monitor = None
 
-    def _ensure_reader(self) -> None:
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+    def _attach(self, loop: asyncio.AbstractEventLoop, raw: zmq.Socket[bytes]) -> bool:
+        """Deliver replies from ``loop`` (the running one) from now on: its reader callback
+        on the socket's file descriptor replaces that of any earlier loop. False when
+        ``loop`` cannot watch a file descriptor (see :meth:`_watchable`)."""
+        if not self._watchable(loop, raw):
+            return False
+        if self._fd is None:
+            self._fd = cast(int, raw.get(zmq.FD))
+        self._detach()
+        loop.add_reader(self._fd, self._readable)
+        self._loop = loop
+        loop.call_soon(self._readable)  # replies that came while no loop watched the fd
+        return True
 
-    async def _read_loop(self) -> None:
-        """Deliver every reply already queued, then wait for the socket to be readable
-        again (one wake-up per batch of replies, not one Future per reply); ends when
-        nothing is pending."""
-        sock, raw = self.sock, self.raw
-        if sock is None or raw is None:
-            return
-        if self._portable:
-            await self._read_loop_portable(sock)
-            return
-        loop = asyncio.get_running_loop()
-        wake = self._wake = asyncio.Event()
-        fd = cast(int, raw.get(zmq.FD))
-        loop.add_reader(fd, wake.set)
-        try:
-            recv = recv_frames
-            get = raw.get
-            while self._pending and self.raw is not None:
-                try:
-                    while True:
-                        self._deliver(recv(raw, _NOBLOCK))
-                except zmq.Again:
-                    pass
-                if not self._pending:
-                    return
-                # ZMQ_FD is edge-triggered: clear, then look at EVENTS (which also resets
-                # the edge) before sleeping, so no reply that arrived meanwhile is missed
-                wake.clear()
-                if cast(int, get(_EVENTS)) & _POLLIN:
-                    continue
-                await wake.wait()
-        except zmq.ZMQError:
-            return
-        finally:
-            self._wake = None
-            with contextlib.suppress(Exception):
+    def _watchable(self, loop: asyncio.AbstractEventLoop, raw: zmq.Socket[bytes]) -> bool:
+        """Whether ``loop`` can watch the socket's file descriptor (selector loops, uvloop);
+        Windows' proactor loop cannot: the client then receives through ``zmq.asyncio``
+        alone (slower, same behaviour)."""
+        if self._portable is None:
+            fd = cast(int, raw.get(zmq.FD))
+            try:
+                loop.add_reader(fd, lambda: None)
+            except NotImplementedError:
+                self._portable = True
+            else:
                 loop.remove_reader(fd)
+                self._portable = False
+        return not self._portable
+
+    def _detach(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and self._fd is not None:
+            with contextlib.suppress(Exception):  # that loop may be closed, or gone
+                loop.remove_reader(self._fd)
+
+    def _readable(self) -> None:
+        """Deliver every reply already queued: one wake-up per batch of replies. ZMQ_FD is
+        edge-triggered: the poll before each receive (which also resets the edge) sees a
+        reply that arrived meanwhile."""
+        raw = self.raw
+        if raw is None:
+            return
+        items = self._poll_items
+        try:
+            while zmq_poll(items, 0):
+                self._deliver(recv_frames(raw, _NOBLOCK))
+        except zmq.ZMQError:  # closed meanwhile (or, never seen, the poll lied: Again)
+            return
 
     def _check_events(self) -> None:
-        """After sends: a send makes libzmq process pending commands, which can consume
-        the FD's edge of a reply that arrived meanwhile; look at EVENTS once per loop
-        iteration (however many calls were sent in it) and wake the reader if needed."""
+        """After sends while other calls are pending: a send makes libzmq process pending
+        commands, which can consume the FD's edge of a reply to one of them that arrived
+        meanwhile; look once per loop iteration (however many calls were sent in it)."""
         self._check_scheduled = False
-        raw, wake = self.raw, self._wake
-        if raw is not None and wake is not None and cast(int, raw.get(_EVENTS)) & _POLLIN:
-            wake.set()
+        if self._loop is not None:
+            self._readable()
 
-    async def _read_loop_portable(self, sock: zmq.asyncio.Socket) -> None:
-        while self._pending and self.raw is not None:
+    def _ensure_reader(self) -> None:
+        """Portable mode: a reader task while calls are pending."""
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_loop_portable())
+
+    async def _read_loop_portable(self) -> None:
+        sock = self.sock
+        while sock is not None and self._pending and self.raw is not None:
             try:
                 frames = await sock.recv_multipart()
             except zmq.ZMQError:
@@ -1120,21 +1145,6 @@ class _AsyncTransport:
         else:
             self.late_replies += 1
 
-    def _watchable(self, loop: asyncio.AbstractEventLoop, raw: zmq.Socket[bytes]) -> bool:
-        """Whether ``loop`` can watch the socket's file descriptor (selector loops, uvloop);
-        Windows' proactor loop cannot: the client then receives through ``zmq.asyncio``
-        alone (slower, same behaviour)."""
-        if self._portable is None:
-            fd = cast(int, raw.get(zmq.FD))
-            try:
-                loop.add_reader(fd, lambda: None)
-            except NotImplementedError:
-                self._portable = True
-            else:
-                loop.remove_reader(fd)
-                self._portable = False
-        return not self._portable
-
     async def _send(self, raw: zmq.Socket[bytes], frames: list[bytes], deadline: float,
                     timeout: float, what: str, portable: bool) -> None:
         header, body = frames
@@ -1149,7 +1159,7 @@ class _AsyncTransport:
                         raise ThreadhostError("client is closed")
                     await sock.send_multipart(frames, flags=_NOBLOCK)
                     return
-                raw.send(header, _MORE_NOBLOCK)  # a refused message fails on frame one
+                send_frame(raw, header, _MORE_NOBLOCK)  # a refused message fails on frame one
                 break
             except zmq.Again:
                 pass
@@ -1169,14 +1179,14 @@ class _AsyncTransport:
             await asyncio.sleep(0.01)
             if self.raw is None:
                 raise ThreadhostError("client is closed")
-        raw.send(body, _NOBLOCK)
+        send_frame(raw, body, _NOBLOCK)
 
     async def roundtrip(self, rid: int, frames: list[bytes], timeout: float, what: str) -> Any:
         raw = self.raw
         if raw is None:
             raise ThreadhostError("client is closed")
         loop = asyncio.get_running_loop()
-        portable = not self._watchable(loop, raw)
+        portable = loop is not self._loop and not self._attach(loop, raw)
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
         deadline = time.monotonic() + timeout
@@ -1185,15 +1195,19 @@ class _AsyncTransport:
             try:  # the hot path: the first frame goes at once (else: no connection now)
                 if portable:
                     raise zmq.Again
-                raw.send(frames[0], _MORE_NOBLOCK)
+                send_frame(raw, frames[0], _MORE_NOBLOCK)
             except zmq.Again:
                 await self._send(raw, frames, deadline, timeout, what, portable)
             else:
-                raw.send(frames[1], _NOBLOCK)
+                send_frame(raw, frames[1], _NOBLOCK)
             if self._watch is not None:  # connected: no monitor left unread
                 self._unwatch()
-            self._ensure_reader()
-            if not portable and not self._check_scheduled:
+            if portable:
+                self._ensure_reader()
+            elif len(self._pending) > 1 and not self._check_scheduled:
+                # (with no other call pending, no reply that matters can be queued yet:
+                # a send processes libzmq's commands when it starts, before the message
+                # leaves; a late reply to a timed-out call waits for the next wake-up)
                 self._check_scheduled = True
                 loop.call_soon(self._check_events)
             # one timer per call instead of wait_for, which wraps every call in more futures
@@ -1216,6 +1230,7 @@ class _AsyncTransport:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         self._reader = None
+        self._detach()
         self.raw = None
         if self.sock is not None:
             self._unwatch()

@@ -61,7 +61,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from types import MethodType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, cast
 
 import zmq
 import zmq.asyncio
@@ -654,6 +654,98 @@ class _SyncTransport:
                     conn.lock.release()
 
 
+# --------------------------------------------------------------------------- both clients
+
+
+class _Transport(Protocol):
+    """What the members both clients share read of their transport."""
+
+    endpoint: str
+    calls: frozenset[str] | None
+    late_replies: int
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class _ClientBase:
+    """What :class:`Client` and :class:`AsyncClient` share: their settings, their views,
+    the value members, and how an attribute naming an adapter call becomes that call."""
+
+    _t: _Transport
+    _method_type: ClassVar[type[_Method] | type[_AsyncMethod]]
+
+    def _settings(self, timeout: float, retry: Retry | None) -> None:
+        self._timeout = _check_timeout(timeout)
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
+        self._forced: float | None = None
+        self._retry = retry
+
+    def _view(self, forced: float | None, retry: Retry | None) -> Self:
+        view = object.__new__(type(self))
+        view._t = self._t
+        view._timeout = self._timeout
+        view._forced = forced
+        view._retry = retry
+        return view
+
+    def _with_timeout(self, timeout: float) -> Self:
+        return self._view(_check_timeout(timeout), self._retry)
+
+    def _adapter_call(self, name: str) -> Any:
+        method = self.__dict__.get(name)
+        if not isinstance(method, self._method_type):
+            method = self.__dict__[name] = self._method_type(self, name)  # type: ignore[arg-type]
+        return method  # found directly from now on
+
+    @_local
+    def with_retry(self, retry: Retry | None) -> Self:
+        """This client with another :class:`Retry` (None: no retry) for the calls made
+        through it: same connection, same timeout. Closing it closes the client."""
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
+        return self._view(self._forced, retry)
+
+    if TYPE_CHECKING:
+        endpoint: str
+        timeout: float
+        closed: bool
+        late_replies: int
+    else:
+
+        @_value
+        def endpoint(self) -> str:
+            """The endpoint this client connects to."""
+            return self._t.endpoint
+
+        @_value
+        def timeout(self) -> float:
+            """The timeout of calls made through this client (or view)."""
+            return self._forced if self._forced is not None else self._timeout
+
+        @_value
+        def closed(self) -> bool:
+            """Whether the client is closed."""
+            return self._t.closed
+
+        @_value
+        def late_replies(self) -> int:
+            """Replies to earlier calls that had timed out, dropped so far."""
+            return self._t.late_replies
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._adapter_call(name)
+
+    def __repr__(self) -> str:
+        timeout = self._forced if self._forced is not None else self._timeout
+        return f"<threadhost.{self._repr_name} {self._t.endpoint} timeout={timeout:g}s>"
+
+    _repr_name: ClassVar[str]
+
+
 # --------------------------------------------------------------------------- sync client
 
 
@@ -671,7 +763,7 @@ class _Method:
         return f"<threadhost remote call {self._name!r}>"
 
 
-class Client:
+class Client(_ClientBase):
     """A synchronous threadhost client; shareable between threads; a context manager.
 
     ``lib.calc(5)`` and ``lib.call("calc", 5)`` are the same call. ``timeout`` (seconds)
@@ -688,6 +780,8 @@ class Client:
     """
 
     _t: _SyncTransport
+    _method_type = _Method
+    _repr_name = "Client"
 
     def __init__(
         self,
@@ -701,26 +795,11 @@ class Client:
         server_key: str | bytes | os.PathLike[str] | None = None,
         secret_key: str | bytes | os.PathLike[str] | None = None,
     ) -> None:
-        self._timeout = _check_timeout(timeout)
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
-        self._forced: float | None = None
-        self._retry = retry
+        self._settings(timeout, retry)
         self._t = _SyncTransport(endpoint, RequestCore(fingerprint, max_size),
                                  context or zmq.Context.instance(),
                                  client_keys(server_key, secret_key))
         self._t.conn()  # this thread's socket starts connecting now
-
-    def _view(self, forced: float | None, retry: Retry | None) -> Client:
-        view = object.__new__(type(self))
-        view._t = self._t
-        view._timeout = self._timeout
-        view._forced = forced
-        view._retry = retry
-        return view
-
-    def _with_timeout(self, timeout: float) -> Client:
-        return self._view(_check_timeout(timeout), self._retry)
 
     # ------------------------------------------------------------------ calls
 
@@ -790,12 +869,6 @@ class Client:
         return msg
 
     # ------------------------------------------------------------------ members that give way
-
-    def _adapter_call(self, name: str) -> _Method:
-        method = self.__dict__.get(name)
-        if not isinstance(method, _Method):
-            method = self.__dict__[name] = _Method(self, name)  # found directly from now on
-        return method
 
     def _learning(self, name: str, own: Callable[..., Any], quiet: bool) -> Callable[..., Any]:
         def first_use(*args: Any, **kwargs: Any) -> Any:
@@ -890,53 +963,13 @@ class Client:
         adapter's ``@fast(timeout=...)``. Closing it closes the client."""
         return self._with_timeout(timeout)
 
-    @_local
-    def with_retry(self, retry: Retry | None) -> Client:
-        """This client with another :class:`Retry` (None: no retry) for the calls made
-        through it: same sockets, same timeout. Closing it closes the client."""
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
-        return self._view(self._forced, retry)
-
     @_closes
     def close(self) -> None:
         """Close the client (all its sockets; a call in progress in another thread ends
         first). Idempotent. Views made by ``with_timeout``/``with_retry`` share it."""
         self._t.close()
 
-    if TYPE_CHECKING:
-        endpoint: str
-        timeout: float
-        closed: bool
-        late_replies: int
-    else:
-
-        @_value
-        def endpoint(self) -> str:
-            """The endpoint this client connects to."""
-            return self._t.endpoint
-
-        @_value
-        def timeout(self) -> float:
-            """The timeout of calls made through this client (or view)."""
-            return self._forced if self._forced is not None else self._timeout
-
-        @_value
-        def closed(self) -> bool:
-            """Whether the client is closed."""
-            return self._t.closed
-
-        @_value
-        def late_replies(self) -> int:
-            """Replies to earlier calls that had timed out, dropped so far."""
-            return self._t.late_replies
-
     # ------------------------------------------------------------------ plumbing
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self._adapter_call(name)
 
     def __dir__(self) -> list[str]:
         calls = self._t.calls
@@ -952,10 +985,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self._t.close()
-
-    def __repr__(self) -> str:
-        timeout = self._forced if self._forced is not None else self._timeout
-        return f"<threadhost.Client {self._t.endpoint} timeout={timeout:g}s>"
 
 
 def connect(
@@ -1256,7 +1285,7 @@ class _AsyncMethod:
         return f"<threadhost remote call {self._name!r} (asyncio)>"
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase):
     """An asyncio threadhost client: ``async with AsyncClient(ep) as lib: await lib.calc(5)``.
 
     The same calls as :class:`Client`, awaited: ``await lib.calc(5)``,
@@ -1267,6 +1296,8 @@ class AsyncClient:
     """
 
     _t: _AsyncTransport
+    _method_type = _AsyncMethod
+    _repr_name = "AsyncClient"
 
     def __init__(
         self,
@@ -1279,24 +1310,9 @@ class AsyncClient:
         server_key: str | bytes | os.PathLike[str] | None = None,
         secret_key: str | bytes | os.PathLike[str] | None = None,
     ) -> None:
-        self._timeout = _check_timeout(timeout)
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
-        self._forced: float | None = None
-        self._retry = retry
+        self._settings(timeout, retry)
         self._t = _AsyncTransport(endpoint, RequestCore(fingerprint, max_size),
                                   client_keys(server_key, secret_key))
-
-    def _view(self, forced: float | None, retry: Retry | None) -> AsyncClient:
-        view = object.__new__(type(self))
-        view._t = self._t
-        view._timeout = self._timeout
-        view._forced = forced
-        view._retry = retry
-        return view
-
-    def _with_timeout(self, timeout: float) -> AsyncClient:
-        return self._view(_check_timeout(timeout), self._retry)
 
     # ------------------------------------------------------------------ calls
 
@@ -1362,12 +1378,6 @@ class AsyncClient:
         return msg
 
     # ------------------------------------------------------------------ members that give way
-
-    def _adapter_call(self, name: str) -> _AsyncMethod:
-        method = self.__dict__.get(name)
-        if not isinstance(method, _AsyncMethod):
-            method = self.__dict__[name] = _AsyncMethod(self, name)
-        return method
 
     def _learning(self, name: str, own: Callable[..., Any], quiet: bool) -> Callable[..., Any]:
         async def first_use(*args: Any, **kwargs: Any) -> Any:
@@ -1459,51 +1469,12 @@ class AsyncClient:
         client."""
         return self._with_timeout(timeout)
 
-    @_local
-    def with_retry(self, retry: Retry | None) -> AsyncClient:
-        """This client with another :class:`Retry` (None: no retry); same socket."""
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
-        return self._view(self._forced, retry)
-
     @_closes
     async def close(self) -> None:
         """Close the client; pending calls fail. Idempotent."""
         await self._t.close()
 
-    if TYPE_CHECKING:
-        endpoint: str
-        timeout: float
-        closed: bool
-        late_replies: int
-    else:
-
-        @_value
-        def endpoint(self) -> str:
-            """The endpoint this client connects to."""
-            return self._t.endpoint
-
-        @_value
-        def timeout(self) -> float:
-            """The timeout of calls made through this client (or view)."""
-            return self._forced if self._forced is not None else self._timeout
-
-        @_value
-        def closed(self) -> bool:
-            """Whether the client is closed."""
-            return self._t.closed
-
-        @_value
-        def late_replies(self) -> int:
-            """Replies to earlier calls that had timed out, dropped so far."""
-            return self._t.late_replies
-
     # ------------------------------------------------------------------ plumbing
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self._adapter_call(name)
 
     def __dir__(self) -> list[str]:
         """Members and, once known (after any describe or first use of a member that asks
@@ -1515,7 +1486,3 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._t.close()
-
-    def __repr__(self) -> str:
-        timeout = self._forced if self._forced is not None else self._timeout
-        return f"<threadhost.AsyncClient {self._t.endpoint} timeout={timeout:g}s>"

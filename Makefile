@@ -104,7 +104,7 @@ MUTATE_TARGETS ?= threadhost/policy.py:tests/test_policy.py \
 	threadhost/gate/states.py:tests/test_gate_states.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/routing.py:tests/test_gate_routing.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/supervision.py:tests/test_gate_supervision.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
-	threadhost/gate/maintenance.py:tests/test_gate_maintenance.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
+	threadhost/gate/maintenance.py:tests/test_gate_maintenance.py,tests/test_gate_ratelimit.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/pool.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/measure.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/attach.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
@@ -112,7 +112,7 @@ MUTATE_TARGETS ?= threadhost/policy.py:tests/test_policy.py \
 	threadhost/gate/config.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/actions.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
 	threadhost/gate/poison.py:tests/test_gate_parts.py,tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py \
-	threadhost/gate/core.py:tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py
+	threadhost/gate/core.py:tests/test_gate.py,tests/test_gate_pool.py,tests/test_gate_core.py,tests/test_gate_ratelimit.py
 MUTATE_ARGS ?=
 .PHONY: mutate
 mutate: setup

@@ -325,6 +325,7 @@ def test_rollout_fields_and_defaults() -> None:
     assert (r.name, r.reason, r.round, r.started, r.pending) == (
         "reload", "idle 10s", 4, 12.5, ["h1"])
     assert (r.active, r.done, r.failed) == ([], [], [])
+    assert r.manual is False and r.halted is None  # a policy's round unless told otherwise
     other = Rollout("x", "y", 1, 0.0, [])
     other.active.append("a")
     other.done.append("b")

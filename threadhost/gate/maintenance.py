@@ -150,14 +150,15 @@ class Schedule:
     def due(self, now: float) -> tuple[str, str] | None:
         """(name, reason) of the slow call to run now, or None. Every policy is polled (a
         ``file`` term must keep reading); the one that waited longest wins."""
-        best: tuple[float, str, str] | None = None
+        best: tuple[tuple[float, str], str] | None = None  # ((last end, name), reason)
         for name, call in self.calls.items():
             reason = call.policy.poll(now)
             if call.hold_until is not None and now < call.hold_until:
                 continue  # backing off after a halted round
-            if reason is not None and (best is None or (call.last_end, name) < best[:2]):
-                best = (call.last_end, name, reason)
-        return None if best is None else (best[1], best[2])
+            key = (call.last_end, name)  # names are unique: two keys never tie
+            if reason is not None and (best is None or key < best[0]):  # mutate: skip[with '<=']
+                best = (key, reason)
+        return None if best is None else (best[0][1], best[1])
 
     def next_wakeup(self, now: float) -> float | None:
         times: list[float] = []

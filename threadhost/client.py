@@ -319,6 +319,12 @@ class Retry:
         return None
 
 
+def _check_retry(retry: Retry | None) -> Retry | None:
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
+    return retry
+
+
 def _check_timeout(timeout: float, what: str = "timeout") -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
         0 < timeout < math.inf
@@ -674,13 +680,17 @@ class _ClientBase:
 
     _t: _Transport
     _method_type: ClassVar[type[_Method] | type[_AsyncMethod]]
+    _repr_name: ClassVar[str]
 
     def _settings(self, timeout: float, retry: Retry | None) -> None:
         self._timeout = _check_timeout(timeout)
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
         self._forced: float | None = None
-        self._retry = retry
+        self._retry = _check_retry(retry)
+
+    @property
+    def _current_timeout(self) -> float:
+        """The timeout of calls made through this client or view (a view's own first)."""
+        return self._forced if self._forced is not None else self._timeout
 
     def _view(self, forced: float | None, retry: Retry | None) -> Self:
         view = object.__new__(type(self))
@@ -703,9 +713,7 @@ class _ClientBase:
     def with_retry(self, retry: Retry | None) -> Self:
         """This client with another :class:`Retry` (None: no retry) for the calls made
         through it: same connection, same timeout. Closing it closes the client."""
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a threadhost.Retry or None, not {retry!r}")
-        return self._view(self._forced, retry)
+        return self._view(self._forced, _check_retry(retry))
 
     if TYPE_CHECKING:
         endpoint: str
@@ -722,7 +730,7 @@ class _ClientBase:
         @_value
         def timeout(self) -> float:
             """The timeout of calls made through this client (or view)."""
-            return self._forced if self._forced is not None else self._timeout
+            return self._current_timeout
 
         @_value
         def closed(self) -> bool:
@@ -740,10 +748,8 @@ class _ClientBase:
         return self._adapter_call(name)
 
     def __repr__(self) -> str:
-        timeout = self._forced if self._forced is not None else self._timeout
-        return f"<threadhost.{self._repr_name} {self._t.endpoint} timeout={timeout:g}s>"
-
-    _repr_name: ClassVar[str]
+        return (f"<threadhost.{self._repr_name} {self._t.endpoint} "
+                f"timeout={self._current_timeout:g}s>")
 
 
 # --------------------------------------------------------------------------- sync client
@@ -856,7 +862,7 @@ class Client(_ClientBase):
                        what: str | None = None) -> Any:
         t = self._t
         if timeout is None:
-            timeout = self._forced if self._forced is not None else self._timeout
+            timeout = self._current_timeout
         rid = t.core.next_id()
         msg = make(rid)
         reply = t.roundtrip(rid, encode(msg), timeout, what or msg.kind)
@@ -1365,7 +1371,7 @@ class AsyncClient(_ClientBase):
                              what: str | None = None) -> Any:
         t = self._t
         if timeout is None:
-            timeout = self._forced if self._forced is not None else self._timeout
+            timeout = self._current_timeout
         rid = t.core.next_id()
         msg = make(rid)
         reply = await t.roundtrip(rid, encode(msg), timeout, what or msg.kind)

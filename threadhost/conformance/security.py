@@ -79,7 +79,7 @@ def _unknown_key(s: BrokerSession) -> str:
     got_in: list[str] = []
 
     def one_got_in() -> bool:
-        got_in.extend(label for label, peer in peers if peer.sock.poll(0, zmq.POLLOUT))
+        got_in.extend(label for label, peer in peers if peer.connected(0))
         return bool(got_in)
 
     s.wait(one_got_in, s.timeout)
